@@ -1,0 +1,1 @@
+"""cmjax: cross-modal learning in JAX/Flax."""
