@@ -1,0 +1,16 @@
+"""Evaluators, looked up by `type` from `config.evals.<name>`."""
+
+from cmjax.evaluators import retrieval  # noqa: F401  (registers 'retrieval')
+from cmjax.evaluators import zeroshot  # noqa: F401  (registers 'zeroshot')
+from cmjax.evaluators.common import get_evaluator_cls
+
+
+def build_evaluators(config, model) -> dict:
+  """`{name: evaluator}` for every entry of `config.evals`."""
+  out = {}
+  for name, entry in config.get("evals", {}).items():
+    if "type" not in entry:
+      raise ValueError(f"config.evals.{name} needs a 'type' "
+                       "(e.g. 'retrieval' or 'zeroshot').")
+    out[name] = get_evaluator_cls(entry["type"])(entry, model=model, config=config)
+  return out

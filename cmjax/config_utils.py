@@ -1,0 +1,95 @@
+"""Config helpers: the strict `get_config(arg)` argument parser and duration resolution.
+
+A config file is `configs/NAME.py` with `get_config(arg=None) -> ConfigDict`. The
+`arg` is what follows the colon in `--config configs/NAME.py:tiny,batch_size=64`:
+a comma-separated list of `key=value` pairs or bare flags (`tiny` means
+`tiny=True`). Only keys the config declares are accepted, so a typo stops the run
+instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+import ml_collections
+
+
+def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
+  """Parses `"tiny,batch_size=64"` against `defaults`; unknown keys raise ValueError.
+
+  Values are converted to the type of the default (bool, int, float, str).
+  """
+  out = ml_collections.ConfigDict(defaults)
+  if not arg:
+    return out
+  for item in arg.split(","):
+    item = item.strip()
+    if not item:
+      continue
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if key not in defaults:
+      raise ValueError(
+          f"Unknown config argument {key!r} in {arg!r}; this config accepts: "
+          f"{', '.join(sorted(defaults))}.")
+    default = defaults[key]
+    if not sep:  # a bare word is a flag
+      if not isinstance(default, bool):
+        raise ValueError(f"Config argument {key!r} needs a value: {key}=...")
+      out[key] = True
+      continue
+    out[key] = _convert(key, raw.strip(), default)
+  return out
+
+
+def _convert(key: str, raw: str, default: Any) -> Any:
+  if isinstance(default, bool):
+    if raw.lower() in ("1", "true", "yes"):
+      return True
+    if raw.lower() in ("0", "false", "no"):
+      return False
+    raise ValueError(f"Config argument {key!r} expects true/false, got {raw!r}.")
+  if isinstance(default, (int, float)) and not isinstance(default, bool):
+    try:
+      value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+      raise ValueError(
+          f"Config argument {key!r} expects a number, got {raw!r}.") from None
+    if isinstance(default, int) and not (isinstance(value, int) or
+                                         float(value).is_integer()):
+      raise ValueError(f"Config argument {key!r} expects an integer, got {raw!r}.")
+    return type(default)(value)
+  return raw
+
+
+_UNITS = ("steps", "epochs", "examples")
+
+
+def resolve_steps(config: Any, prefix: str, *, batch_size: int,
+                  num_train_examples: int | None, default: int | None = None) -> int:
+  """Turns `{prefix}_steps`, `{prefix}_epochs` or `{prefix}_examples` into steps.
+
+  Exactly one of the three may be set (not None). Epochs need the size of the
+  training split. Returns `default` when none is set (or raises if no default).
+  """
+  given = {u: config.get(f"{prefix}_{u}") for u in _UNITS}
+  given = {u: v for u, v in given.items() if v is not None}
+  if len(given) > 1:
+    raise ValueError(
+        f"Set only one of {', '.join(f'{prefix}_{u}' for u in given)}; got {given}.")
+  if not given:
+    if default is None:
+      raise ValueError(
+          f"Set one of {prefix}_steps, {prefix}_epochs or {prefix}_examples.")
+    return default
+  (unit, value), = given.items()
+  if value < 0:
+    raise ValueError(f"{prefix}_{unit} must be >= 0, got {value}.")
+  if unit == "steps":
+    return int(value)
+  if unit == "examples":
+    return int(round(value / batch_size))
+  if not num_train_examples:
+    raise ValueError(f"{prefix}_epochs needs a training split of known size.")
+  return int(round(value * num_train_examples / batch_size))

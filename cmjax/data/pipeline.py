@@ -1,0 +1,115 @@
+"""grain input pipelines: source -> shuffle -> repeat -> preprocess -> batch.
+
+The training pipeline is a `grain.MapDataset` chain, so its iterator state (a few
+integers) is saved with every checkpoint and a resumed run sees exactly the
+batches an uninterrupted run would have seen. Each host reads only its own slice
+of the source (`source[process_index::process_count]`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import grain
+import numpy as np
+
+from cmjax.data import shapes
+from cmjax.data import tokenizers
+
+# Keys of a model-ready example (see INTERFACES.md); everything else is dropped.
+LABEL_KEYS = ("label", "shape_label", "color_label", "size_label")
+
+_SOURCE_KEYS = ("image_size", "min_objects", "max_objects", "domain",
+                "class_skew", "speech", "sample_rate", "max_speech_seconds")
+
+
+def make_source(data_config: Mapping[str, Any], split: str, *, seed: int,
+                num_examples: int | None = None, **overrides) -> shapes.ShapesSource:
+  """The built-in dataset named by `config.data.name` (only 'shapes' so far)."""
+  name = data_config.get("name", "shapes")
+  if name != "shapes":
+    raise ValueError(f"config.data.name={name!r} is not a known dataset; "
+                     "known: 'shapes'.")
+  kwargs = {k: data_config[k] for k in _SOURCE_KEYS if k in data_config}
+  kwargs.update(overrides)
+  if num_examples is None and split == "train":
+    num_examples = data_config.get("num_train")
+  return shapes.ShapesSource(split=split, seed=seed, num_examples=num_examples,
+                             **kwargs)
+
+
+def make_tokenizer(data_config: Mapping[str, Any]):
+  return tokenizers.get_tokenizer(data_config.get("tokenizer", "word"))
+
+
+def max_audio_samples(data_config: Mapping[str, Any]) -> int:
+  return int(round(data_config["max_speech_seconds"] * data_config["sample_rate"]))
+
+
+def pad_audio(wave: np.ndarray, max_samples: int) -> tuple[np.ndarray, np.ndarray]:
+  """Crops / zero-pads a waveform `[n]` to `[max_samples]`; returns (audio, mask)."""
+  n = min(len(wave), max_samples)
+  audio = np.zeros((max_samples,), np.float32)
+  audio[:n] = wave[:n]
+  mask = np.zeros((max_samples,), bool)
+  mask[:n] = True
+  return audio, mask
+
+
+class Preprocess(grain.transforms.RandomMap):
+  """Record of the source -> flat dict of fixed-shape numpy arrays.
+
+  A random paraphrase is chosen as the text for each visit of an example, so
+  epochs differ while staying reproducible (grain seeds `rng` per element).
+  """
+
+  def __init__(self, tokenizer, max_text_len: int, max_samples: int,
+               with_speech: bool):
+    self.tokenizer = tokenizer
+    self.max_text_len = max_text_len
+    self.max_samples = max_samples
+    self.with_speech = with_speech
+
+  def random_map(self, record, rng: np.random.Generator):
+    captions = record["captions"]
+    caption = captions[int(rng.integers(len(captions)))]
+    text, text_mask = self.tokenizer.pad(caption, self.max_text_len)
+    out = {"image": record["image"], "text": text, "text_mask": text_mask}
+    if self.with_speech:
+      out["audio"], out["audio_mask"] = pad_audio(record["speech"], self.max_samples)
+    for key in LABEL_KEYS:
+      out[key] = np.int32(record[key])
+    return out
+
+
+def train_dataset(config, *, process_index: int = 0, process_count: int = 1,
+                  source=None) -> grain.IterDataset:
+  """Infinite, shuffled, batched per-host training stream (`config.batch_size` global)."""
+  data = config.data
+  if config.batch_size % process_count:
+    raise ValueError(f"batch_size={config.batch_size} is not divisible by the "
+                     f"{process_count} processes.")
+  local_batch = config.batch_size // process_count
+  if source is None:
+    source = make_source(data, "train", seed=config.seed)
+  ds = grain.MapDataset.source(source)[process_index::process_count]
+  ds = ds.seed(config.seed).shuffle().repeat(None)
+  ds = ds.random_map(Preprocess(make_tokenizer(data), data.max_text_len,
+                                max_audio_samples(data), data.speech))
+  ds = ds.batch(local_batch, drop_remainder=True)
+  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=1,
+                                            prefetch_buffer_size=4))
+  if data.get("num_workers", 0) > 0:
+    it = it.mp_prefetch(grain.MultiprocessingOptions(
+        num_workers=data.num_workers, per_worker_buffer_size=2))
+  return it
+
+
+def materialize(source, preprocess_fn, batch_size: int = 64) -> dict[str, np.ndarray]:
+  """Applies `preprocess_fn(record) -> dict` to every example; stacks into arrays.
+
+  Used for held-out evaluation sets, which are small and read once.
+  """
+  ds = grain.MapDataset.source(source).map(preprocess_fn).batch(batch_size)
+  parts = list(ds.to_iter_dataset(grain.ReadOptions(num_threads=1)))
+  return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

@@ -1,0 +1,64 @@
+"""Shared pieces of the evaluators: the registry and batched, jitted encoding."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+_REGISTRY: dict[str, type] = {}
+
+
+def register(name: str):
+  def wrap(cls):
+    _REGISTRY[name] = cls
+    return cls
+  return wrap
+
+
+def get_evaluator_cls(name: str) -> type:
+  if name not in _REGISTRY:
+    raise ValueError(f"Unknown evaluator type {name!r}; known: {sorted(_REGISTRY)}.")
+  return _REGISTRY[name]
+
+
+class Encoder:
+  """Embeds one modality in fixed-size batches with one compiled function.
+
+  The last partial batch is zero-padded to `batch_size`, so evaluation never
+  triggers a second compilation.
+  """
+
+  def __init__(self, model, method: str, batch_size: int):
+    self.batch_size = batch_size
+    fn = getattr(model, method)
+    self._apply = jax.jit(
+        lambda params, *xs: model.apply({"params": params}, *xs, method=fn))
+
+  def __call__(self, params: Any, *arrays: np.ndarray) -> np.ndarray:
+    """`arrays` share a leading axis `[n, ...]`; returns `[n, embed_dim]` float32."""
+    n = arrays[0].shape[0]
+    out = []
+    for start in range(0, n, self.batch_size):
+      chunk = [a[start:start + self.batch_size] for a in arrays]
+      rows = chunk[0].shape[0]
+      if rows < self.batch_size:
+        chunk = [np.concatenate([c, np.zeros((self.batch_size - rows,) + c.shape[1:],
+                                              c.dtype)]) for c in chunk]
+      out.append(np.asarray(self._apply(params, *chunk))[:rows])
+    return np.concatenate(out).astype(np.float32)
+
+
+def tokenize_all(tokenizer, texts, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+  """List of strings -> (`[n, max_len]` int32 ids, `[n, max_len]` bool mask)."""
+  pairs = [tokenizer.pad(t, max_len) for t in texts]
+  return (np.stack([p[0] for p in pairs]).astype(np.int32),
+          np.stack([p[1] for p in pairs]).astype(bool))
+
+
+def every(config_entry, default: int) -> int:
+  return int(config_entry.get("every_steps", default) or 0)
+
+
+Evaluator = Callable[..., Any]

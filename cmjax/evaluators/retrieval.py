@@ -1,0 +1,78 @@
+"""Cross-modal retrieval: Recall@K, rsum, median and mean rank, both directions.
+
+For every pair of modalities (image-text, image-audio, text-audio) each held-out
+example is a query against all examples of the other modality. Images have
+`num_captions` paraphrased captions each; as in the COCO protocol, image->text
+counts a hit when any of the image's captions is retrieved, and every caption
+is its own text->image query.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+
+import numpy as np
+
+from cmjax.data import pipeline
+from cmjax.evaluators import common
+from cmjax.evaluators import metrics
+
+_METHOD = {"image": "encode_image", "text": "encode_text", "audio": "encode_audio"}
+
+
+@common.register("retrieval")
+class RetrievalEvaluator:
+
+  def __init__(self, entry, *, model, config):
+    t0 = time.time()
+    data = config.data
+    self.every_steps = common.every(entry, 0)
+    k = int(entry.get("num_captions", 5))
+    modalities = [m for m in ("image", "text", "audio")
+                  if m != "audio" or data.speech]
+    source = pipeline.make_source(
+        data, entry.get("split", "test"), seed=config.seed,
+        num_examples=int(entry.get("num_examples", 1000)), num_captions=k)
+    tokenizer = pipeline.make_tokenizer(data)
+    max_samples = pipeline.max_audio_samples(data)
+
+    def prep(rec):
+      out = {"image": rec["image"]}
+      ids, mask = common.tokenize_all(tokenizer, rec["captions"], data.max_text_len)
+      out["text"], out["text_mask"] = ids, mask
+      if data.speech:
+        out["audio"], out["audio_mask"] = pipeline.pad_audio(rec["speech"], max_samples)
+      return out
+
+    arrays = pipeline.materialize(source, prep)
+    n = arrays["image"].shape[0]
+    self.inputs = {
+        "image": (arrays["image"],),
+        "text": (arrays["text"].reshape(n * k, -1),
+                 arrays["text_mask"].reshape(n * k, -1)),
+    }
+    if "audio" in modalities:
+      self.inputs["audio"] = (arrays["audio"], arrays["audio_mask"])
+    # Which example every row of each modality belongs to.
+    self.owner = {"image": np.arange(n), "text": np.repeat(np.arange(n), k),
+                  "audio": np.arange(n)}
+    bs = int(entry.get("batch_size", 250))
+    self.encoders = {m: common.Encoder(model, _METHOD[m], bs) for m in self.inputs}
+    self.pairs = list(itertools.combinations(list(self.inputs), 2))
+    logging.info("retrieval evaluator: %d examples x %d captions ready in %.1fs",
+                 n, k, time.time() - t0)
+
+  def run(self, params):
+    emb = {m: self.encoders[m](params, *xs) for m, xs in self.inputs.items()}
+    for a, b in self.pairs:
+      sim = emb[a] @ emb[b].T
+      pos = self.owner[a][:, None] == self.owner[b][None, :]
+      rsum = 0.0
+      for q, c, s, p in ((a, b, sim, pos), (b, a, sim.T, pos.T)):
+        m = metrics.retrieval_metrics(metrics.best_positive_ranks(s, p))
+        rsum += m["R@1"] + m["R@5"] + m["R@10"]
+        for name, value in m.items():
+          yield f"retrieval/{q}_to_{c}/{name}", value
+      yield f"retrieval/{a}_{b}/rsum", rsum

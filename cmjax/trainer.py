@@ -1,0 +1,401 @@
+"""The train state, the jitted train step, and the loop `train_and_evaluate`.
+
+The step is one pure function `(state, batch) -> (state, metrics)`, compiled once
+with explicit shardings over the config's mesh and with the state's buffers
+donated. Side effects (data, logging, checkpoints, evaluation) live in the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from typing import Any, Mapping
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from cmjax import checkpoint as ckpt_lib
+from cmjax import config_utils
+from cmjax import losses
+from cmjax import metric_writer
+from cmjax import sharding
+from cmjax.data import pipeline
+from cmjax.models import registry
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  opt_state: Any
+
+
+# ----------------------------------------------------------------------------
+# Model, optimiser, batch spec
+# ----------------------------------------------------------------------------
+
+def model_kwargs(config) -> dict:
+  """Keyword arguments of the model, completed from the data config."""
+  kw = config.model.to_dict()
+  kw.pop("name")
+  tokenizer = pipeline.make_tokenizer(config.data)
+  kw["text"] = dict(kw.get("text", {}), vocab_size=tokenizer.vocab_size,
+                    max_len=config.data.max_text_len)
+  kw["audio"] = dict(kw.get("audio", {}), sample_rate=config.data.sample_rate)
+  if not config.data.speech:
+    kw["modalities"] = ("image", "text")
+  kw["dtype"] = config.get("dtype", "float32")
+  return kw
+
+
+def build_model(config):
+  return registry.get_model(config.model.name, **model_kwargs(config))
+
+
+def _decay_mask(params):
+  """Weight decay on matrices only: not on biases, norms, temperature or bias scalars."""
+  return jax.tree_util.tree_map(lambda p: jnp.ndim(p) >= 2, params)
+
+
+def make_optimizer(optim, *, total_steps: int, warmup_steps: int):
+  """AdamW with linear warmup then cosine decay; returns `(tx, schedule)`."""
+  if optim.get("name", "adamw") != "adamw":
+    raise ValueError(f"config.optim.name={optim.name!r} is not supported; use 'adamw'.")
+  if warmup_steps > total_steps:
+    raise ValueError(f"warmup ({warmup_steps} steps) is longer than training "
+                     f"({total_steps} steps).")
+  schedule = optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=optim.lr, warmup_steps=warmup_steps,
+      decay_steps=max(total_steps, 1), end_value=optim.lr * optim.get("min_lr_ratio", 0.0))
+  parts = []
+  if optim.get("grad_clip_norm"):
+    parts.append(optax.clip_by_global_norm(optim.grad_clip_norm))
+  parts.append(optax.adamw(schedule, b1=optim.get("b1", 0.9), b2=optim.get("b2", 0.999),
+                           weight_decay=optim.get("weight_decay", 0.0), mask=_decay_mask))
+  return optax.chain(*parts), schedule
+
+
+def batch_spec(config, local: bool = True) -> dict[str, jax.ShapeDtypeStruct]:
+  """Shapes and dtypes of a training batch, as the pipeline produces it."""
+  data = config.data
+  b = config.batch_size // (jax.process_count() if local else 1)
+  s = data.image_size
+  spec = {
+      "image": ((b, s, s, 3), np.uint8),
+      "text": ((b, data.max_text_len), np.int32),
+      "text_mask": ((b, data.max_text_len), bool),
+  }
+  if data.speech:
+    t = pipeline.max_audio_samples(data)
+    spec.update(audio=((b, t), np.float32), audio_mask=((b, t), bool))
+  for key in pipeline.LABEL_KEYS:
+    spec[key] = ((b,), np.int32)
+  return {k: jax.ShapeDtypeStruct(shape, dtype) for k, (shape, dtype) in spec.items()}
+
+
+def check_batch(batch: Mapping[str, Any], spec: Mapping[str, jax.ShapeDtypeStruct]) -> None:
+  """Raises ValueError naming the key when a batch differs from what the model expects."""
+  missing = [k for k in spec if k not in batch]
+  if missing:
+    raise ValueError(f"Batch is missing key(s) {missing}; it has {sorted(batch)}.")
+  for key, want in spec.items():
+    got = batch[key]
+    if tuple(got.shape) != tuple(want.shape):
+      raise ValueError(f"Batch key {key!r} has shape {tuple(got.shape)}, expected "
+                       f"{tuple(want.shape)}.")
+    if np.dtype(got.dtype) != np.dtype(want.dtype):
+      raise ValueError(f"Batch key {key!r} has dtype {got.dtype}, expected {want.dtype}.")
+
+
+# ----------------------------------------------------------------------------
+# State creation and the train step
+# ----------------------------------------------------------------------------
+
+def create_train_state(model, tx, config, mesh, rules):
+  """Returns `(abstract_state, state_shardings, init)`; `init()` builds the state sharded.
+
+  The state is never materialised on one device first: its shapes come from
+  `jax.eval_shape`, its shardings from the parameters' logical axis names, and
+  the jitted initialiser writes every array straight into its shards.
+  """
+  spec = batch_spec(config, local=False)
+  dummy = {k: jnp.zeros(v.shape, v.dtype) for k, v in spec.items()}
+
+  def init_boxed(rng):
+    params = model.init(rng, dummy, train=False)["params"]
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      opt_state=tx.init(params))
+
+  abstract_boxed = jax.eval_shape(init_boxed, jax.random.key(0))
+  shardings = sharding.tree_shardings(abstract_boxed, mesh, rules)
+  abstract = jax.tree_util.tree_map(
+      lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+      nn.meta.unbox(abstract_boxed), shardings)
+
+  init = jax.jit(lambda rng: nn.meta.unbox(init_boxed(rng)), out_shardings=shardings)
+  return abstract, shardings, lambda: init(jax.random.key(config.seed))
+
+
+def make_train_step(model, tx, schedule, loss_fn, config):
+  """The pure train step `(state, batch) -> (state, metrics)`."""
+  base_rng = jax.random.key(config.seed + 1)
+
+  def train_step(state: TrainState, batch):
+    rng = jax.random.fold_in(base_rng, state.step)
+
+    def objective(params):
+      outputs = model.apply({"params": params}, batch, train=True,
+                            rngs={"dropout": rng})
+      return loss_fn(outputs)
+
+    (loss, metrics), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads),
+                   lr=schedule(state.step))
+    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  return train_step
+
+
+def make_loss_fn(config):
+  kind = config.loss.name
+  fn = losses.get_loss(kind)
+  return lambda outputs: fn(outputs)
+
+
+# ----------------------------------------------------------------------------
+# Performance accounting
+# ----------------------------------------------------------------------------
+
+def compiled_flops(compiled) -> float | None:
+  """FLOPs of one call of a compiled function, from XLA's cost analysis."""
+  try:
+    cost = compiled.cost_analysis()
+  except Exception:  # pylint: disable=broad-except
+    return None
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else None
+  return float(cost["flops"]) if cost and "flops" in cost else None
+
+
+def measure_peak_flops(n: int = 1024, repeats: int = 5) -> float:
+  """Achieved float32 FLOP/s of one square matmul on device 0 (the MFU denominator)."""
+  x = jnp.ones((n, n), jnp.float32)
+  f = jax.jit(lambda a: a @ a)
+  f(x).block_until_ready()
+  best = float("inf")
+  for _ in range(repeats):
+    t = time.perf_counter()
+    f(x).block_until_ready()
+    best = min(best, time.perf_counter() - t)
+  return 2 * n**3 / best
+
+
+# ----------------------------------------------------------------------------
+# Config checks
+# ----------------------------------------------------------------------------
+
+def validate_config(config, num_devices: int | None = None) -> None:
+  """Stops early, naming the key, on values that cannot work."""
+  for key in ("batch_size", "data", "model", "loss", "optim"):
+    if key not in config:
+      raise ValueError(f"config.{key} is missing.")
+  if config.batch_size <= 0:
+    raise ValueError(f"config.batch_size must be positive, got {config.batch_size}.")
+  mesh = sharding.make_mesh(config.mesh) if num_devices is None else None
+  shards = sharding.num_batch_shards(mesh) if mesh is not None else num_devices
+  if config.batch_size % shards:
+    raise ValueError(f"config.batch_size={config.batch_size} is not divisible by the "
+                     f"{shards} devices of the data axes of config.mesh.")
+  if config.model.name not in registry.names():
+    raise ValueError(f"config.model.name={config.model.name!r} is unknown; known models: "
+                     f"{registry.names()}.")
+  losses.get_loss(config.loss.name)  # raises on an unknown name
+  if config.data.image_size % config.model.image.patch_size:
+    raise ValueError(f"config.data.image_size={config.data.image_size} is not divisible "
+                     f"by config.model.image.patch_size={config.model.image.patch_size}.")
+  for name, value in (("log_every_steps", config.log_every_steps),
+                      ("checkpoint_every_steps", config.checkpoint_every_steps)):
+    if value <= 0:
+      raise ValueError(f"config.{name} must be positive, got {value}.")
+
+
+# ----------------------------------------------------------------------------
+# The loop
+# ----------------------------------------------------------------------------
+
+class _Preemption:
+  """Turns SIGTERM into a flag the loop checks, so it can save before exiting."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    try:
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # not the main thread: leave signals alone
+      self._previous = None
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.requested = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains, checkpoints and evaluates; resumes from `workdir` if it holds a run.
+
+  Returns the final metrics (also written to `workdir/metrics.json`).
+  """
+  t_start = time.time()
+  validate_config(config)
+  os.makedirs(workdir, exist_ok=True)
+  mesh = sharding.make_mesh(config.mesh)
+  rules = sharding.logical_rules(config.get("sharding_rules", []))
+  writer = metric_writer.MetricWriter(workdir)
+
+  source = pipeline.make_source(config.data, "train", seed=config.seed)
+  total_steps = config_utils.resolve_steps(
+      config, "total", batch_size=config.batch_size, num_train_examples=len(source))
+  warmup_steps = config_utils.resolve_steps(
+      config.optim, "warmup", batch_size=config.batch_size,
+      num_train_examples=len(source), default=0)
+  model = build_model(config)
+  tx, schedule = make_optimizer(config.optim, total_steps=total_steps,
+                                warmup_steps=warmup_steps)
+
+  with mesh, nn.logical_axis_rules(rules):
+    abstract, state_shardings, init_state = create_train_state(
+        model, tx, config, mesh, rules)
+
+  checkpointer = ckpt_lib.Checkpointer(
+      workdir, every_steps=config.checkpoint_every_steps,
+      keep=config.keep_checkpoints)
+  checkpointer.check_signature({
+      "model": model_kwargs(config) | {"name": config.model.name},
+      "params": jax.tree_util.tree_map(lambda a: list(a.shape), abstract.params),
+  })
+  data_iter = iter(pipeline.train_dataset(
+      config, process_index=jax.process_index(),
+      process_count=jax.process_count(), source=source))
+  state, start = checkpointer.restore_latest(abstract, data_iter)
+  if state is None:
+    state, start = init_state(), 0
+    logging.info("Starting a new run in %s", workdir)
+  else:
+    print(f"Resumed from the checkpoint at step {start} in {workdir}", flush=True)
+
+  num_params = sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(abstract.params))
+  print(f"Model {config.model.name}: {num_params:,} parameters; {total_steps} steps "
+        f"of {config.batch_size} examples; mesh {dict(mesh.shape)}", flush=True)
+
+  spec = batch_spec(config)
+  global_spec = batch_spec(config, local=False)
+  step_fn = jax.jit(
+      make_train_step(model, tx, schedule, make_loss_fn(config), config),
+      in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
+      out_shardings=(state_shardings, sharding.replicated(mesh)),
+      donate_argnums=(0,))
+  compiled = step_fn.lower(abstract, global_spec).compile()
+  flops_per_step = compiled_flops(compiled)
+  peak = config.get("peak_flops") or measure_peak_flops()
+  peak_total = peak * len(mesh.devices.flat)
+
+  import cmjax.evaluators as evaluators_lib  # pylint: disable=g-import-not-at-top
+  evaluators = evaluators_lib.build_evaluators(config, model)
+
+  def run_evals(step, final=False):
+    results = {}
+    for name, ev in evaluators.items():
+      if final or (ev.every_steps and step % ev.every_steps == 0):
+        t = time.time()
+        results.update(dict(ev.run(state.params)))
+        results[f"{name}/seconds"] = time.time() - t
+    if results:
+      writer.write(step, results, prefix="eval ")
+    return results
+
+  last_eval = {}
+  train_metrics = {}
+  preempted = False
+  t_window, steps_window, wait_window = time.perf_counter(), 0, 0.0
+  with _Preemption() as preemption:
+    step = start
+    while step < total_steps:
+      t_wait = time.perf_counter()
+      local = next(data_iter)
+      wait_window += time.perf_counter() - t_wait
+      if step == start:
+        check_batch(local, spec)
+      batch = sharding.global_batch(local, mesh)
+      state, metrics = compiled(state, batch)
+      step += 1
+      steps_window += 1
+
+      if step % config.log_every_steps == 0 or step == total_steps:
+        metrics = jax.device_get(metrics)
+        if not np.isfinite(metrics["loss"]):
+          checkpointer.close()
+          raise FloatingPointError(
+              f"Loss became {metrics['loss']} at step {step}; the last good "
+              f"checkpoint is kept in {workdir}/checkpoints. Lower config.optim.lr?")
+        dt = time.perf_counter() - t_window
+        step_time = dt / steps_window
+        train_metrics = {k: float(v) for k, v in metrics.items()}
+        train_metrics.update({
+            "step_time_s": step_time,
+            "examples_per_s": config.batch_size / step_time,
+            "data_wait_frac": wait_window / dt,
+        })
+        if flops_per_step:
+          train_metrics["mfu"] = flops_per_step / step_time / peak_total
+        eta = (total_steps - step) * step_time
+        writer.write(step, train_metrics, echo=False)
+        print(f"[{step}/{total_steps}] loss={train_metrics['loss']:.4f} "
+              f"{train_metrics['examples_per_s']:.0f} ex/s "
+              f"MFU={train_metrics.get('mfu', float('nan')):.1%} "
+              f"data_wait={train_metrics['data_wait_frac']:.0%} "
+              f"ETA {eta / 60:.1f} min", flush=True)
+        t_window, steps_window, wait_window = time.perf_counter(), 0, 0.0
+
+      checkpointer.save(step, state, data_iter)
+      if preemption.requested:
+        checkpointer.save(step, state, data_iter, force=True)
+        checkpointer.close()
+        print(f"SIGTERM: saved a checkpoint at step {step}; rerun the same command "
+              "to resume.", flush=True)
+        preempted = True
+        break
+      if step < total_steps:
+        last_eval = run_evals(step) or last_eval
+
+  if preempted:
+    writer.close()
+    return {"preempted_at_step": step}
+
+  checkpointer.save(step, state, data_iter, force=True)
+  last_eval = run_evals(step, final=True)
+  checkpointer.close()
+  writer.close()
+  result = dict(last_eval)
+  result.update({f"train/{k}": v for k, v in train_metrics.items()})
+  result.update({"step": int(step), "wall_time_s": time.time() - t_start,
+                 "num_params": num_params})
+  metric_writer.write_json(os.path.join(workdir, "metrics.json"), result)
+  print("Final metrics:", flush=True)
+  for k in sorted(last_eval):
+    print(f"  {k} = {last_eval[k]:.4f}", flush=True)
+  return result

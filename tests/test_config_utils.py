@@ -1,0 +1,70 @@
+"""The strict config-argument parser and duration resolution."""
+
+import importlib.util
+import os
+
+import ml_collections
+import pytest
+
+from cmjax import config_utils
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_config(name, arg=None):
+  path = os.path.join(ROOT, "configs", name)
+  spec = importlib.util.spec_from_file_location("cfg", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def test_parse_arg_flags_and_values():
+  a = config_utils.parse_arg("tiny,batch_size=64,lr=0.5,loss=siglip",
+                             tiny=False, batch_size=0, lr=1.0, loss="clip")
+  assert a.tiny is True and a.batch_size == 64 and a.lr == 0.5 and a.loss == "siglip"
+  assert isinstance(a.batch_size, int)
+
+
+def test_parse_arg_rejects_unknown_key_and_names_it():
+  with pytest.raises(ValueError, match="bacth_size"):
+    config_utils.parse_arg("bacth_size=3", batch_size=0)
+
+
+@pytest.mark.parametrize("arg, message", [
+    ("batch_size=abc", "expects a number"),
+    ("batch_size=1.5", "expects an integer"),
+    ("batch_size", "needs a value"),
+    ("tiny=maybe", "true/false"),
+])
+def test_parse_arg_bad_values(arg, message):
+  with pytest.raises(ValueError, match=message):
+    config_utils.parse_arg(arg, tiny=False, batch_size=0)
+
+
+def test_resolve_steps_units():
+  c = ml_collections.ConfigDict(dict(total_steps=None, total_epochs=2, total_examples=None))
+  assert config_utils.resolve_steps(c, "total", batch_size=10, num_train_examples=55) == 11
+  c = ml_collections.ConfigDict(dict(total_examples=1000))
+  assert config_utils.resolve_steps(c, "total", batch_size=10, num_train_examples=None) == 100
+  c = ml_collections.ConfigDict(dict(total_steps=7))
+  assert config_utils.resolve_steps(c, "total", batch_size=10, num_train_examples=None) == 7
+  c = ml_collections.ConfigDict(dict(warmup_steps=None))
+  assert config_utils.resolve_steps(c, "warmup", batch_size=1, num_train_examples=1,
+                                    default=0) == 0
+
+
+def test_resolve_steps_rejects_two_units():
+  c = ml_collections.ConfigDict(dict(total_steps=3, total_epochs=1))
+  with pytest.raises(ValueError, match="only one"):
+    config_utils.resolve_steps(c, "total", batch_size=1, num_train_examples=10)
+
+
+def test_default_config_variants():
+  base = load_config("shapes_contrastive.py")
+  tiny = load_config("shapes_contrastive.py", "tiny")
+  assert tiny.total_steps < base.total_steps and tiny.batch_size < base.batch_size
+  sig = load_config("shapes_contrastive.py", "loss=siglip")
+  assert sig.loss.name == "siglip" and sig.model.logit_bias_init == -10.0
+  with pytest.raises(ValueError, match="tinny"):
+    load_config("shapes_contrastive.py", "tinny")

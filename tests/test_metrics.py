@@ -1,0 +1,47 @@
+"""Evaluation metrics against scikit-learn and brute force."""
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from cmjax.evaluators import metrics
+
+
+def test_ranks_one_positive_match_sklearn_top_k():
+  rng = np.random.default_rng(0)
+  sim = rng.normal(size=(200, 200))
+  pos = np.eye(200, dtype=bool)
+  ranks = metrics.best_positive_ranks(sim, pos)
+  for k in (1, 5, 10):
+    want = skm.top_k_accuracy_score(np.arange(200), sim, k=k, labels=np.arange(200))
+    assert metrics.retrieval_metrics(ranks)[f"R@{k}"] == pytest.approx(want)
+
+
+def test_ranks_several_positives_brute_force():
+  rng = np.random.default_rng(1)
+  sim = rng.normal(size=(30, 90))
+  owner_q, owner_c = np.arange(30), np.repeat(np.arange(30), 3)
+  pos = owner_q[:, None] == owner_c[None, :]
+  ranks = metrics.best_positive_ranks(sim, pos)
+  for q in range(30):
+    order = np.argsort(-sim[q])
+    first_hit = next(i for i, c in enumerate(order) if owner_c[c] == q)
+    assert ranks[q] == first_hit
+
+
+def test_median_and_mean_rank():
+  m = metrics.retrieval_metrics(np.array([0, 1, 2, 9]))
+  assert m["medr"] == 2.5 and m["meanr"] == 4.0 and m["R@1"] == 0.25
+  assert m["R@10"] == 1.0 and m["R@5"] == 0.75
+
+
+def test_ranks_reject_query_without_positive():
+  with pytest.raises(ValueError, match="positive"):
+    metrics.best_positive_ranks(np.zeros((2, 2)), np.array([[1, 0], [0, 0]], bool))
+
+
+def test_accuracy_and_macro_f1_match_sklearn():
+  rng = np.random.default_rng(2)
+  y, p = rng.integers(0, 6, 500), rng.integers(0, 6, 500)
+  assert metrics.accuracy(y, p) == pytest.approx(skm.accuracy_score(y, p))
+  assert metrics.macro_f1(y, p, 6) == pytest.approx(skm.f1_score(y, p, average="macro"))

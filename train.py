@@ -1,0 +1,36 @@
+r"""Train and evaluate a cmjax model.
+
+  python train.py --workdir /tmp/cmjax-run            # the default experiment
+  python train.py --config configs/shapes_contrastive.py:tiny --workdir /tmp/t
+  python train.py --config configs/shapes_contrastive.py --config.batch_size=64 \
+      --workdir /tmp/cmjax-run
+
+Rerunning the same command in the same workdir resumes from the newest checkpoint.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from cmjax import trainer
+
+_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                               "configs", "shapes_contrastive.py")
+
+config_flags.DEFINE_config_file(
+    "config", _DEFAULT_CONFIG, "Experiment config file (configs/NAME.py[:args]).",
+    lock_config=True)
+flags.DEFINE_string("workdir", None, "Where checkpoints, logs and metrics go.")
+flags.mark_flag_as_required("workdir")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  trainer.train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+
+
+if __name__ == "__main__":
+  app.run(main)
