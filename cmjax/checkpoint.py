@@ -59,6 +59,9 @@ class Checkpointer:
       path.write_text(json.dumps(signature, indent=1, sort_keys=True))
 
   def save(self, step: int, state: Any, data_iter: Any, *, force: bool = False) -> bool:
+    """Saves if `step` is due (or `force`) and not saved already; True if it saved."""
+    if step in self.manager.all_steps():
+      return False
     return self.manager.save(
         step,
         args=ocp.args.Composite(state=ocp.args.StandardSave(state),
@@ -84,6 +87,15 @@ class Checkpointer:
         logging.warning("Checkpoint at step %d could not be restored (%s: %s); "
                         "trying an older one.", step, type(e).__name__, e)
     return None, None
+
+  def restore_state(self, abstract_state: Any, step: int | None = None):
+    """The train state alone (no data iterator), at `step` or the newest step."""
+    step = self.manager.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"No checkpoint in {self.directory}.")
+    restored = self.manager.restore(
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
+    return restored["state"], step
 
   def wait(self) -> None:
     self.manager.wait_until_finished()

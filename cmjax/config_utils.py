@@ -10,6 +10,8 @@ instead of being silently ignored.
 from __future__ import annotations
 
 import ast
+import importlib.util
+import os
 from typing import Any
 
 import ml_collections
@@ -61,6 +63,18 @@ def _convert(key: str, raw: str, default: Any) -> Any:
       raise ValueError(f"Config argument {key!r} expects an integer, got {raw!r}.")
     return type(default)(value)
   return raw
+
+
+def load_config(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
+  """Runs `get_config(arg)` of the config file at `path` ("configs/x.py:arg" works too)."""
+  if arg is None and ":" in os.path.basename(path):
+    path, arg = path.rsplit(":", 1)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"No config file at {path}.")
+  spec = importlib.util.spec_from_file_location("_cmjax_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
 
 
 _UNITS = ("steps", "epochs", "examples")

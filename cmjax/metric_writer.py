@@ -22,15 +22,20 @@ class MetricWriter:
   def __init__(self, workdir: str, *, stream=None):
     self.active = jax.process_index() == 0
     self.stream = stream or sys.stdout
-    self.history: list[dict] = []
+    self.history: list[dict] = []  # rows written by this process
     self.tb = EventFileWriter(os.path.join(workdir, "tensorboard")) if self.active else None
+    # One JSON object per write, appended: easy to plot from a notebook.
+    self.jsonl = os.path.join(workdir, "metrics_history.jsonl")
 
   def write(self, step: int, scalars: Mapping[str, float], *, echo: bool = True,
             prefix: str = "") -> None:
     scalars = {k: float(v) for k, v in scalars.items()}
     if not self.active:
       return
-    self.history.append({"step": int(step), **scalars})
+    row = {"step": int(step), **scalars}
+    self.history.append(row)
+    with open(self.jsonl, "a") as f:
+      f.write(json.dumps(row) + "\n")
     summary = summary_pb2.Summary(value=[
         summary_pb2.Summary.Value(tag=k, simple_value=v) for k, v in scalars.items()])
     self.tb.add_event(event_pb2.Event(wall_time=time.time(), step=int(step),

@@ -7,6 +7,7 @@ donated. Side effects (data, logging, checkpoints, evaluation) live in the loop.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -165,10 +166,15 @@ def make_train_step(model, tx, schedule, loss_fn, config):
   return train_step
 
 
+CONTRASTIVE_LOSSES = ("clip", "siglip")
+
+
 def make_loss_fn(config):
+  """`outputs -> (loss, metrics)`: the config's pairwise loss summed over modality pairs."""
   kind = config.loss.name
-  fn = losses.get_loss(kind)
-  return lambda outputs: fn(outputs)
+  if kind not in CONTRASTIVE_LOSSES:
+    raise ValueError(f"config.loss.name={kind!r} is unknown; known: {CONTRASTIVE_LOSSES}.")
+  return functools.partial(losses.multimodal_contrastive_loss, kind=kind)
 
 
 # ----------------------------------------------------------------------------
@@ -215,10 +221,10 @@ def validate_config(config, num_devices: int | None = None) -> None:
   if config.batch_size % shards:
     raise ValueError(f"config.batch_size={config.batch_size} is not divisible by the "
                      f"{shards} devices of the data axes of config.mesh.")
-  if config.model.name not in registry.names():
+  if config.model.name not in registry.known_models():
     raise ValueError(f"config.model.name={config.model.name!r} is unknown; known models: "
-                     f"{registry.names()}.")
-  losses.get_loss(config.loss.name)  # raises on an unknown name
+                     f"{registry.known_models()}.")
+  make_loss_fn(config)  # raises on an unknown loss name
   if config.data.image_size % config.model.image.patch_size:
     raise ValueError(f"config.data.image_size={config.data.image_size} is not divisible "
                      f"by config.model.image.patch_size={config.model.image.patch_size}.")
@@ -226,6 +232,22 @@ def validate_config(config, num_devices: int | None = None) -> None:
                       ("checkpoint_every_steps", config.checkpoint_every_steps)):
     if value <= 0:
       raise ValueError(f"config.{name} must be positive, got {value}.")
+
+
+def load_trained(config, workdir: str, step: int | None = None):
+  """`(model, params, step)` of the run in `workdir` (newest checkpoint by default)."""
+  mesh = sharding.make_mesh(config.mesh)
+  rules = sharding.logical_rules(config.get("sharding_rules", []))
+  model = build_model(config)
+  tx, _ = make_optimizer(config.optim, total_steps=1, warmup_steps=0)
+  with mesh, nn.logical_axis_rules(rules):
+    abstract, _, _ = create_train_state(model, tx, config, mesh, rules)
+  checkpointer = ckpt_lib.Checkpointer(workdir, every_steps=1, keep=1)
+  try:
+    state, step = checkpointer.restore_state(abstract, step)
+  finally:
+    checkpointer.close()
+  return model, state.params, step
 
 
 # ----------------------------------------------------------------------------

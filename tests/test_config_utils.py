@@ -1,22 +1,10 @@
 """The strict config-argument parser and duration resolution."""
 
-import importlib.util
-import os
-
 import ml_collections
 import pytest
 
 from cmjax import config_utils
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_config(name, arg=None):
-  path = os.path.join(ROOT, "configs", name)
-  spec = importlib.util.spec_from_file_location("cfg", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+from tests.helpers import load_config
 
 
 def test_parse_arg_flags_and_values():

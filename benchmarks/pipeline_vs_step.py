@@ -1,0 +1,85 @@
+r"""Input pipeline throughput next to the train step's appetite, in one run.
+
+  python benchmarks/pipeline_vs_step.py                    # default experiment
+  python benchmarks/pipeline_vs_step.py --config=configs/shapes_contrastive.py:batch_size=64
+
+Prints one table: examples/s of the grain pipeline (with the config's worker
+count and with none) and examples/s of the compiled train step on synthetic
+batches of the same shapes, and their ratio. A ratio above 1 means the data
+keeps up with the model.
+"""
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+import flax.linen as nn  # noqa: E402
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from cmjax import sharding, trainer  # noqa: E402
+from cmjax.data import pipeline  # noqa: E402
+
+config_flags.DEFINE_config_file(
+    "config", os.path.join(os.path.dirname(__file__), "..", "configs",
+                           "shapes_contrastive.py"), "Experiment config.")
+flags.DEFINE_integer("batches", 20, "Batches timed for each measurement.")
+
+
+def pipeline_rate(config, workers: int, batches: int) -> float:
+  config = config.copy_and_resolve_references()
+  config.data.num_workers = workers
+  it = iter(pipeline.train_dataset(config))
+  next(it)  # start-up (worker processes, first batch) is not throughput
+  t = time.perf_counter()
+  for _ in range(batches):
+    next(it)
+  return batches * config.batch_size / (time.perf_counter() - t)
+
+
+def step_rate(config, batches: int) -> float:
+  mesh = sharding.make_mesh(config.mesh)
+  rules = sharding.logical_rules(config.sharding_rules)
+  model = trainer.build_model(config)
+  tx, schedule = trainer.make_optimizer(config.optim, total_steps=1000, warmup_steps=10)
+  with mesh, nn.logical_axis_rules(rules):
+    _, shardings, init = trainer.create_train_state(model, tx, config, mesh, rules)
+    state = init()
+  step = jax.jit(trainer.make_train_step(model, tx, schedule,
+                                         trainer.make_loss_fn(config), config),
+                 in_shardings=(shardings, sharding.batch_sharding(mesh)),
+                 out_shardings=(shardings, sharding.replicated(mesh)),
+                 donate_argnums=(0,))
+  batch = next(iter(pipeline.train_dataset(config)))
+  batch = sharding.global_batch(batch, mesh)
+  state, m = step(state, batch)
+  jax.block_until_ready(m)
+  t = time.perf_counter()
+  for _ in range(batches):
+    state, m = step(state, batch)
+  jax.block_until_ready(m)
+  return batches * config.batch_size / (time.perf_counter() - t)
+
+
+def main(argv):
+  del argv
+  config = flags.FLAGS.config
+  n = flags.FLAGS.batches
+  model_rate = step_rate(config, n)
+  rows = [("train step (synthetic batch)", model_rate)]
+  for w in sorted({0, config.data.num_workers}):
+    rows.append((f"pipeline, {w} worker process(es)", pipeline_rate(config, w, n)))
+  print(f"\nbatch {config.batch_size}, {jax.device_count()} {jax.devices()[0].platform} "
+        f"device(s), {os.cpu_count()} CPU cores")
+  print(f"| {'measurement':38s} | examples/s | ratio to train step |")
+  print(f"|{'-' * 40}|-----------:|--------------------:|")
+  for name, rate in rows:
+    print(f"| {name:38s} | {rate:10.1f} | {rate / model_rate:19.2f} |")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,157 @@
+"""Image/text/audio towers projected into one L2-normalised embedding space."""
+
+import math
+from typing import Any
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from cmjax.models.audio_encoder import AudioTransformer
+from cmjax.models.registry import register
+from cmjax.models.text_encoder import TextTransformer
+from cmjax.models.vit import ViT
+
+Dtype = Any
+
+# Batch keys each modality needs; the first one says the modality is present.
+MODALITY_KEYS = {
+    'image': ('image',),
+    'text': ('text', 'text_mask'),
+    'audio': ('audio', 'audio_mask'),
+}
+
+
+def l2_normalize(x: jax.Array, eps: float = 1e-6) -> jax.Array:
+  """Unit-norm rows, float32: `[batch, dim]` -> `[batch, dim]`."""
+  x = x.astype(jnp.float32)
+  return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, -1, keepdims=True), eps * eps))
+
+
+def _check_rank(key: str, x: Any, rank: int, what: str) -> None:
+  if x.ndim != rank:
+    raise ValueError(f'batch[{key!r}] must have rank {rank} ({what}), '
+                     f'got shape {tuple(x.shape)}')
+
+
+def validate_batch(batch: dict, modalities: tuple[str, ...]) -> tuple[str, ...]:
+  """Returns the modalities of `modalities` present in `batch`, checking keys.
+
+  Raises KeyError when a present modality lacks a required key (e.g. 'text'
+  without 'text_mask') and ValueError on wrong ranks/shapes or when no
+  modality is present.
+  """
+  present = []
+  for m in modalities:
+    keys = MODALITY_KEYS[m]
+    if keys[0] not in batch:
+      continue
+    missing = [k for k in keys if k not in batch]
+    if missing:
+      raise KeyError(f'batch has {keys[0]!r} but lacks {missing}; the {m} '
+                     f'modality needs keys {list(keys)}')
+    present.append(m)
+  if not present:
+    raise ValueError(f'batch has none of the model modalities {list(modalities)}; '
+                     f'expected keys such as {[MODALITY_KEYS[m][0] for m in modalities]}, '
+                     f'got keys {sorted(batch)}')
+  if 'image' in present:
+    img = batch['image']
+    _check_rank('image', img, 4, '[batch, H, W, 3]')
+    if img.shape[-1] != 3:
+      raise ValueError(f"batch['image'] must have 3 channels (RGB, [batch, H, W, 3]), "
+                       f'got shape {tuple(img.shape)}')
+  for m, what in (('text', 'token ids'), ('audio', 'waveform samples')):
+    if m in present:
+      x, mask = batch[m], batch[f'{m}_mask']
+      _check_rank(m, x, 2, f'[batch, {what}]')
+      if tuple(mask.shape) != tuple(x.shape):
+        raise ValueError(f"batch['{m}_mask'] must have the shape of batch['{m}'] "
+                         f'{tuple(x.shape)}, got {tuple(mask.shape)}')
+  return tuple(present)
+
+
+@register('tri_contrastive')
+class TriModalContrastive(nn.Module):
+  """CLIP/SigLIP-style model over image, text and audio.
+
+  Attributes:
+    embed_dim: size D of the shared embedding space.
+    image: ViT kwargs (patch_size, width, depth, num_heads, mlp_dim, pool, ...).
+    text: TextTransformer kwargs (vocab_size, max_len, width, depth, ...).
+    audio: AudioTransformer kwargs (sample_rate, n_fft, hop_length, n_mels, ...).
+    modalities: towers this model has.
+    logit_scale_init: initial log inverse temperature (log(1/0.07) for CLIP,
+      log(10) for SigLIP).
+    logit_bias_init: initial logit bias (0 for CLIP, -10 for SigLIP).
+    dtype: compute dtype of the towers; embeddings are returned in float32.
+  """
+  embed_dim: int = 128
+  image: dict | None = None
+  text: dict | None = None
+  audio: dict | None = None
+  modalities: tuple[str, ...] = ('image', 'text', 'audio')
+  logit_scale_init: float = math.log(1 / 0.07)
+  logit_bias_init: float = 0.0
+  dtype: Dtype = jnp.float32
+
+  def setup(self):
+    unknown = set(self.modalities) - set(MODALITY_KEYS)
+    if unknown:
+      raise ValueError(f'unknown modalities {sorted(unknown)}; '
+                       f'supported: {sorted(MODALITY_KEYS)}')
+    towers = {'image': ViT, 'text': TextTransformer, 'audio': AudioTransformer}
+    self.towers = {m: towers[m](**dict(getattr(self, m) or {}), dtype=self.dtype,
+                                name=f'{m}_encoder')
+                   for m in self.modalities}
+    # Bias-free projection so that the zero vector stays meaningless.
+    self.projections = {m: nn.Dense(
+        self.embed_dim, use_bias=False, dtype=self.dtype, name=f'{m}_proj',
+        kernel_init=nn.with_logical_partitioning(
+            nn.initializers.lecun_normal(), ('embed', None)))
+                        for m in self.modalities}
+    self.logit_scale = self.param(
+        'logit_scale', nn.initializers.constant(self.logit_scale_init), ())
+    self.logit_bias = self.param(
+        'logit_bias', nn.initializers.constant(self.logit_bias_init), ())
+
+  def _embed(self, modality: str, *inputs, train: bool) -> jax.Array:
+    if modality not in self.modalities:
+      raise ValueError(f'this model has no {modality} tower; '
+                       f'modalities={self.modalities}')
+    _, pooled = self.towers[modality](*inputs, train=train)
+    z = l2_normalize(self.projections[modality](pooled))
+    chex.assert_shape(z, (inputs[0].shape[0], self.embed_dim))
+    return z
+
+  def encode_image(self, image: jax.Array, *, train: bool = False) -> jax.Array:
+    """uint8 `[B, H, W, 3]` -> unit-norm float32 `[B, D]`."""
+    validate_batch({'image': image}, ('image',))
+    return self._embed('image', image, train=train)
+
+  def encode_text(self, text: jax.Array, text_mask: jax.Array, *,
+                  train: bool = False) -> jax.Array:
+    """int32 `[B, L]` + bool `[B, L]` -> unit-norm float32 `[B, D]`."""
+    validate_batch({'text': text, 'text_mask': text_mask}, ('text',))
+    return self._embed('text', text, text_mask, train=train)
+
+  def encode_audio(self, audio: jax.Array, audio_mask: jax.Array, *,
+                   train: bool = False) -> jax.Array:
+    """float `[B, T]` + bool `[B, T]` -> unit-norm float32 `[B, D]`."""
+    validate_batch({'audio': audio, 'audio_mask': audio_mask}, ('audio',))
+    return self._embed('audio', audio, audio_mask, train=train)
+
+  def __call__(self, batch: dict, *, train: bool = False) -> dict:
+    """Embeds every modality of `self.modalities` present in `batch`.
+
+    Returns {'image'|'text'|'audio': float32 `[B, D]` (unit norm), ...,
+    'logit_scale': scalar, 'logit_bias': scalar}.
+    """
+    out = {}
+    for m in validate_batch(batch, tuple(self.modalities)):
+      inputs = [batch[k] for k in MODALITY_KEYS[m]]
+      out[m] = self._embed(m, *inputs, train=train)
+    out['logit_scale'] = self.logit_scale
+    out['logit_bias'] = self.logit_bias
+    return out

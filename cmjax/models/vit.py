@@ -1,0 +1,79 @@
+"""Vision Transformer: image `[batch, H, W, 3]` -> tokens and pooled vector."""
+
+from typing import Any
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from cmjax.models.transformer import Transformer
+
+Dtype = Any
+
+
+def image_to_float(image: jax.Array) -> jax.Array:
+  """uint8 in [0, 255] or float in [0, 1] -> float32 in [-1, 1]."""
+  if jnp.issubdtype(image.dtype, jnp.integer):
+    return image.astype(jnp.float32) / 127.5 - 1.0
+  return image.astype(jnp.float32) * 2.0 - 1.0
+
+
+class ViT(nn.Module):
+  """ViT encoder.
+
+  Attributes:
+    patch_size: square patch side in pixels (H and W must be multiples).
+    width, depth, num_heads, mlp_dim: Transformer sizes.
+    pool: 'mean' (mean of patch tokens) or 'cls' (a learned prepended token).
+    dropout_rate: dropout inside the Transformer.
+    dtype: compute dtype.
+  """
+  patch_size: int = 8
+  width: int = 128
+  depth: int = 2
+  num_heads: int = 4
+  mlp_dim: int = 256
+  pool: str = 'mean'
+  dropout_rate: float = 0.0
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, image: jax.Array, *, train: bool = False
+               ) -> tuple[jax.Array, jax.Array]:
+    """image: uint8 `[batch, H, W, 3]` (or float in [0, 1]).
+
+    Returns (tokens `[batch, n, width]`, pooled `[batch, width]`) with
+    n = (H/p)(W/p), plus one for 'cls' pooling.
+    """
+    chex.assert_rank(image, 4)
+    batch, h, w, c = image.shape
+    p = self.patch_size
+    if h % p or w % p:
+      raise ValueError(f'image size {h}x{w} is not a multiple of patch_size {p}')
+    if self.pool not in ('mean', 'cls'):
+      raise ValueError(f"pool must be 'mean' or 'cls', got {self.pool!r}")
+    x = image_to_float(image).astype(self.dtype)
+    # Conv with stride = kernel = patch is a per-patch linear map.
+    x = nn.Conv(self.width, (p, p), strides=(p, p), padding='VALID',
+                dtype=self.dtype, name='patch_embed',
+                kernel_init=nn.with_logical_partitioning(
+                    nn.initializers.lecun_normal(), (None, None, 'conv_in', 'embed')),
+                bias_init=nn.with_logical_partitioning(
+                    nn.initializers.zeros_init(), ('embed',)))(x)
+    n = (h // p) * (w // p)
+    x = x.reshape(batch, n, self.width)
+    if self.pool == 'cls':
+      cls = self.param('cls', nn.with_logical_partitioning(
+          nn.initializers.zeros_init(), ('embed',)), (self.width,))
+      x = jnp.concatenate(
+          [jnp.broadcast_to(cls.astype(self.dtype), (batch, 1, self.width)), x], axis=1)
+    pos = self.param('pos_embedding', nn.with_logical_partitioning(
+        nn.initializers.normal(0.02), ('pos', 'embed')), (x.shape[1], self.width))
+    x = x + pos.astype(self.dtype)[None]
+    x = Transformer(self.depth, self.num_heads, self.mlp_dim, self.dropout_rate,
+                    self.dtype, name='transformer')(x, deterministic=not train)
+    pooled = x[:, 0] if self.pool == 'cls' else jnp.mean(x, axis=1)
+    chex.assert_shape(x, (batch, n + (self.pool == 'cls'), self.width))
+    chex.assert_shape(pooled, (batch, self.width))
+    return x, pooled

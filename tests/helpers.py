@@ -1,0 +1,44 @@
+"""Shared test utilities: load configs, run train.py in a subprocess, read checkpoints."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_config(name: str, arg: str | None = None):
+  from cmjax import config_utils
+  return config_utils.load_config(os.path.join(ROOT, "configs", name), arg)
+
+
+def train_cmd(workdir: str, config_arg: str, *overrides: str) -> list[str]:
+  return [sys.executable, os.path.join(ROOT, "train.py"),
+          f"--config={os.path.join(ROOT, 'configs', config_arg)}",
+          f"--workdir={workdir}", *overrides]
+
+
+def subprocess_env(**extra) -> dict:
+  env = dict(os.environ, PYTHONUNBUFFERED="1", JAX_PLATFORMS="cpu")
+  env.update(extra)
+  return env
+
+
+def run_train(workdir, config_arg, *overrides, check=True, timeout=600):
+  return subprocess.run(train_cmd(workdir, config_arg, *overrides), env=subprocess_env(),
+                        capture_output=True, text=True, timeout=timeout, check=check,
+                        cwd=ROOT)
+
+
+def load_params(workdir: str, step: int) -> dict[str, np.ndarray]:
+  """Flat `{path: array}` of the params saved at `step` in `workdir`."""
+  import jax
+  import orbax.checkpoint as ocp
+  path = os.path.join(workdir, "checkpoints", str(step), "state")
+  state = ocp.StandardCheckpointer().restore(path)
+  flat = jax.tree_util.tree_flatten_with_path(state["params"])[0]
+  return {jax.tree_util.keystr(k): np.asarray(v) for k, v in flat}

@@ -1,0 +1,55 @@
+"""Run as a script with 8 simulated CPU devices: one train step on 1 vs 8 devices.
+
+Prints a JSON line with the largest differences; tests/test_multidevice.py checks it.
+"""
+
+import json
+import os
+import sys
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                           " --xla_force_host_platform_device_count=8")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+
+# Avoids a rendezvous deadlock of simulated devices on 2 cores (see DESIGN.md).
+jax.config.update("jax_cpu_enable_async_dispatch", False)
+
+import flax.linen as nn  # noqa: E402
+import numpy as np  # noqa: E402
+
+from cmjax import sharding, trainer  # noqa: E402
+from cmjax.data import pipeline  # noqa: E402
+from tests import helpers  # noqa: E402
+
+
+def one_step(config, devices, batch):
+  mesh = sharding.make_mesh({"data": -1}, devices=devices)
+  rules = sharding.logical_rules(config.sharding_rules)
+  model = trainer.build_model(config)
+  tx, schedule = trainer.make_optimizer(config.optim, total_steps=10, warmup_steps=0)
+  with mesh, nn.logical_axis_rules(rules):
+    _, shardings, init = trainer.create_train_state(model, tx, config, mesh, rules)
+    step = jax.jit(trainer.make_train_step(model, tx, schedule,
+                                           trainer.make_loss_fn(config), config),
+                   in_shardings=(shardings, sharding.batch_sharding(mesh)),
+                   out_shardings=(shardings, sharding.replicated(mesh)))
+    state, metrics = step(init(), sharding.global_batch(batch, mesh))
+  return float(metrics["loss"]), jax.device_get(state.params)
+
+
+def main():
+  assert len(jax.devices()) == 8, jax.devices()
+  config = helpers.load_config("shapes_contrastive.py", "tiny")
+  config.optim.lr = 1e-3
+  batch = next(iter(pipeline.train_dataset(config)))
+  loss1, params1 = one_step(config, jax.devices()[:1], batch)
+  loss8, params8 = one_step(config, jax.devices(), batch)
+  diffs = jax.tree_util.tree_leaves(
+      jax.tree_util.tree_map(lambda a, b: float(np.max(np.abs(a - b))), params1, params8))
+  print(json.dumps({"loss1": loss1, "loss8": loss8, "max_param_diff": max(diffs)}))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,75 @@
+"""Our MultiHeadAttention against flax.linen.MultiHeadDotProductAttention."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cmjax.models.attention import MultiHeadAttention
+
+B, Q, KV, D, H = 3, 5, 7, 16, 4
+
+
+def _inputs(seed=0):
+  kq, kkv = jax.random.split(jax.random.PRNGKey(seed))
+  return (jax.random.normal(kq, (B, Q, D)), jax.random.normal(kkv, (B, KV, D)))
+
+
+def _key_mask():
+  lengths = np.array([KV, 3, 1])  # includes a row with a single valid key
+  return jnp.asarray(np.arange(KV)[None, :] < lengths[:, None])
+
+
+def _both(xq, xkv):
+  ours = MultiHeadAttention(num_heads=H)
+  ref = nn.MultiHeadDotProductAttention(num_heads=H, qkv_features=D, out_features=D)
+  our_vars = nn.meta.unbox(ours.init(jax.random.PRNGKey(1), xq, xkv))
+  ref_vars = ref.init(jax.random.PRNGKey(2), xq, xkv)
+  # Same tree structure and shapes, so the reference can take our parameters.
+  assert (jax.tree.map(jnp.shape, our_vars) == jax.tree.map(jnp.shape, ref_vars))
+  return ours, ref, our_vars
+
+
+@pytest.mark.parametrize('masked', [False, True])
+def test_matches_flax_reference(masked):
+  xq, xkv = _inputs()
+  ours, ref, params = _both(xq, xkv)
+  key_mask = _key_mask() if masked else None
+  got = ours.apply(params, xq, xkv, key_mask=key_mask)
+  ref_mask = None if key_mask is None else nn.make_attention_mask(
+      jnp.ones((B, Q), bool), key_mask)
+  want = ref.apply(params, xq, xkv, mask=ref_mask)
+  assert got.shape == (B, Q, D)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_mask_matters_and_masked_keys_are_ignored():
+  xq, xkv = _inputs()
+  ours, _, params = _both(xq, xkv)
+  key_mask = _key_mask()
+  masked = ours.apply(params, xq, xkv, key_mask=key_mask)
+  unmasked = ours.apply(params, xq, xkv)
+  # Row 0 has all keys valid: identical; row 1 has padding: must differ.
+  np.testing.assert_allclose(masked[0], unmasked[0], rtol=1e-6, atol=1e-6)
+  assert np.abs(masked[1] - unmasked[1]).max() > 1e-3
+  # Changing padded keys must not change the output.
+  noise = jnp.where(key_mask[..., None], 0.0, 100.0)
+  moved = ours.apply(params, xq, xkv + noise, key_mask=key_mask)
+  np.testing.assert_allclose(masked, moved, rtol=1e-5, atol=1e-5)
+
+
+def test_causal_matches_flax_reference():
+  x, _ = _inputs()
+  ours, ref, params = _both(x, x)
+  got = ours.apply(params, x, causal=True)
+  want = ref.apply(params, x, mask=nn.make_causal_mask(jnp.ones((B, Q))))
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_params_have_logical_axes():
+  xq, xkv = _inputs()
+  variables = MultiHeadAttention(num_heads=H).init(jax.random.PRNGKey(0), xq, xkv)
+  specs = nn.get_partition_spec(variables)['params']
+  assert tuple(specs['query']['kernel']) == ('embed', 'heads', 'head_dim')
+  assert tuple(specs['out']['kernel']) == ('heads', 'head_dim', 'embed')

@@ -1,0 +1,19 @@
+"""The train step on 8 simulated CPU devices equals the 1-device step."""
+
+import json
+import os
+import subprocess
+import sys
+
+from tests import helpers
+
+
+def test_train_step_on_8_devices_matches_1_device():
+  proc = subprocess.run(
+      [sys.executable, os.path.join(helpers.ROOT, "tests", "multidevice_step.py")],
+      env=helpers.subprocess_env(), capture_output=True, text=True, timeout=600,
+      cwd=helpers.ROOT)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert abs(result["loss1"] - result["loss8"]) <= 1e-5, result
+  assert result["max_param_diff"] <= 1e-5, result

@@ -1,0 +1,106 @@
+"""train.py end to end on the tiny config: learning, outputs, resume, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from tests import helpers
+
+TINY = "shapes_contrastive.py:tiny"
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("tiny"))
+  proc = helpers.run_train(workdir, TINY)
+  return workdir, proc
+
+
+def test_tiny_run_writes_metrics_checkpoints_and_events(tiny_run):
+  workdir, proc = tiny_run
+  with open(os.path.join(workdir, "metrics.json")) as f:
+    m = json.load(f)
+  assert m["step"] == helpers.load_config("shapes_contrastive.py", "tiny").total_steps
+  for key in ("zeroshot/shape_accuracy", "zeroshot/color_accuracy",
+              "retrieval/image_to_text/R@5", "retrieval/text_to_image/medr",
+              "retrieval/image_to_audio/R@5", "retrieval/text_to_audio/R@1",
+              "retrieval/image_text/rsum", "train/loss", "train/examples_per_s",
+              "train/mfu"):
+    assert key in m, key
+    assert np.isfinite(m[key]), key
+  assert os.listdir(os.path.join(workdir, "tensorboard"))
+  assert "ex/s" in proc.stdout and "MFU" in proc.stdout and "ETA" in proc.stdout
+
+
+def test_rerun_of_a_finished_run_resumes_instead_of_restarting(tiny_run):
+  workdir, _ = tiny_run
+  proc = helpers.run_train(workdir, TINY)
+  assert "Resumed from the checkpoint at step 6" in proc.stdout
+
+
+def test_workdir_of_a_different_model_is_refused(tiny_run):
+  workdir, _ = tiny_run
+  proc = helpers.run_train(workdir, TINY, "--config.model.embed_dim=24", check=False)
+  assert proc.returncode != 0
+  assert "different model" in proc.stderr and "embed_dim" in proc.stderr
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--config.batch_size=-4", "batch_size"),
+    ("--config.model.name=vit_huge", "model.name"),
+    ("--config.bacth_size=4", "bacth_size"),
+    ("--config.data.image_size=60", "image_size"),
+])
+def test_bad_config_stops_with_a_message_naming_the_key(tmp_path, override, message):
+  proc = helpers.run_train(str(tmp_path), TINY, override, check=False)
+  assert proc.returncode != 0
+  assert message in proc.stderr
+
+
+def test_kill_at_a_random_moment_then_resume_gives_identical_params(tmp_path):
+  arg = TINY + ",steps=24"
+  ref = str(tmp_path / "ref")
+  helpers.run_train(ref, arg, "--config.checkpoint_every_steps=2")
+
+  killed = str(tmp_path / "killed")
+  rng = np.random.default_rng(int(time.time()))
+  proc = subprocess.Popen(helpers.train_cmd(killed, arg, "--config.checkpoint_every_steps=2"),
+                          env=helpers.subprocess_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, cwd=helpers.ROOT)
+  for line in proc.stdout:  # wait until training is under way
+    if line.startswith("[2/"):
+      break
+  time.sleep(rng.uniform(0.0, 1.0))
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not os.path.exists(os.path.join(killed, "metrics.json")), "finished before the kill"
+
+  out = helpers.run_train(killed, arg, "--config.checkpoint_every_steps=2")
+  assert "Resumed from the checkpoint" in out.stdout
+  a, b = helpers.load_params(ref, 24), helpers.load_params(killed, 24)
+  assert a.keys() == b.keys()
+  for k in a:
+    np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_sigterm_saves_a_checkpoint_before_exit(tmp_path):
+  workdir = str(tmp_path)
+  proc = subprocess.Popen(
+      helpers.train_cmd(workdir, TINY + ",steps=400", "--config.checkpoint_every_steps=1000"),
+      env=helpers.subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+      text=True, cwd=helpers.ROOT)
+  for line in proc.stdout:
+    if line.startswith("[4/"):
+      break
+  proc.send_signal(signal.SIGTERM)
+  rest = proc.stdout.read()
+  assert proc.wait(timeout=120) == 0
+  assert "SIGTERM: saved a checkpoint" in rest
+  from cmjax import checkpoint
+  steps = checkpoint.list_steps(workdir)
+  assert steps and 4 <= steps[-1] < 400
