@@ -23,25 +23,45 @@ def _logits(x: jax.Array, y: jax.Array, scale: jax.Array) -> jax.Array:
   return scale * (x @ y.T)  # [B, B]: logits[i, j] compares x_i with y_j
 
 
-def clip_loss(x: jax.Array, y: jax.Array, logit_scale: jax.Array) -> jax.Array:
+def _valid_mask(valid: jax.Array | None, n: int) -> jax.Array:
+  """bool `[B]` of rows taking part in the loss (all rows if None)."""
+  if valid is None:
+    return jnp.ones((n,), jnp.bool_)
+  chex.assert_shape(valid, (n,))
+  return valid.astype(jnp.bool_)
+
+
+def clip_loss(x: jax.Array, y: jax.Array, logit_scale: jax.Array,
+              valid: jax.Array | None = None) -> jax.Array:
   """Symmetric softmax InfoNCE (CLIP).
 
   Args:
     x, y: `[B, D]` embeddings.
     logit_scale: scalar log inverse temperature, clipped at log(100).
+    valid: optional bool `[B]`: pairs that exist (e.g. both modalities
+      present). Other rows are neither anchors nor negatives.
 
   Returns:
-    scalar: mean of the x->y and y->x cross entropies.
+    scalar: mean of the x->y and y->x cross entropies over valid rows.
   """
   scale = jnp.exp(jnp.minimum(jnp.asarray(logit_scale, jnp.float32), MAX_LOGIT_SCALE))
   logits = _logits(x, y, scale)
-  labels = jnp.arange(logits.shape[0])
+  n = logits.shape[0]
+  labels = jnp.arange(n)
   ce = optax.softmax_cross_entropy_with_integer_labels
-  return 0.5 * (jnp.mean(ce(logits, labels)) + jnp.mean(ce(logits.T, labels)))
+  if valid is None:
+    return 0.5 * (jnp.mean(ce(logits, labels)) + jnp.mean(ce(logits.T, labels)))
+  ok = _valid_mask(valid, n)
+  # A finite large negative (not -inf) keeps all-invalid rows NaN-free.
+  both = ok[:, None] & ok[None, :]
+  logits = jnp.where(both, logits, -1e9)
+  w = ok.astype(jnp.float32)
+  count = jnp.maximum(jnp.sum(w), 1.0)
+  return 0.5 * (jnp.sum(w * ce(logits, labels)) + jnp.sum(w * ce(logits.T, labels))) / count
 
 
 def siglip_loss(x: jax.Array, y: jax.Array, logit_scale: jax.Array,
-                logit_bias: jax.Array) -> jax.Array:
+                logit_bias: jax.Array, valid: jax.Array | None = None) -> jax.Array:
   """Pairwise sigmoid loss (SigLIP, Zhai et al. 2023).
 
   -1/B * sum_ij log_sigmoid(z_ij * (t x_i.y_j + b)), z = +1 on the diagonal and
@@ -51,6 +71,8 @@ def siglip_loss(x: jax.Array, y: jax.Array, logit_scale: jax.Array,
     x, y: `[B, D]` embeddings.
     logit_scale: scalar log t.
     logit_bias: scalar b.
+    valid: optional bool `[B]`: only pairs (i, j) with both rows valid count,
+      and B becomes the number of valid rows.
 
   Returns:
     scalar.
@@ -59,15 +81,28 @@ def siglip_loss(x: jax.Array, y: jax.Array, logit_scale: jax.Array,
   logits = logits + jnp.asarray(logit_bias, jnp.float32)
   n = logits.shape[0]
   z = 2.0 * jnp.eye(n, dtype=jnp.float32) - 1.0
-  return -jnp.sum(jax.nn.log_sigmoid(z * logits)) / n
+  terms = jax.nn.log_sigmoid(z * logits)
+  if valid is None:
+    return -jnp.sum(terms) / n
+  ok = _valid_mask(valid, n).astype(jnp.float32)
+  return -jnp.sum(terms * ok[:, None] * ok[None, :]) / jnp.maximum(jnp.sum(ok), 1.0)
 
 
-def retrieval_accuracy(x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """In-batch top-1 accuracy of x->y and y->x retrieval for `[B, D]` inputs."""
+def retrieval_accuracy(x: jax.Array, y: jax.Array, valid: jax.Array | None = None
+                       ) -> tuple[jax.Array, jax.Array]:
+  """In-batch top-1 accuracy of x->y and y->x retrieval for `[B, D]` inputs.
+
+  With `valid` (bool `[B]`), invalid rows are neither queries nor candidates.
+  """
   sim = _logits(x, y, 1.0)
-  target = jnp.arange(sim.shape[0])
-  return (jnp.mean(jnp.argmax(sim, axis=1) == target),
-          jnp.mean(jnp.argmax(sim, axis=0) == target))
+  n = sim.shape[0]
+  ok = _valid_mask(valid, n)
+  sim = jnp.where(ok[:, None] & ok[None, :], sim, -jnp.inf)
+  target = jnp.arange(n)
+  w = ok.astype(jnp.float32)
+  count = jnp.maximum(jnp.sum(w), 1.0)
+  return (jnp.sum(w * (jnp.argmax(sim, axis=1) == target)) / count,
+          jnp.sum(w * (jnp.argmax(sim, axis=0) == target)) / count)
 
 
 def multimodal_contrastive_loss(
@@ -81,7 +116,8 @@ def multimodal_contrastive_loss(
       'logit_scale' and (for 'siglip') 'logit_bias'.
     kind: 'clip' (softmax) or 'siglip' (sigmoid).
     modalities: candidate modalities; pairs with a modality absent from
-      `outputs` are skipped.
+      `outputs` are skipped. Optional bool `[B]` entries '<modality>_present'
+      restrict each pair to the rows where both modalities are present.
 
   Returns:
     (scalar loss, metrics) with metrics 'loss', 'loss/<a>_<b>',
@@ -102,12 +138,14 @@ def multimodal_contrastive_loss(
   metrics = {}
   total = 0.0
   for a, b in pairs:
+    flags = [outputs[f'{m}_present'] for m in (a, b) if f'{m}_present' in outputs]
+    valid = None if not flags else jnp.all(jnp.stack(flags).astype(jnp.bool_), axis=0)
     if kind == 'clip':
-      pair_loss = clip_loss(outputs[a], outputs[b], scale)
+      pair_loss = clip_loss(outputs[a], outputs[b], scale, valid)
     else:
-      pair_loss = siglip_loss(outputs[a], outputs[b], scale, bias)
+      pair_loss = siglip_loss(outputs[a], outputs[b], scale, bias, valid)
     total = total + pair_loss
-    acc_ab, acc_ba = retrieval_accuracy(outputs[a], outputs[b])
+    acc_ab, acc_ba = retrieval_accuracy(outputs[a], outputs[b], valid)
     metrics[f'loss/{a}_{b}'] = pair_loss
     metrics[f'accuracy/{a}_to_{b}'] = acc_ab
     metrics[f'accuracy/{b}_to_{a}'] = acc_ba

@@ -145,3 +145,35 @@ def test_loss_is_jittable():
   fn = jax.jit(lambda o: losses.multimodal_contrastive_loss(o, kind='siglip'))
   loss, _ = fn(out)
   assert np.isfinite(float(loss))
+
+
+@pytest.mark.parametrize('kind', ['clip', 'siglip'])
+def test_valid_mask_equals_loss_on_the_valid_rows(kind):
+  rng = np.random.default_rng(8)
+  x, y = jnp.float32(_unit(rng, (B, D))), jnp.float32(_unit(rng, (B, D)))
+  valid = np.array([True, False, True, True, False, True])
+  args = (math.log(10.0),) if kind == 'clip' else (math.log(10.0), -3.0)
+  fn = losses.get_loss(kind)
+  got = float(fn(x, y, *args, valid=jnp.asarray(valid)))
+  want = float(fn(x[valid], y[valid], *args))
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  assert abs(float(fn(x, y, *args)) - want) > 1e-4  # the mask matters
+  g = jax.grad(lambda a: fn(a, y, *args, valid=jnp.asarray(valid)))(x)
+  assert np.isfinite(np.asarray(g)).all()
+  np.testing.assert_array_equal(np.asarray(g)[~valid], 0.0)
+
+
+def test_present_flags_restrict_pairs():
+  rng = np.random.default_rng(9)
+  out = _outputs(rng, ('image', 'text', 'audio'))
+  present = np.array([True, True, False, True, True, True])
+  out['audio_present'] = jnp.asarray(present)
+  _, metrics = losses.multimodal_contrastive_loss(out, kind='clip')
+  want = losses.clip_loss(out['image'][present], out['audio'][present], math.log(10))
+  np.testing.assert_allclose(float(metrics['loss/image_audio']), float(want), rtol=1e-5)
+  # Pairs not involving audio are untouched.
+  np.testing.assert_allclose(float(metrics['loss/image_text']),
+                             float(losses.clip_loss(out['image'], out['text'], math.log(10))),
+                             rtol=1e-6)
+  acc = losses.retrieval_accuracy(out['image'][present], out['audio'][present])
+  np.testing.assert_allclose(float(metrics['accuracy/image_to_audio']), float(acc[0]))

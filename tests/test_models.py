@@ -202,3 +202,28 @@ def test_gradients_reach_every_parameter(model_and_vars):
   flat = jax.tree_util.tree_flatten_with_path(grads)[0]
   zero = [jax.tree_util.keystr(p) for p, g in flat if not np.abs(np.asarray(g)).max() > 0]
   assert not zero, zero
+
+
+def test_compute_dtype_keeps_float32_params_and_outputs():
+  # The trainer passes dtype as a string; bfloat16 compute must keep params f32.
+  model = get_model('tri_contrastive', embed_dim=8, image=IMAGE, text=TEXT,
+                    modalities=('image', 'text'), dtype='bfloat16')
+  b = _batch()
+  del b['audio'], b['audio_mask']
+  params = nn.meta.unbox(model.init(jax.random.PRNGKey(0), b))
+  assert {x.dtype for x in jax.tree.leaves(params)} == {jnp.dtype('float32')}
+  out = model.apply(params, b)
+  assert out['image'].dtype == out['text'].dtype == jnp.float32
+  np.testing.assert_allclose(np.linalg.norm(out['text'], axis=-1), 1.0, rtol=1e-5)
+  # Audio is not a modality of this model: an audio-only batch is rejected.
+  with pytest.raises(ValueError, match='none of the model modalities'):
+    model.apply(params, {'audio': _batch()['audio'], 'audio_mask': _batch()['audio_mask']})
+
+
+def test_present_flags_pass_through(model_and_vars):
+  model, params, _ = model_and_vars
+  b = _batch()
+  b['audio_present'] = np.array([True, False])
+  out = model.apply(params, b)
+  np.testing.assert_array_equal(out['audio_present'], [True, False])
+  assert 'image_present' not in out

@@ -8,11 +8,14 @@ of the source (`source[process_index::process_count]`).
 
 from __future__ import annotations
 
+import functools
+import os
 from typing import Any, Mapping
 
 import grain
 import numpy as np
 
+from cmjax.data import cache
 from cmjax.data import shapes
 from cmjax.data import tokenizers
 
@@ -24,18 +27,31 @@ _SOURCE_KEYS = ("image_size", "min_objects", "max_objects", "domain",
 
 
 def make_source(data_config: Mapping[str, Any], split: str, *, seed: int,
-                num_examples: int | None = None, **overrides) -> shapes.ShapesSource:
-  """The built-in dataset named by `config.data.name` (only 'shapes' so far)."""
+                num_examples: int | None = None, **overrides):
+  """The built-in dataset named by `config.data.name` (only 'shapes' so far).
+
+  With `config.data.cache` (the default) the split is generated once by all
+  cores into the cache folder (`config.data.cache_dir`, else $CMJAX_CACHE_DIR,
+  else ~/.cache/cmjax) and read from there; otherwise every read generates.
+  """
   name = data_config.get("name", "shapes")
   if name != "shapes":
     raise ValueError(f"config.data.name={name!r} is not a known dataset; "
                      "known: 'shapes'.")
   kwargs = {k: data_config[k] for k in _SOURCE_KEYS if k in data_config}
   kwargs.update(overrides)
-  if num_examples is None and split == "train":
-    num_examples = data_config.get("num_train")
-  return shapes.ShapesSource(split=split, seed=seed, num_examples=num_examples,
-                             **kwargs)
+  if num_examples is None:
+    num_examples = (data_config.get("num_train") if split == "train" else
+                    shapes.DEFAULT_NUM_EXAMPLES[split])
+  kwargs.update(split=split, seed=seed, num_examples=num_examples)
+  factory = functools.partial(shapes.ShapesSource, **kwargs)
+  if not data_config.get("cache", True):
+    return factory()
+  directory = os.path.join(data_config.get("cache_dir") or cache.default_cache_dir(),
+                           cache.cache_key(name, kwargs))
+  cache.materialize(factory, directory, description=f"{name}/{split}: generating "
+                    f"{num_examples} examples once (cached)")
+  return cache.CachedSource(directory)
 
 
 def make_tokenizer(data_config: Mapping[str, Any]):

@@ -43,11 +43,10 @@ def _mel_filterbank_cached(sample_rate, n_fft, n_mels, fmin, fmax):
   # n_mels + 2 edges: filter i rises from edge i to i+1 and falls to i+2.
   edges = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
   widths = np.diff(edges)
-  lo, centre, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+  lo, hi = edges[:-2, None], edges[2:, None]
   rising = (fft_freqs[None, :] - lo) / widths[:-1, None]
   falling = (hi - fft_freqs[None, :]) / widths[1:, None]
   weights = np.maximum(0.0, np.minimum(rising, falling))
-  del centre
   # Slaney normalisation: every triangle has (roughly) unit area in Hz.
   weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
   weights = weights.astype(np.float32)

@@ -146,12 +146,18 @@ class TriModalContrastive(nn.Module):
     """Embeds every modality of `self.modalities` present in `batch`.
 
     Returns {'image'|'text'|'audio': float32 `[B, D]` (unit norm), ...,
-    'logit_scale': scalar, 'logit_bias': scalar}.
+    'logit_scale': scalar, 'logit_bias': scalar}, plus bool `[B]`
+    '<modality>_present' copied from the batch where the batch has it.
     """
     out = {}
     for m in validate_batch(batch, tuple(self.modalities)):
       inputs = [batch[k] for k in MODALITY_KEYS[m]]
       out[m] = self._embed(m, *inputs, train=train)
+      if f'{m}_present' in batch:
+        # Passed through so that losses can skip rows missing this modality.
+        present = jnp.asarray(batch[f'{m}_present']).astype(jnp.bool_)
+        chex.assert_shape(present, (out[m].shape[0],))
+        out[f'{m}_present'] = present
     out['logit_scale'] = self.logit_scale
     out['logit_bias'] = self.logit_bias
     return out
