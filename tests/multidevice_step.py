@@ -1,4 +1,4 @@
-"""Run as a script with 8 simulated CPU devices: one train step on 1 vs 8 devices.
+"""Run as a script with 8 simulated CPU devices: two train steps on 1 vs 8 devices.
 
 Prints a JSON line with the largest differences; tests/test_multidevice.py checks it.
 """
@@ -35,8 +35,11 @@ def one_step(config, devices, batch):
                                            trainer.make_loss_fn(config), config),
                    in_shardings=(shardings, sharding.batch_sharding(mesh)),
                    out_shardings=(shardings, sharding.replicated(mesh)))
-    state, metrics = step(init(), sharding.global_batch(batch, mesh))
-  return float(metrics["loss"]), jax.device_get(state.params)
+    batch = sharding.global_batch(batch, mesh)
+    state, first = step(init(), batch)
+    state, second = step(state, batch)  # its loss depends on the first update
+  return ([float(first["loss"]), float(second["loss"])], float(first["grad_norm"]),
+          jax.device_get(state.params))
 
 
 def main():
@@ -44,11 +47,12 @@ def main():
   config = helpers.load_config("shapes_contrastive.py", "tiny")
   config.optim.lr = 1e-3
   batch = next(iter(pipeline.train_dataset(config)))
-  loss1, params1 = one_step(config, jax.devices()[:1], batch)
-  loss8, params8 = one_step(config, jax.devices(), batch)
+  loss1, gnorm1, params1 = one_step(config, jax.devices()[:1], batch)
+  loss8, gnorm8, params8 = one_step(config, jax.devices(), batch)
   diffs = jax.tree_util.tree_leaves(
       jax.tree_util.tree_map(lambda a, b: float(np.max(np.abs(a - b))), params1, params8))
-  print(json.dumps({"loss1": loss1, "loss8": loss8, "max_param_diff": max(diffs)}))
+  print(json.dumps({"loss1": loss1, "loss8": loss8, "grad_norm1": gnorm1,
+                    "grad_norm8": gnorm8, "max_param_diff": max(diffs)}))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ def _assert_same(a, b):
 def test_cached_records_equal_generated_records(tmp_path):
   factory = functools.partial(shapes.ShapesSource, split="train", seed=3,
                               num_examples=24, max_speech_seconds=2.0)
-  directory = cache.materialize(factory, str(tmp_path / "c"), num_workers=2, chunk=5)
+  directory = cache.materialize(factory, str(tmp_path / "c"), num_workers=3)
   cached, source = cache.CachedSource(directory), factory()
   assert len(cached) == 24
   for i in (0, 5, 23, -1):

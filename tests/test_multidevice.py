@@ -15,5 +15,10 @@ def test_train_step_on_8_devices_matches_1_device():
       cwd=helpers.ROOT)
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads(proc.stdout.strip().splitlines()[-1])
-  assert abs(result["loss1"] - result["loss8"]) <= 1e-5, result
-  assert result["max_param_diff"] <= 1e-5, result
+  for a, b in zip(result["loss1"], result["loss8"]):
+    assert abs(a - b) <= 1e-5, result
+  assert abs(result["grad_norm1"] - result["grad_norm8"]) <= 1e-5 * result["grad_norm1"]
+  # Adam divides by sqrt(second moment): for near-zero gradients, rounding-level
+  # differences in the reduction move a weight by a fraction of the learning
+  # rate (1e-3 here), so parameters are compared at 1e-4.
+  assert result["max_param_diff"] <= 1e-4, result
