@@ -12,6 +12,7 @@ import os
 
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 from cmjax import trainer
@@ -29,6 +30,10 @@ flags.mark_flag_as_required("workdir")
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    # Progress goes to stdout; library INFO chatter (checkpoint threads) is
+    # kept for --verbosity=0.
+    logging.set_verbosity(logging.WARNING)
   trainer.train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
 
 

@@ -32,7 +32,7 @@ def get_config(arg=None):
   # ---- data ----
   c.data = dict(
       name="shapes",
-      num_train=20_000,
+      num_train=10_000,
       image_size=64,
       min_objects=1,
       max_objects=2,
@@ -43,10 +43,10 @@ def get_config(arg=None):
       max_speech_seconds=3.5,
       tokenizer="word",
       max_text_len=20,
-      num_workers=1,  # grain worker processes generating examples
+      num_workers=0,  # grain worker processes (0: a prefetch thread)
   )
   c.batch_size = 128
-  c.total_steps = 1200
+  c.total_steps = 800
   c.total_epochs = None
   c.total_examples = None
 
@@ -55,7 +55,7 @@ def get_config(arg=None):
       name="tri_contrastive",
       embed_dim=128,
       image=dict(patch_size=8, width=128, depth=3, num_heads=4, mlp_dim=256,
-                 pool="mean"),
+                 pool="mean", stem="conv"),
       text=dict(width=128, depth=2, num_heads=4, mlp_dim=256),
       audio=dict(n_fft=400, hop_length=320, n_mels=48, width=128, depth=2,
                  num_heads=4, mlp_dim=256),
@@ -92,9 +92,9 @@ def get_config(arg=None):
 
   # ---- evaluation ----
   c.evals = dict(
-      retrieval=dict(type="retrieval", every_steps=600, split="test",
+      retrieval=dict(type="retrieval", every_steps=400, split="test",
                      num_examples=1000, num_captions=5, batch_size=250),
-      zeroshot=dict(type="zeroshot", every_steps=600, split="test",
+      zeroshot=dict(type="zeroshot", every_steps=400, split="test",
                     num_examples=1000, batch_size=250),
   )
 

@@ -71,6 +71,29 @@ def test_vit_shapes(pool):
   np.testing.assert_allclose(pooled, pooled_f, atol=1e-5)
 
 
+def test_vit_conv_stem():
+  img = _batch()['image']
+  vit = ViT(**{**IMAGE, 'stem': 'conv'})
+  v = vit.init(jax.random.PRNGKey(0), img)
+  tokens, pooled = vit.apply(v, img)
+  assert tokens.shape == (B, 16, W) and pooled.shape == (B, W)
+  convs = sorted(k for k in v['params'] if k.startswith('stem_conv'))
+  assert convs == ['stem_conv0', 'stem_conv1', 'stem_conv2']  # 8 = 2**3
+  assert 'patch_embed' not in v['params']
+  # Each 8x8 patch's token depends on pixels outside it (3x3 receptive fields
+  # overlap), unlike the linear patch stem.
+  img2 = img.copy()
+  img2[:, 8, 8] = 255 - img2[:, 8, 8]
+  t2, _ = vit.apply(v, img2)
+  changed = np.abs(np.asarray(t2 - tokens)).max(axis=(0, 2)) > 0
+  assert changed.sum() > 1
+  with pytest.raises(ValueError, match='power-of-two'):
+    ViT(**{**IMAGE, 'patch_size': 6, 'stem': 'conv'}).init(
+        jax.random.PRNGKey(0), img[:, :30, :30])
+  with pytest.raises(ValueError, match='stem'):
+    ViT(**{**IMAGE, 'stem': 'resnet'}).init(jax.random.PRNGKey(0), img)
+
+
 def test_text_padding_invariance():
   b = _batch()
   enc = TextTransformer(**TEXT)

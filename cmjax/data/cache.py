@@ -37,7 +37,7 @@ from typing import Any, Callable
 import numpy as np
 import tqdm
 
-_VERSION = 1  # bump when the generator's output changes
+_VERSION = 2  # bump when the generator's output changes
 _RAGGED = ("speech",)  # 1-D fields whose length varies between examples
 
 

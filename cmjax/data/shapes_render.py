@@ -44,7 +44,7 @@ DOMAIN1_PALETTE = np.clip(PALETTE @ _DOMAIN1_MIX.T + _DOMAIN1_OFFSET, 0, 255)
 
 # Radius (half the bounding size) as a fraction of the image side, per size
 # class. At 64 px: small ~10 px across, large ~19 px across.
-SIZE_RADIUS_FRACTION = (0.08, 0.15)
+SIZE_RADIUS_FRACTION = (0.11, 0.18)
 
 _BACKGROUND_DOMAIN0 = np.array([18, 18, 24], np.float32)
 

@@ -26,6 +26,10 @@ class ViT(nn.Module):
     patch_size: square patch side in pixels (H and W must be multiples).
     width, depth, num_heads, mlp_dim: Transformer sizes.
     pool: 'mean' (mean of patch tokens) or 'cls' (a learned prepended token).
+    stem: 'patch' (one linear map per patch, as in ViT) or 'conv' (stride-2
+      3x3 convolutions down to the patch grid, as in "Early convolutions help
+      transformers see better"; patch_size must then be a power of two). The
+      conv stem learns small shapes from far fewer examples for little compute.
     dropout_rate: dropout inside the Transformer.
     dtype: compute dtype.
   """
@@ -35,6 +39,7 @@ class ViT(nn.Module):
   num_heads: int = 4
   mlp_dim: int = 256
   pool: str = 'mean'
+  stem: str = 'patch'
   dropout_rate: float = 0.0
   dtype: Dtype = jnp.float32
 
@@ -53,14 +58,19 @@ class ViT(nn.Module):
       raise ValueError(f'image size {h}x{w} is not a multiple of patch_size {p}')
     if self.pool not in ('mean', 'cls'):
       raise ValueError(f"pool must be 'mean' or 'cls', got {self.pool!r}")
+    if self.stem not in ('patch', 'conv'):
+      raise ValueError(f"stem must be 'patch' or 'conv', got {self.stem!r}")
     x = image_to_float(image).astype(self.dtype)
-    # Conv with stride = kernel = patch is a per-patch linear map.
-    x = nn.Conv(self.width, (p, p), strides=(p, p), padding='VALID',
-                dtype=self.dtype, name='patch_embed',
-                kernel_init=nn.with_logical_partitioning(
-                    nn.initializers.lecun_normal(), (None, None, 'conv_in', 'embed')),
-                bias_init=nn.with_logical_partitioning(
-                    nn.initializers.zeros_init(), ('embed',)))(x)
+    if self.stem == 'conv':
+      x = self._conv_stem(x)
+    else:
+      # Conv with stride = kernel = patch is a per-patch linear map.
+      x = nn.Conv(self.width, (p, p), strides=(p, p), padding='VALID',
+                  dtype=self.dtype, name='patch_embed',
+                  kernel_init=nn.with_logical_partitioning(
+                      nn.initializers.lecun_normal(), (None, None, 'conv_in', 'embed')),
+                  bias_init=nn.with_logical_partitioning(
+                      nn.initializers.zeros_init(), ('embed',)))(x)
     n = (h // p) * (w // p)
     x = x.reshape(batch, n, self.width)
     if self.pool == 'cls':
@@ -77,3 +87,26 @@ class ViT(nn.Module):
     chex.assert_shape(x, (batch, n + (self.pool == 'cls'), self.width))
     chex.assert_shape(pooled, (batch, self.width))
     return x, pooled
+
+  def _conv_stem(self, x: jax.Array) -> jax.Array:
+    """`[batch, H, W, 3]` -> `[batch, H/p, W/p, width]` by log2(p) stride-2 convs.
+
+    Channels double from width / 2**(log2(p)) up to width.
+    """
+    p = self.patch_size
+    steps = p.bit_length() - 1
+    if p < 2 or 2**steps != p:
+      raise ValueError(f"stem='conv' needs a power-of-two patch_size, got {p}")
+    for i in range(steps):
+      features = max(self.width >> (steps - 1 - i), 8)
+      last = i == steps - 1
+      x = nn.Conv(features, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
+                  dtype=self.dtype, name=f'stem_conv{i}',
+                  kernel_init=nn.with_logical_partitioning(
+                      nn.initializers.lecun_normal(),
+                      (None, None, 'conv_in', 'embed' if last else None)),
+                  bias_init=nn.with_logical_partitioning(
+                      nn.initializers.zeros_init(), ('embed' if last else None,)))(x)
+      if not last:
+        x = nn.gelu(x)
+    return x
