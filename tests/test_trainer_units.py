@@ -1,0 +1,66 @@
+"""Trainer pieces that need no training run: batch checks, optimiser, config checks."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import pytest
+
+from cmjax import trainer
+from tests import helpers
+
+
+@pytest.fixture
+def tiny():
+  return helpers.load_config("shapes_contrastive.py", "tiny")
+
+
+def _batch(spec):
+  return {k: np.zeros(v.shape, v.dtype) for k, v in spec.items()}
+
+
+def test_check_batch_accepts_the_pipeline_spec_and_names_bad_keys(tiny):
+  spec = trainer.batch_spec(tiny)
+  good = _batch(spec)
+  trainer.check_batch(good, spec)
+  missing = dict(good)
+  del missing["text_mask"]
+  with pytest.raises(ValueError, match="missing key.*text_mask"):
+    trainer.check_batch(missing, spec)
+  wrong_shape = dict(good, image=np.zeros((16, 32, 32, 3), np.uint8))
+  with pytest.raises(ValueError, match="'image' has shape"):
+    trainer.check_batch(wrong_shape, spec)
+  wrong_dtype = dict(good, audio=good["audio"].astype(np.float64))
+  with pytest.raises(ValueError, match="'audio' has dtype"):
+    trainer.check_batch(wrong_dtype, spec)
+
+
+def test_weight_decay_skips_scalars_and_vectors(tiny):
+  tx, schedule = trainer.make_optimizer(tiny.optim, total_steps=10, warmup_steps=2)
+  params = {"w": jnp.ones((3, 3)), "b": jnp.ones((3,)), "logit_scale": jnp.ones(())}
+  zero = jax.tree_util.tree_map(jnp.zeros_like, params)
+  state = tx.init(params)
+  for _ in range(3):  # past warmup, so the learning rate is not zero
+    updates, state = tx.update(zero, state, params)
+  assert float(jnp.abs(updates["w"]).max()) > 0  # decayed
+  assert float(jnp.abs(updates["b"]).max()) == 0
+  assert float(jnp.abs(updates["logit_scale"])) == 0
+  assert float(schedule(0)) == 0.0 and float(schedule(2)) == pytest.approx(tiny.optim.lr)
+
+
+def test_warmup_longer_than_training_is_refused(tiny):
+  with pytest.raises(ValueError, match="warmup"):
+    trainer.make_optimizer(tiny.optim, total_steps=5, warmup_steps=10)
+
+
+def test_batch_size_must_divide_over_devices(tiny):
+  tiny.batch_size = 12
+  with pytest.raises(ValueError, match="batch_size=12 is not divisible by the 8"):
+    trainer.validate_config(tiny, num_devices=8)
+
+
+def test_unknown_loss_is_refused(tiny):
+  tiny.loss.name = "triplet"
+  with pytest.raises(ValueError, match="loss.name='triplet'"):
+    trainer.validate_config(tiny, num_devices=1)
+
