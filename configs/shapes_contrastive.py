@@ -11,9 +11,11 @@ Variants (after the colon, comma separated):
   steps=N       override the number of training steps
   batch_size=N  global batch size
 
-Expected result on a 2-core CPU (no GPU): see the README table "Default run",
-which lists the measured zero-shot accuracy, Recall@5 and wall time together
-with the command that reproduced them.
+Expected result on a 2-core CPU (no GPU), measured with the first command above
+(README, "Default run"): about 9 minutes in all (1 minute of it generating the
+data once), zero-shot shape / colour accuracy 0.96 / 1.00 on held-out
+single-object images, image->text Recall@5 0.75 over 1,000 held-out images
+(5 captions each), image<->speech Recall@5 about 0.7. `tiny` runs in ~20 s.
 """
 
 import math
@@ -31,7 +33,8 @@ def get_config(arg=None):
 
   # ---- data ----
   c.data = dict(
-      name="shapes",
+      name="shapes",  # or "tfds:NAME" for a prepared TFDS (array_record) dataset
+      tfds_data_dir=None,
       num_train=10_000,
       image_size=64,
       min_objects=1,

@@ -63,7 +63,7 @@ def test_bad_config_stops_with_a_message_naming_the_key(tmp_path, override, mess
 
 
 def test_kill_at_a_random_moment_then_resume_gives_identical_params(tmp_path):
-  arg = TINY + ",steps=24"
+  arg = TINY + ",steps=40"
   ref = str(tmp_path / "ref")
   helpers.run_train(ref, arg, "--config.checkpoint_every_steps=2")
 
@@ -82,7 +82,7 @@ def test_kill_at_a_random_moment_then_resume_gives_identical_params(tmp_path):
 
   out = helpers.run_train(killed, arg, "--config.checkpoint_every_steps=2")
   assert "Resumed from the checkpoint" in out.stdout
-  a, b = helpers.load_params(ref, 24), helpers.load_params(killed, 24)
+  a, b = helpers.load_params(ref, 40), helpers.load_params(killed, 40)
   assert a.keys() == b.keys()
   for k in a:
     np.testing.assert_array_equal(a[k], b[k], err_msg=k)

@@ -35,9 +35,11 @@ def make_source(data_config: Mapping[str, Any], split: str, *, seed: int,
   else ~/.cache/cmjax) and read from there; otherwise every read generates.
   """
   name = data_config.get("name", "shapes")
+  if name.startswith("tfds:"):
+    return tfds_source(name[len("tfds:"):], split, data_config.get("tfds_data_dir"))
   if name != "shapes":
-    raise ValueError(f"config.data.name={name!r} is not a known dataset; "
-                     "known: 'shapes'.")
+    raise ValueError(f"config.data.name={name!r} is not a known dataset; known: "
+                     "'shapes', or 'tfds:NAME' for a prepared TFDS dataset.")
   kwargs = {k: data_config[k] for k in _SOURCE_KEYS if k in data_config}
   kwargs.update(overrides)
   if num_examples is None:
@@ -52,6 +54,48 @@ def make_source(data_config: Mapping[str, Any], split: str, *, seed: int,
   cache.materialize(factory, directory, description=f"{name}/{split}: generating "
                     f"{num_examples} examples once (cached)")
   return cache.CachedSource(directory)
+
+
+class DecodedSource:
+  """A TFDS data source whose records look like the built-in source's.
+
+  TFDS returns text as bytes (and lists of bytes); the pipeline expects str.
+  """
+
+  def __init__(self, source):
+    self.source = source
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def __getitem__(self, index: int) -> dict:
+    return {k: _decode(v) for k, v in self.source[index].items()}
+
+
+def _decode(value):
+  if isinstance(value, bytes):
+    return value.decode()
+  if isinstance(value, (list, tuple)) and value and isinstance(value[0], bytes):
+    return [v.decode() for v in value]
+  if isinstance(value, np.ndarray) and value.dtype.kind in "OS":
+    return [v.decode() if isinstance(v, bytes) else v for v in value.tolist()]
+  return value
+
+
+def tfds_source(name: str, split: str, data_dir: str | None) -> DecodedSource:
+  """`tfds.data_source(name)[split]` (array_record, no TensorFlow), text decoded.
+
+  Prepare the built-in data this way with
+  `cmjax.data.shapes_tfds.prepare_shapes_tfds(data_dir, **options)` and set
+  `config.data.name='tfds:shapes/<builder.builder_config.name>'` and
+  `config.data.tfds_data_dir=data_dir`.
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  sources = tfds.data_source(name, data_dir=data_dir)
+  if split not in sources:
+    raise ValueError(f"TFDS dataset {name!r} has no split {split!r}; it has "
+                     f"{sorted(sources)}.")
+  return DecodedSource(sources[split])
 
 
 def make_tokenizer(data_config: Mapping[str, Any]):
