@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -61,4 +61,3 @@ def every(config_entry, default: int) -> int:
   return int(config_entry.get("every_steps", default) or 0)
 
 
-Evaluator = Callable[..., Any]
