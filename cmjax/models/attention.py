@@ -11,6 +11,15 @@ We call `jax.nn.dot_product_attention` with `implementation=None` by default so
 that JAX picks the kernel (XLA everywhere as of jax 0.11); `implementation=
 'cudnn'` selects the fused cuDNN kernel on NVIDIA GPUs (checked on an H100 to
 match XLA in bf16, with padding and causal masks).
+
+Cross-attention: `inputs_kv` may have a different width from `inputs_q`; the
+key/value kernels are then `[kv_dim, heads, head_dim]` (as in flax).
+
+Attention dropout (`dropout_rate > 0` and `deterministic=False`) drops entries
+of the softmax weights `[batch, heads, q, kv]` independently, with the
+'dropout' rng, exactly like flax's reference with `broadcast_dropout=False`.
+It needs the weights, so that path computes attention explicitly (XLA) instead
+of calling `jax.nn.dot_product_attention`; evaluation is unaffected.
 """
 
 from typing import Any
@@ -52,6 +61,8 @@ class MultiHeadAttention(nn.Module):
       choose (in jax 0.10/0.11 that is always XLA); 'cudnn' asks for the fused
       GPU kernel (bf16/fp16 only), and then `key_mask` must be right-padded
       (True on a prefix of each row), since it is passed as lengths.
+    dropout_rate: dropout on the attention weights (active only when called
+      with `deterministic=False`; needs the 'dropout' rng).
   """
   num_heads: int
   head_dim: int | None = None
@@ -62,11 +73,12 @@ class MultiHeadAttention(nn.Module):
   implementation: str | None = None
   kernel_init: Any = nn.initializers.lecun_normal()
   bias_init: Any = nn.initializers.zeros_init()
+  dropout_rate: float = 0.0
 
   @nn.compact
   def __call__(self, inputs_q: jax.Array, inputs_kv: jax.Array | None = None,
                *, key_mask: jax.Array | None = None,
-               causal: bool = False) -> jax.Array:
+               causal: bool = False, deterministic: bool = True) -> jax.Array:
     """Attends from `inputs_q` to `inputs_kv` (self-attention if None).
 
     Args:
@@ -75,6 +87,8 @@ class MultiHeadAttention(nn.Module):
       key_mask: optional bool `[batch, kv_tokens]`, True on keys that may be
         attended to (padding is False).
       causal: if True, query i attends only to keys j <= i.
+      deterministic: if False and `dropout_rate > 0`, applies attention
+        dropout (rng 'dropout').
 
     Returns:
       `[batch, q_tokens, out_features]`.
@@ -107,10 +121,11 @@ class MultiHeadAttention(nn.Module):
     chex.assert_shape(q, (batch, q_len, self.num_heads, head_dim))
     chex.assert_shape([k, v], (batch, kv_len, self.num_heads, head_dim))
 
+    use_dropout = self.dropout_rate > 0.0 and not deterministic
     mask, kv_lengths = None, None
     if key_mask is not None:
       chex.assert_shape(key_mask, (batch, kv_len))
-      if self.implementation == 'cudnn':
+      if self.implementation == 'cudnn' and not use_dropout:
         # cuDNN rejects a broadcast [batch, 1, 1, kv] mask but has a fused
         # padding mode driven by lengths. Exact for right-padded (prefix)
         # masks, which is what our text and audio masks are. Clamped at 1 so
@@ -120,9 +135,13 @@ class MultiHeadAttention(nn.Module):
         # A boolean mask (not an additive bias) keeps fully masked rows
         # finite: masked logits become a large negative number.
         mask = key_mask_to_attention_mask(key_mask)
-    x = jax.nn.dot_product_attention(
-        q, k, v, mask=mask, key_value_seq_lengths=kv_lengths,
-        is_causal=causal, implementation=self.implementation)
+    if use_dropout:
+      x = self._attend_with_dropout(q, k, v, mask, causal)
+    else:
+      x = jax.nn.dot_product_attention(
+          q, k, v, mask=mask, key_value_seq_lengths=kv_lengths,
+          is_causal=causal, implementation=self.implementation)
+    chex.assert_shape(x, (batch, q_len, self.num_heads, head_dim))
 
     out = nn.DenseGeneral(
         features=out_features, axis=(-2, -1), use_bias=self.use_bias,
@@ -132,3 +151,32 @@ class MultiHeadAttention(nn.Module):
         bias_init=nn.with_logical_partitioning(self.bias_init, ('embed',)))(x)
     chex.assert_shape(out, (batch, q_len, out_features))
     return out
+
+  def _attend_with_dropout(self, q: jax.Array, k: jax.Array, v: jax.Array,
+                           mask: jax.Array | None, causal: bool) -> jax.Array:
+    """Softmax attention with dropout on the weights.
+
+    Args:
+      q: `[batch, q_tokens, heads, head_dim]`.
+      k, v: `[batch, kv_tokens, heads, head_dim]`.
+      mask: bool broadcastable to `[batch, heads, q_tokens, kv_tokens]`, or None.
+      causal: whether to add the causal mask.
+
+    Returns:
+      `[batch, q_tokens, heads, head_dim]`.
+    """
+    q_len, kv_len = q.shape[1], k.shape[1]
+    scale = jnp.asarray(q.shape[-1] ** -0.5, q.dtype)
+    # Logits and softmax in float32 (as jax.nn.dot_product_attention does).
+    logits = jnp.einsum('bqhd,bkhd->bhqk', q * scale, k,
+                        preferred_element_type=jnp.float32)
+    if causal:
+      tri = jnp.tril(jnp.ones((q_len, kv_len), jnp.bool_))[None, None]
+      mask = tri if mask is None else jnp.logical_and(mask, tri)
+    if mask is not None:
+      logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+    weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
+    keep_prob = 1.0 - self.dropout_rate
+    keep = jax.random.bernoulli(self.make_rng('dropout'), keep_prob, weights.shape)
+    weights = weights * (keep.astype(self.dtype) / jnp.asarray(keep_prob, self.dtype))
+    return jnp.einsum('bhqk,bkhd->bqhd', weights, v)

@@ -26,6 +26,23 @@ def masked_mean(x: jax.Array, mask: jax.Array | None) -> jax.Array:
   return (total / count).astype(x.dtype)
 
 
+def last_token(x: jax.Array, mask: jax.Array) -> jax.Array:
+  """The last valid token of each row.
+
+  Args:
+    x: `[batch, tokens, width]`.
+    mask: bool `[batch, tokens]`, True on valid tokens.
+
+  Returns:
+    `[batch, width]`: `x[b, i_b]` with `i_b` the largest valid index of row b
+    (index 0 for a row without valid tokens).
+  """
+  chex.assert_rank(x, 3)
+  chex.assert_shape(mask, x.shape[:2])
+  idx = jnp.max(jnp.where(mask, jnp.arange(x.shape[1])[None], 0), axis=1)
+  return jnp.take_along_axis(x, idx[:, None, None], axis=1)[:, 0]
+
+
 def sinusoidal_positions(length: int, width: int) -> jax.Array:
   """Fixed sine/cosine position table `[length, width]` (Vaswani et al.)."""
   half = width // 2

@@ -7,22 +7,29 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cmjax.models.pooling import masked_mean
+from cmjax.models.pooling import last_token, masked_mean, sinusoidal_positions
 from cmjax.models.transformer import Transformer
 
 Dtype = Any
 
 
 class TextTransformer(nn.Module):
-  """Bidirectional text encoder with key padding mask.
+  """Text Transformer encoder (bidirectional, or causal) with key padding mask.
 
   Attributes:
     vocab_size: number of token ids (0 is padding by convention).
-    max_len: longest supported sequence (size of the position table).
+    max_len: longest supported sequence (size of the learned position table).
     width, depth, num_heads, mlp_dim: Transformer sizes.
-    pool: 'mean' (masked mean over real tokens) or 'first' (first token).
+    pool: 'mean' (masked mean over real tokens), 'first' (first token) or
+      'last' (last real token of each row; with `causal` the only token that
+      has seen the whole text).
     dropout_rate: dropout inside the Transformer.
     dtype: compute dtype.
+    causal: token t attends only to tokens <= t (GPT/CLIP-style text tower).
+    positions: 'learned' (a `pos_embedding [max_len, width]` param) or
+      'sinusoidal' (fixed table, no param; any length allowed).
+    remat, scan: passed to `Transformer`.
+    param_dtype: parameter dtype.
   """
   vocab_size: int
   max_len: int = 32
@@ -33,6 +40,11 @@ class TextTransformer(nn.Module):
   pool: str = 'mean'
   dropout_rate: float = 0.0
   dtype: Dtype = jnp.float32
+  causal: bool = False
+  positions: str = 'learned'
+  remat: bool = False
+  scan: bool = False
+  param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, text: jax.Array, text_mask: jax.Array, *,
@@ -44,20 +56,35 @@ class TextTransformer(nn.Module):
     chex.assert_rank([text, text_mask], 2)
     chex.assert_equal_shape([text, text_mask])
     batch, length = text.shape
-    if length > self.max_len:
+    if self.pool not in ('mean', 'first', 'last'):
+      raise ValueError(f"pool must be 'mean', 'first' or 'last', got {self.pool!r}")
+    if self.positions not in ('learned', 'sinusoidal'):
+      raise ValueError("positions must be 'learned' or 'sinusoidal', got "
+                       f'{self.positions!r}')
+    if self.positions == 'learned' and length > self.max_len:
       raise ValueError(f'text length {length} exceeds max_len {self.max_len}')
-    if self.pool not in ('mean', 'first'):
-      raise ValueError(f"pool must be 'mean' or 'first', got {self.pool!r}")
     mask = text_mask.astype(jnp.bool_)
-    x = nn.Embed(self.vocab_size, self.width, dtype=self.dtype, name='token_embed',
+    x = nn.Embed(self.vocab_size, self.width, dtype=self.dtype,
+                 param_dtype=self.param_dtype, name='token_embed',
                  embedding_init=nn.with_logical_partitioning(
                      nn.initializers.normal(0.02), ('vocab', 'embed')))(text)
-    pos = self.param('pos_embedding', nn.with_logical_partitioning(
-        nn.initializers.normal(0.01), ('pos', 'embed')), (self.max_len, self.width))
-    x = x + pos[:length].astype(self.dtype)[None]
+    if self.positions == 'learned':
+      pos = self.param('pos_embedding', nn.with_logical_partitioning(
+          nn.initializers.normal(0.01), ('pos', 'embed')),
+          (self.max_len, self.width), self.param_dtype)[:length]
+    else:
+      pos = sinusoidal_positions(length, self.width)
+    x = x + pos.astype(self.dtype)[None]
     x = Transformer(self.depth, self.num_heads, self.mlp_dim, self.dropout_rate,
-                    self.dtype, name='transformer')(x, mask, deterministic=not train)
-    pooled = x[:, 0] if self.pool == 'first' else masked_mean(x, mask)
+                    self.dtype, remat=self.remat, scan=self.scan,
+                    param_dtype=self.param_dtype, name='transformer')(
+                        x, mask, deterministic=not train, causal=self.causal)
+    if self.pool == 'first':
+      pooled = x[:, 0]
+    elif self.pool == 'last':
+      pooled = last_token(x, mask)
+    else:
+      pooled = masked_mean(x, mask)
     chex.assert_shape(x, (batch, length, self.width))
     chex.assert_shape(pooled, (batch, self.width))
     return x, pooled

@@ -1,4 +1,12 @@
-"""Pre-LayerNorm Transformer encoder: `[batch, tokens, width]` in and out."""
+"""Pre-LayerNorm Transformer encoder: `[batch, tokens, width]` in and out.
+
+`Transformer(remat=True)` recomputes each block's activations in the backward
+pass (`nn.remat`), trading compute for memory; the parameter tree is unchanged.
+`Transformer(scan=True)` runs the blocks with `nn.scan`: one compiled block and
+parameters stacked on a leading layer axis (logical name None) under
+`blocks/block/...`, instead of `block0/...`, `block1/...`. `stack_block_params`
+converts an unrolled parameter tree into the scanned layout.
+"""
 
 from typing import Any
 
@@ -12,10 +20,11 @@ from cmjax.models.attention import MultiHeadAttention
 Dtype = Any
 
 
-def layer_norm(name: str | None = None, dtype: Dtype = jnp.float32) -> nn.LayerNorm:
+def layer_norm(name: str | None = None, dtype: Dtype = jnp.float32,
+               param_dtype: Dtype = jnp.float32) -> nn.LayerNorm:
   """LayerNorm whose scale/bias carry the 'embed' logical axis."""
   return nn.LayerNorm(
-      dtype=dtype, name=name,
+      dtype=dtype, param_dtype=param_dtype, name=name,
       scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), ('embed',)),
       bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), ('embed',)))
 
@@ -25,45 +34,86 @@ class MlpBlock(nn.Module):
   mlp_dim: int
   dropout_rate: float = 0.0
   dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
     width = x.shape[-1]
     init = nn.initializers.xavier_uniform()
-    h = nn.Dense(self.mlp_dim, dtype=self.dtype, name='fc1',
+    h = nn.Dense(self.mlp_dim, dtype=self.dtype, param_dtype=self.param_dtype,
+                 name='fc1',
                  kernel_init=nn.with_logical_partitioning(init, ('embed', 'mlp')),
                  bias_init=nn.with_logical_partitioning(
                      nn.initializers.zeros_init(), ('mlp',)))(x)
     h = nn.gelu(h)
     h = nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)
-    return nn.Dense(width, dtype=self.dtype, name='fc2',
+    return nn.Dense(width, dtype=self.dtype, param_dtype=self.param_dtype,
+                    name='fc2',
                     kernel_init=nn.with_logical_partitioning(init, ('mlp', 'embed')),
                     bias_init=nn.with_logical_partitioning(
                         nn.initializers.zeros_init(), ('embed',)))(h)
 
 
 class EncoderBlock(nn.Module):
-  """x + Attn(LN(x)), then x + MLP(LN(x)) (pre-LN, as in ViT/CLIP)."""
+  """x + Attn(LN(x)), then x + MLP(LN(x)) (pre-LN, as in ViT/CLIP).
+
+  Attributes:
+    num_heads, mlp_dim: sizes.
+    dropout_rate: dropout on the residual branches and inside the MLP.
+    dtype, param_dtype: compute and parameter dtypes.
+    attention_dropout_rate: dropout on the attention weights.
+  """
   num_heads: int
   mlp_dim: int
   dropout_rate: float = 0.0
   dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+  attention_dropout_rate: float = 0.0
 
   @nn.compact
-  def __call__(self, x: jax.Array, key_mask: jax.Array | None = None, *,
+  def __call__(self, x: jax.Array, key_mask: jax.Array | None = None,
                deterministic: bool = True, causal: bool = False) -> jax.Array:
-    """x: `[batch, tokens, width]`; key_mask: bool `[batch, tokens]` or None."""
+    """x: `[batch, tokens, width]`; key_mask: bool `[batch, tokens]` or None.
+
+    `deterministic` and `causal` may be passed positionally (as `nn.remat`
+    with `static_argnums` needs).
+    """
     chex.assert_rank(x, 3)
-    h = layer_norm('ln_attn', self.dtype)(x)
+    h = layer_norm('ln_attn', self.dtype, self.param_dtype)(x)
     h = MultiHeadAttention(num_heads=self.num_heads, dtype=self.dtype,
-                           name='attn')(h, key_mask=key_mask, causal=causal)
+                           param_dtype=self.param_dtype,
+                           dropout_rate=self.attention_dropout_rate, name='attn')(
+                               h, key_mask=key_mask, causal=causal,
+                               deterministic=deterministic)
     h = nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)
     x = x + h
-    h = layer_norm('ln_mlp', self.dtype)(x)
-    h = MlpBlock(self.mlp_dim, self.dropout_rate, self.dtype, name='mlp')(
-        h, deterministic=deterministic)
+    h = layer_norm('ln_mlp', self.dtype, self.param_dtype)(x)
+    h = MlpBlock(self.mlp_dim, self.dropout_rate, self.dtype, self.param_dtype,
+                 name='mlp')(h, deterministic=deterministic)
     h = nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)
     return x + h
+
+
+class _ScanStep(nn.Module):
+  """One `EncoderBlock` as an `nn.scan` step: `(x, key_mask) -> (x, None)`."""
+  num_heads: int
+  mlp_dim: int
+  dropout_rate: float
+  dtype: Dtype
+  param_dtype: Dtype
+  attention_dropout_rate: float
+  remat: bool
+  deterministic: bool
+  causal: bool
+
+  @nn.compact
+  def __call__(self, x: jax.Array, key_mask: jax.Array | None):
+    block_cls = (nn.remat(EncoderBlock, static_argnums=(3, 4)) if self.remat
+                 else EncoderBlock)
+    x = block_cls(self.num_heads, self.mlp_dim, self.dropout_rate, self.dtype,
+                  self.param_dtype, self.attention_dropout_rate, name='block')(
+                      x, key_mask, self.deterministic, self.causal)
+    return x, None
 
 
 class Transformer(nn.Module):
@@ -71,12 +121,26 @@ class Transformer(nn.Module):
 
   The final LayerNorm is part of the stack because pre-LN residual streams are
   otherwise un-normalised at the output.
+
+  Attributes:
+    depth, num_heads, mlp_dim: sizes.
+    dropout_rate: dropout on residual branches and in the MLP.
+    dtype: compute dtype.
+    remat: recompute each block in the backward pass (`nn.remat`).
+    scan: run the blocks with `nn.scan` (params `blocks/block/...` with a
+      leading `[depth]` axis).
+    param_dtype: parameter dtype.
+    attention_dropout_rate: dropout on attention weights.
   """
   depth: int
   num_heads: int
   mlp_dim: int
   dropout_rate: float = 0.0
   dtype: Dtype = jnp.float32
+  remat: bool = False
+  scan: bool = False
+  param_dtype: Dtype = jnp.float32
+  attention_dropout_rate: float = 0.0
 
   @nn.compact
   def __call__(self, x: jax.Array, key_mask: jax.Array | None = None, *,
@@ -90,10 +154,40 @@ class Transformer(nn.Module):
       chex.assert_shape(key_mask, x.shape[:2])
     shape = x.shape
     x = x.astype(self.dtype)
-    for i in range(self.depth):
-      x = EncoderBlock(self.num_heads, self.mlp_dim, self.dropout_rate,
-                       self.dtype, name=f'block{i}')(
-                           x, key_mask, deterministic=deterministic, causal=causal)
-    x = layer_norm('ln_final', self.dtype)(x)
+    if self.scan:
+      stack = nn.scan(
+          _ScanStep, variable_axes={'params': 0}, split_rngs={'params': True,
+                                                              'dropout': True},
+          in_axes=nn.broadcast, length=self.depth,
+          metadata_params={nn.PARTITION_NAME: None})
+      x, _ = stack(self.num_heads, self.mlp_dim, self.dropout_rate, self.dtype,
+                   self.param_dtype, self.attention_dropout_rate, self.remat,
+                   deterministic, causal, name='blocks')(x, key_mask)
+    else:
+      # Positional (deterministic, causal) are static: argnums count `self`.
+      block_cls = (nn.remat(EncoderBlock, static_argnums=(3, 4)) if self.remat
+                   else EncoderBlock)
+      for i in range(self.depth):
+        x = block_cls(self.num_heads, self.mlp_dim, self.dropout_rate,
+                      self.dtype, self.param_dtype, self.attention_dropout_rate,
+                      name=f'block{i}')(x, key_mask, deterministic, causal)
+    x = layer_norm('ln_final', self.dtype, self.param_dtype)(x)
     chex.assert_shape(x, shape)
     return x
+
+
+def stack_block_params(params: Any, depth: int) -> Any:
+  """Unrolled Transformer params (`block{i}`) -> the `scan=True` layout.
+
+  Args:
+    params: the Transformer's param dict (unboxed), with `block0..block{depth-1}`.
+    depth: number of blocks.
+
+  Returns:
+    A dict with `blocks/block/...` leaves stacked to `[depth, ...]` and every
+    other entry (e.g. `ln_final`) unchanged.
+  """
+  blocks = [params[f'block{i}'] for i in range(depth)]
+  rest = {k: v for k, v in params.items() if not k.startswith('block')}
+  stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *blocks)
+  return {**rest, 'blocks': {'block': stacked}}
