@@ -71,6 +71,23 @@ def test_vit_shapes(pool):
   np.testing.assert_allclose(pooled, pooled_f, atol=1e-5)
 
 
+def test_vit_map_pooling_attends_over_tokens():
+  img = _batch()['image']
+  vit = ViT(**{**IMAGE, 'pool': 'map'})
+  v = vit.init(jax.random.PRNGKey(0), img)
+  assert 'map_head' in v['params'] and 'probe' in v['params']['map_head']
+  tokens, pooled = vit.apply(v, img)
+  assert tokens.shape == (B, 16, W) and pooled.shape == (B, W)
+  # The pooled vector is not the token mean, and it moves with the probe.
+  assert not np.allclose(pooled, tokens.mean(axis=1), atol=1e-3)
+  params = jax.tree_util.tree_map(lambda a: a, nn.meta.unbox(v['params']))
+  params['map_head']['probe'] = params['map_head']['probe'] + 1.0
+  _, moved = vit.apply({'params': params}, img)
+  assert not np.allclose(pooled, moved, atol=1e-4)
+  with pytest.raises(ValueError, match='pool'):
+    ViT(**{**IMAGE, 'pool': 'max'}).init(jax.random.PRNGKey(0), img)
+
+
 def test_vit_conv_stem():
   img = _batch()['image']
   vit = ViT(**{**IMAGE, 'stem': 'conv'})

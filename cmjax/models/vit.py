@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cmjax.models.map_head import MAPHead
 from cmjax.models.transformer import Transformer
 
 Dtype = Any
@@ -25,7 +26,8 @@ class ViT(nn.Module):
   Attributes:
     patch_size: square patch side in pixels (H and W must be multiples).
     width, depth, num_heads, mlp_dim: Transformer sizes.
-    pool: 'mean' (mean of patch tokens) or 'cls' (a learned prepended token).
+    pool: 'mean' (mean of patch tokens), 'cls' (a learned prepended token) or
+      'map' (multihead attention pooling with a learned probe, `MAPHead`).
     stem: 'patch' (one linear map per patch, as in ViT) or 'conv' (stride-2
       3x3 convolutions down to the patch grid, as in "Early convolutions help
       transformers see better"; patch_size must then be a power of two). The
@@ -56,8 +58,8 @@ class ViT(nn.Module):
     p = self.patch_size
     if h % p or w % p:
       raise ValueError(f'image size {h}x{w} is not a multiple of patch_size {p}')
-    if self.pool not in ('mean', 'cls'):
-      raise ValueError(f"pool must be 'mean' or 'cls', got {self.pool!r}")
+    if self.pool not in ('mean', 'cls', 'map'):
+      raise ValueError(f"pool must be 'mean', 'cls' or 'map', got {self.pool!r}")
     if self.stem not in ('patch', 'conv'):
       raise ValueError(f"stem must be 'patch' or 'conv', got {self.stem!r}")
     x = image_to_float(image).astype(self.dtype)
@@ -83,7 +85,12 @@ class ViT(nn.Module):
     x = x + pos.astype(self.dtype)[None]
     x = Transformer(self.depth, self.num_heads, self.mlp_dim, self.dropout_rate,
                     self.dtype, name='transformer')(x, deterministic=not train)
-    pooled = x[:, 0] if self.pool == 'cls' else jnp.mean(x, axis=1)
+    if self.pool == 'cls':
+      pooled = x[:, 0]
+    elif self.pool == 'map':
+      pooled = MAPHead(self.num_heads, self.mlp_dim, self.dtype, name='map_head')(x)
+    else:
+      pooled = jnp.mean(x, axis=1)
     chex.assert_shape(x, (batch, n + (self.pool == 'cls'), self.width))
     chex.assert_shape(pooled, (batch, self.width))
     return x, pooled
