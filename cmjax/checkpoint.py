@@ -38,6 +38,8 @@ class Checkpointer:
     )
     self.manager = ocp.CheckpointManager(self.directory, options=options,
                                          item_names=("state", "data"))
+    # Kept in memory: save() runs every step and must not list the directory.
+    self._saved_steps = set(self.manager.all_steps())
 
   # ----- model signature: refuse to resume a different model -----
   def check_signature(self, signature: dict) -> None:
@@ -60,13 +62,16 @@ class Checkpointer:
 
   def save(self, step: int, state: Any, data_iter: Any, *, force: bool = False) -> bool:
     """Saves if `step` is due (or `force`) and not saved already; True if it saved."""
-    if step in self.manager.all_steps():
+    if step in self._saved_steps:
       return False
-    return self.manager.save(
+    saved = self.manager.save(
         step,
         args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                 data=grain.checkpoint.CheckpointSave(data_iter)),
         force=force)
+    if saved:
+      self._saved_steps.add(step)
+    return saved
 
   def restore_latest(self, abstract_state: Any, data_iter: Any):
     """Returns `(state, step)` of the newest readable checkpoint, or `(None, None)`.

@@ -22,7 +22,6 @@ class MetricWriter:
   def __init__(self, workdir: str, *, stream=None):
     self.active = jax.process_index() == 0
     self.stream = stream or sys.stdout
-    self.history: list[dict] = []  # rows written by this process
     self.tb = EventFileWriter(os.path.join(workdir, "tensorboard")) if self.active else None
     # One JSON object per write, appended: easy to plot from a notebook.
     self.jsonl = os.path.join(workdir, "metrics_history.jsonl")
@@ -33,7 +32,6 @@ class MetricWriter:
     if not self.active:
       return
     row = {"step": int(step), **scalars}
-    self.history.append(row)
     with open(self.jsonl, "a") as f:
       f.write(json.dumps(row) + "\n")
     summary = summary_pb2.Summary(value=[

@@ -31,17 +31,23 @@ def _both(xq, xkv):
   return ours, ref, our_vars
 
 
+def assert_matches_flax(ours, ref, params, xq, xkv, key_mask):
+  """Our attention equals flax's with the same params; returns our output."""
+  got = ours.apply(params, xq, xkv, key_mask=key_mask)
+  ref_mask = None if key_mask is None else nn.make_attention_mask(
+      jnp.ones(xq.shape[:2], bool), key_mask)
+  want = ref.apply(params, xq, xkv, mask=ref_mask)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  return got
+
+
 @pytest.mark.parametrize('masked', [False, True])
 def test_matches_flax_reference(masked):
   xq, xkv = _inputs()
   ours, ref, params = _both(xq, xkv)
-  key_mask = _key_mask() if masked else None
-  got = ours.apply(params, xq, xkv, key_mask=key_mask)
-  ref_mask = None if key_mask is None else nn.make_attention_mask(
-      jnp.ones((B, Q), bool), key_mask)
-  want = ref.apply(params, xq, xkv, mask=ref_mask)
+  got = assert_matches_flax(ours, ref, params, xq, xkv,
+                            _key_mask() if masked else None)
   assert got.shape == (B, Q, D)
-  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_mask_matters_and_masked_keys_are_ignored():

@@ -8,6 +8,7 @@ import pytest
 
 from cmjax.models.attention import MultiHeadAttention
 from cmjax.models.transformer import Transformer, stack_block_params
+from tests.test_attention import assert_matches_flax
 
 B, Q, KV, D, DKV, H = 3, 5, 7, 16, 12, 4
 W, L = 16, 6
@@ -50,12 +51,8 @@ def test_cross_attention_other_kv_width_matches_flax(masked):
   assert params['params']['key']['kernel'].shape == (DKV, H, D // H)
   assert params['params']['query']['kernel'].shape == (D, H, D // H)
   key_mask = _key_mask() if masked else None
-  got = ours.apply(params, xq, xkv, key_mask=key_mask)
-  ref_mask = None if key_mask is None else nn.make_attention_mask(
-      jnp.ones((B, Q), bool), key_mask)
-  want = ref.apply(params, xq, xkv, mask=ref_mask)
+  got = assert_matches_flax(ours, ref, params, xq, xkv, key_mask)
   assert got.shape == (B, Q, D)
-  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
   if masked:  # keys behind the mask are invisible
     moved = ours.apply(params, xq, xkv + jnp.where(key_mask[..., None], 0., 50.),
                        key_mask=key_mask)
