@@ -17,12 +17,10 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
-import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
-import numpy as np  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from cmjax import sharding, trainer  # noqa: E402
+from benchmarks import step_timing  # noqa: E402
 from cmjax.data import pipeline  # noqa: E402
 
 config_flags.DEFINE_config_file(
@@ -47,7 +45,8 @@ def generator_rate(config, num_examples: int = 256) -> float:
   import functools  # pylint: disable=g-import-not-at-top
   import tempfile  # pylint: disable=g-import-not-at-top
   from cmjax.data import cache, shapes  # pylint: disable=g-import-not-at-top
-  kwargs = {k: config.data[k] for k in pipeline._SOURCE_KEYS}  # pylint: disable=protected-access
+  kwargs = {k: config.data[k] for k in pipeline._SOURCE_KEYS  # pylint: disable=protected-access
+            if k in config.data}
   factory = functools.partial(shapes.ShapesSource, split="train", seed=123,
                               num_examples=num_examples, **kwargs)
   with tempfile.TemporaryDirectory() as d:
@@ -57,27 +56,7 @@ def generator_rate(config, num_examples: int = 256) -> float:
 
 
 def step_rate(config, batches: int) -> float:
-  mesh = sharding.make_mesh(config.mesh)
-  rules = sharding.logical_rules(config.sharding_rules)
-  model = trainer.build_model(config)
-  tx, schedule = trainer.make_optimizer(config.optim, total_steps=1000, warmup_steps=10)
-  with mesh, nn.logical_axis_rules(rules):
-    _, shardings, init = trainer.create_train_state(model, tx, config, mesh, rules)
-    state = init()
-  step = jax.jit(trainer.make_train_step(model, tx, schedule,
-                                         trainer.make_loss_fn(config), config),
-                 in_shardings=(shardings, sharding.batch_sharding(mesh)),
-                 out_shardings=(shardings, sharding.replicated(mesh)),
-                 donate_argnums=(0,))
-  batch = next(iter(pipeline.train_dataset(config)))
-  batch = sharding.global_batch(batch, mesh)
-  state, m = step(state, batch)
-  jax.block_until_ready(m)
-  t = time.perf_counter()
-  for _ in range(batches):
-    state, m = step(state, batch)
-  jax.block_until_ready(m)
-  return batches * config.batch_size / (time.perf_counter() - t)
+  return step_timing.CompiledStep(config).run(batches)
 
 
 def main(argv):

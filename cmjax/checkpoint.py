@@ -48,6 +48,8 @@ class Checkpointer:
     `signature` is a JSON-able description of what must match for a restore
     (model config, parameter shapes).
     """
+    # As it reads back from JSON (tuples become lists), so equal means equal.
+    signature = json.loads(json.dumps(signature, default=str))
     path = self.directory / _SIGNATURE_FILE
     if path.exists() and self.manager.latest_step() is not None:
       saved = json.loads(path.read_text())

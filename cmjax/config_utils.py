@@ -107,3 +107,39 @@ def resolve_steps(config: Any, prefix: str, *, batch_size: int,
   if not num_train_examples:
     raise ValueError(f"{prefix}_epochs needs a training split of known size.")
   return int(round(value * num_train_examples / batch_size))
+
+
+def set_training_defaults(c) -> None:
+  """Sets the entries every experiment config shares; the config then overrides.
+
+  optim (AdamW, warmup + cosine), mesh (pure data parallel over all devices),
+  sharding_rules (logical axis -> mesh axes), dtype, logging and
+  checkpointing cadence, peak_flops (None: measured at start for MFU).
+  """
+  c.optim = dict(
+      name="adamw", lr=2e-3, b1=0.9, b2=0.98, weight_decay=0.05,
+      grad_clip_norm=1.0, warmup_steps=100, warmup_epochs=None,
+      warmup_examples=None, min_lr_ratio=0.02)
+  c.mesh = dict(data=-1, fsdp=1, model=1)
+  c.sharding_rules = [
+      ["batch", ["data", "fsdp"]],
+      ["embed", "fsdp"],
+      ["mlp", "model"],
+      ["heads", "model"],
+      ["vocab", "model"],
+  ]
+  c.dtype = "float32"
+  c.log_every_steps = 50
+  c.checkpoint_every_steps = 200
+  c.keep_checkpoints = 2
+  c.peak_flops = None
+
+
+def apply_common_overrides(c, arg) -> None:
+  """The `steps=`, `batch_size=` and `workers=` config arguments (0 / -1: unset)."""
+  if arg.steps:
+    c.total_steps = arg.steps
+  if arg.batch_size:
+    c.batch_size = arg.batch_size
+  if arg.workers >= 0:
+    c.data.num_workers = arg.workers

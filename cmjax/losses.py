@@ -107,7 +107,7 @@ def retrieval_accuracy(x: jax.Array, y: jax.Array, valid: jax.Array | None = Non
 
 def multimodal_contrastive_loss(
     outputs: dict, *, kind: str = 'clip',
-    modalities: tuple[str, ...] = ('image', 'text', 'audio'),
+    modalities: tuple[str, ...] = ('image', 'text', 'audio', 'video'),
 ) -> tuple[jax.Array, dict]:
   """Sums a pairwise contrastive loss over every pair of present modalities.
 

@@ -28,30 +28,51 @@ from cmjax import losses
 from cmjax import metric_writer
 from cmjax import sharding
 from cmjax.data import pipeline
+from cmjax.models import encoders
 from cmjax.models import registry
 
 
 @flax.struct.dataclass
 class TrainState:
+  """Everything a step updates.
+
+  `model_state` holds the model's non-parameter collections (BatchNorm's
+  `batch_stats`), `{}` for models without any.
+  """
   step: jax.Array
   params: Any
   opt_state: Any
+  model_state: Any
+
+  def variables(self) -> dict:
+    """The `model.apply` variables: `{'params': ..., **model_state}`."""
+    return {"params": self.params, **self.model_state}
 
 
 # ----------------------------------------------------------------------------
 # Model, optimiser, batch spec
 # ----------------------------------------------------------------------------
 
+def model_modalities(config) -> tuple[str, ...]:
+  """`config.model.modalities`, else image + text (+ audio with speech data)."""
+  if config.model.get("modalities"):
+    return tuple(config.model.modalities)
+  return ("image", "text", "audio") if config.data.speech else ("image", "text")
+
+
 def model_kwargs(config) -> dict:
   """Keyword arguments of the model, completed from the data config."""
   kw = config.model.to_dict()
   kw.pop("name")
-  tokenizer = pipeline.make_tokenizer(config.data)
-  kw["text"] = dict(kw.get("text", {}), vocab_size=tokenizer.vocab_size,
-                    max_len=config.data.max_text_len)
+  text = dict(kw.get("text", {}))
+  text["vocab_size"] = pipeline.make_tokenizer(config.data).vocab_size
+  text_cls = encoders.get_encoder_cls(
+      "text", text.get("name", encoders.DEFAULT_ENCODER["text"]))
+  if "max_len" in getattr(text_cls, "__dataclass_fields__", {}):
+    text["max_len"] = config.data.max_text_len
+  kw["text"] = text
   kw["audio"] = dict(kw.get("audio", {}), sample_rate=config.data.sample_rate)
-  if not config.data.speech:
-    kw["modalities"] = ("image", "text")
+  kw["modalities"] = model_modalities(config)
   kw["dtype"] = config.get("dtype", "float32")
   return kw
 
@@ -96,6 +117,9 @@ def batch_spec(config, local: bool = True) -> dict[str, jax.ShapeDtypeStruct]:
   if data.speech:
     t = pipeline.max_audio_samples(data)
     spec.update(audio=((b, t), np.float32), audio_mask=((b, t), bool))
+  if pipeline.has_video(data):
+    v = data.get("video_size", 32)
+    spec["video"] = ((b, data.video_frames, v, v, 3), np.uint8)
   for key in pipeline.LABEL_KEYS:
     spec[key] = ((b,), np.int32)
   return {k: jax.ShapeDtypeStruct(shape, dtype) for k, (shape, dtype) in spec.items()}
@@ -130,9 +154,10 @@ def create_train_state(model, tx, config, mesh, rules):
   dummy = {k: jnp.zeros(v.shape, v.dtype) for k, v in spec.items()}
 
   def init_boxed(rng):
-    params = model.init(rng, dummy, train=False)["params"]
+    variables = dict(model.init(rng, dummy, train=False))
+    params = variables.pop("params")
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      opt_state=tx.init(params))
+                      opt_state=tx.init(params), model_state=variables)
 
   abstract_boxed = jax.eval_shape(init_boxed, jax.random.key(0))
   shardings = sharding.tree_shardings(abstract_boxed, mesh, rules)
@@ -152,16 +177,26 @@ def make_train_step(model, tx, schedule, loss_fn, config):
     rng = jax.random.fold_in(base_rng, state.step)
 
     def objective(params):
-      outputs = model.apply({"params": params}, batch, train=True,
-                            rngs={"dropout": rng})
-      return loss_fn(outputs)
+      variables = {"params": params, **state.model_state}
+      if state.model_state:
+        # BatchNorm: batch statistics in, updated running averages out.
+        outputs, model_state = model.apply(variables, batch, train=True,
+                                           rngs={"dropout": rng},
+                                           mutable=list(state.model_state))
+      else:
+        outputs, model_state = model.apply(variables, batch, train=True,
+                                           rngs={"dropout": rng}), {}
+      loss, metrics = loss_fn(outputs)
+      return loss, (metrics, model_state)
 
-    (loss, metrics), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    (loss, (metrics, model_state)), grads = jax.value_and_grad(
+        objective, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads),
                    lr=schedule(state.step))
-    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    return TrainState(step=state.step + 1, params=params, opt_state=opt_state,
+                      model_state=dict(model_state)), metrics
 
   return train_step
 
@@ -225,9 +260,24 @@ def validate_config(config, num_devices: int | None = None) -> None:
     raise ValueError(f"config.model.name={config.model.name!r} is unknown; known models: "
                      f"{registry.known_models()}.")
   make_loss_fn(config)  # raises on an unknown loss name
-  if config.data.image_size % config.model.image.patch_size:
+  modalities = model_modalities(config)
+  if len(modalities) < 2:
+    raise ValueError(f"config.model.modalities={modalities} needs at least two "
+                     "modalities for a contrastive loss.")
+  if "audio" in modalities and not config.data.speech:
+    raise ValueError("config.model.modalities has 'audio' but config.data.speech is False.")
+  if "video" in modalities and not pipeline.has_video(config.data):
+    raise ValueError("config.model.modalities has 'video' but config.data.video_frames "
+                     "is 0; set it to the clip length (e.g. 8).")
+  pipeline.text_field(config.data)  # raises on a bad text_field
+  for m in modalities:
+    entry = config.model.get(m) or {}
+    encoders.get_encoder_cls(m, entry.get("name", encoders.DEFAULT_ENCODER[m]))
+  image = config.model.get("image") or {}
+  patch = image.get("patch_size") if image.get("name", "vit") == "vit" else None
+  if "image" in modalities and patch and config.data.image_size % patch:
     raise ValueError(f"config.data.image_size={config.data.image_size} is not divisible "
-                     f"by config.model.image.patch_size={config.model.image.patch_size}.")
+                     f"by config.model.image.patch_size={patch}.")
   for name, value in (("log_every_steps", config.log_every_steps),
                       ("checkpoint_every_steps", config.checkpoint_every_steps)):
     if value <= 0:
@@ -235,7 +285,11 @@ def validate_config(config, num_devices: int | None = None) -> None:
 
 
 def load_trained(config, workdir: str, step: int | None = None):
-  """`(model, params, step)` of the run in `workdir` (newest checkpoint by default)."""
+  """`(model, variables, step)` of the run in `workdir` (newest checkpoint by default).
+
+  `variables` is what `model.apply` takes: `{'params': ...}` plus any state
+  such as BatchNorm's `batch_stats`.
+  """
   mesh = sharding.make_mesh(config.mesh)
   rules = sharding.logical_rules(config.get("sharding_rules", []))
   model = build_model(config)
@@ -247,7 +301,7 @@ def load_trained(config, workdir: str, step: int | None = None):
     state, step = checkpointer.restore_state(abstract, step)
   finally:
     checkpointer.close()
-  return model, state.params, step
+  return model, state.variables(), step
 
 
 # ----------------------------------------------------------------------------
@@ -344,7 +398,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     for name, ev in evaluators.items():
       if final or (ev.every_steps and step % ev.every_steps == 0):
         t = time.time()
-        results.update(dict(ev.run(state.params)))
+        results.update(dict(ev.run(state.variables())))
         results[f"{name}/seconds"] = time.time() - t
     if results:
       writer.write(step, results, prefix="eval ")

@@ -10,6 +10,15 @@ Variants (after the colon, comma separated):
   loss=siglip   sigmoid contrastive loss instead of softmax (CLIP) loss
   steps=N       override the number of training steps
   batch_size=N  global batch size
+  image=E       image encoder: vit (default), resnet_gn (ResNet, GroupNorm),
+                resnet_bn (ResNet, BatchNorm)
+  text=E        text encoder: transformer (default), lstm, gru
+  audio=E       audio encoder: transformer (default), cnn, ast
+
+Encoder comparison (README, "Encoders"), e.g.:
+
+  python train.py --config configs/shapes_contrastive.py:image=resnet_bn,steps=400 \
+      --workdir /tmp/cmjax-resnet-bn
 
 Expected result on a 2-core CPU (no GPU), measured with the first command above
 (README, "Default run"): about 9 minutes in all (1 minute of it generating the
@@ -24,10 +33,55 @@ import ml_collections
 
 from cmjax import config_utils
 
+# Encoder choices: (full size, tiny size) config entries per variant name.
+IMAGE_ENCODERS = {
+    "vit": (dict(name="vit", patch_size=8, width=128, depth=3, num_heads=4,
+                 mlp_dim=256, pool="mean", stem="conv"),
+            dict(name="vit", patch_size=16, width=16, depth=1, num_heads=2,
+                 mlp_dim=32, pool="mean")),
+    "resnet_gn": (dict(name="resnet", features=(32, 64, 128), blocks=(1, 1, 1),
+                       norm="group", num_groups=8),
+                  dict(name="resnet", features=(8, 16), blocks=(1, 1),
+                       norm="group", num_groups=4)),
+    "resnet_bn": (dict(name="resnet", features=(32, 64, 128), blocks=(1, 1, 1),
+                       norm="batch"),
+                  dict(name="resnet", features=(8, 16), blocks=(1, 1), norm="batch")),
+}
+TEXT_ENCODERS = {
+    "transformer": (dict(name="transformer", width=128, depth=2, num_heads=4, mlp_dim=256),
+                    dict(name="transformer", width=16, depth=1, num_heads=2, mlp_dim=32)),
+    "lstm": (dict(name="rnn", cell="lstm", width=128),
+             dict(name="rnn", cell="lstm", width=16)),
+    "gru": (dict(name="rnn", cell="gru", width=128),
+            dict(name="rnn", cell="gru", width=16)),
+}
+_FRONT_END = dict(n_fft=400, hop_length=320, n_mels=48)
+_TINY_FRONT_END = dict(n_fft=400, hop_length=320, n_mels=16)
+AUDIO_ENCODERS = {
+    "transformer": (dict(name="transformer", **_FRONT_END, width=128, depth=2,
+                         num_heads=4, mlp_dim=256),
+                    dict(name="transformer", **_TINY_FRONT_END, width=16, depth=1,
+                         num_heads=2, mlp_dim=32)),
+    "cnn": (dict(name="cnn", **_FRONT_END, widths=(64, 128, 128), width=128),
+            dict(name="cnn", **_TINY_FRONT_END, widths=(8, 16), width=16)),
+    "ast": (dict(name="ast", **_FRONT_END, patch_time=4, patch_freq=16, width=128,
+                 depth=2, num_heads=4, mlp_dim=256),
+            dict(name="ast", **_TINY_FRONT_END, patch_time=4, patch_freq=8, width=16,
+                 depth=1, num_heads=2, mlp_dim=32)),
+}
+
+
+def encoder_entry(choices: dict, variant: str, key: str, tiny: bool) -> dict:
+  """The config entry of encoder `variant` (from the `key=` config argument)."""
+  if variant not in choices:
+    raise ValueError(f"config argument {key}={variant!r}; expected one of {sorted(choices)}")
+  return dict(choices[variant][int(tiny)])
+
 
 def get_config(arg=None):
   arg = config_utils.parse_arg(
-      arg, tiny=False, loss="clip", steps=0, batch_size=0, workers=-1)
+      arg, tiny=False, loss="clip", steps=0, batch_size=0, workers=-1,
+      image="vit", text="transformer", audio="transformer")
   c = ml_collections.ConfigDict()
   c.seed = 0
 
@@ -57,11 +111,9 @@ def get_config(arg=None):
   c.model = dict(
       name="tri_contrastive",
       embed_dim=128,
-      image=dict(patch_size=8, width=128, depth=3, num_heads=4, mlp_dim=256,
-                 pool="mean", stem="conv"),
-      text=dict(width=128, depth=2, num_heads=4, mlp_dim=256),
-      audio=dict(n_fft=400, hop_length=320, n_mels=48, width=128, depth=2,
-                 num_heads=4, mlp_dim=256),
+      image=encoder_entry(IMAGE_ENCODERS, arg.image, "image", arg.tiny),
+      text=encoder_entry(TEXT_ENCODERS, arg.text, "text", arg.tiny),
+      audio=encoder_entry(AUDIO_ENCODERS, arg.audio, "audio", arg.tiny),
       logit_scale_init=math.log(1 / 0.07),
       logit_bias_init=0.0,
   )
@@ -70,28 +122,7 @@ def get_config(arg=None):
     c.model.logit_scale_init = math.log(10.0)
     c.model.logit_bias_init = -10.0
 
-  # ---- optimiser ----
-  c.optim = dict(
-      name="adamw", lr=2e-3, b1=0.9, b2=0.98, weight_decay=0.05,
-      grad_clip_norm=1.0, warmup_steps=100, warmup_epochs=None,
-      warmup_examples=None, min_lr_ratio=0.02)
-
-  # ---- scale ----
-  c.mesh = dict(data=-1, fsdp=1, model=1)
-  c.sharding_rules = [
-      ["batch", ["data", "fsdp"]],
-      ["embed", "fsdp"],
-      ["mlp", "model"],
-      ["heads", "model"],
-      ["vocab", "model"],
-  ]
-  c.dtype = "float32"
-
-  # ---- bookkeeping ----
-  c.log_every_steps = 50
-  c.checkpoint_every_steps = 200
-  c.keep_checkpoints = 2
-  c.peak_flops = None  # FLOP/s for MFU; None = measure a matmul at start
+  config_utils.set_training_defaults(c)
 
   # ---- evaluation ----
   c.evals = dict(
@@ -108,11 +139,6 @@ def get_config(arg=None):
     c.batch_size = 16
     c.total_steps = 6
     c.model.embed_dim = 16
-    c.model.image = dict(patch_size=16, width=16, depth=1, num_heads=2,
-                         mlp_dim=32, pool="mean")
-    c.model.text = dict(width=16, depth=1, num_heads=2, mlp_dim=32)
-    c.model.audio = dict(n_fft=400, hop_length=320, n_mels=16, width=16,
-                         depth=1, num_heads=2, mlp_dim=32)
     c.optim.warmup_steps = 2
     c.log_every_steps = 2
     c.checkpoint_every_steps = 3
@@ -121,10 +147,5 @@ def get_config(arg=None):
     c.evals.zeroshot.update(every_steps=6, num_examples=32, batch_size=16)
     c.peak_flops = 1e11
 
-  if arg.steps:
-    c.total_steps = arg.steps
-  if arg.batch_size:
-    c.batch_size = arg.batch_size
-  if arg.workers >= 0:
-    c.data.num_workers = arg.workers
+  config_utils.apply_common_overrides(c, arg)
   return c

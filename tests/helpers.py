@@ -29,9 +29,13 @@ def subprocess_env(**extra) -> dict:
 
 
 def run_train(workdir, config_arg, *overrides, check=True, timeout=600):
-  return subprocess.run(train_cmd(workdir, config_arg, *overrides), env=subprocess_env(),
-                        capture_output=True, text=True, timeout=timeout, check=check,
-                        cwd=ROOT)
+  proc = subprocess.run(train_cmd(workdir, config_arg, *overrides), env=subprocess_env(),
+                        capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+  if check and proc.returncode:
+    # The message shows why, not just the exit status.
+    raise AssertionError(f"train.py {config_arg} {' '.join(overrides)} exited with "
+                         f"{proc.returncode}:\n{proc.stderr[-4000:]}")
+  return proc
 
 
 def load_params(workdir: str, step: int) -> dict[str, np.ndarray]:

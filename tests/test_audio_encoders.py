@@ -50,11 +50,11 @@ def encoder(request):
 def test_shapes_and_jit(encoder):
   name, enc, _, v = encoder
   audio, mask = _audio()
-  tokens, pooled = jax.jit(enc.apply)(v, audio, mask)
+  tokens, pooled, _ = jax.jit(enc.apply)(v, audio, mask)
   assert tokens.shape == (B, _tokens(name), W) and pooled.shape == (B, W)
   assert tokens.dtype == pooled.dtype == jnp.float32
   # Batch rows are independent.
-  _, alone = jax.jit(enc.apply)(v, audio[1:], mask[1:])
+  _, alone, _ = jax.jit(enc.apply)(v, audio[1:], mask[1:])
   np.testing.assert_allclose(alone[0], pooled[1], rtol=1e-5, atol=1e-5)
   assert np.isfinite(np.asarray(tokens)).all()
 
@@ -71,20 +71,20 @@ def test_padding_invariance(encoder):
   v = _jitter(v)
   audio, mask = _audio()
   apply = jax.jit(enc.apply)
-  tokens, pooled = apply(v, audio, mask)
+  tokens, pooled, _ = apply(v, audio, mask)
   # Append 0.3 s of masked zeros (an odd number of frames on purpose).
   pad = lambda a: np.pad(a, ((0, 0), (0, 4900)))
-  tokens_long, pooled_long = apply(v, pad(audio), pad(mask))
+  tokens_long, pooled_long, _ = apply(v, pad(audio), pad(mask))
   assert tokens_long.shape[1] > tokens.shape[1]
   np.testing.assert_allclose(pooled_long, pooled, rtol=1e-5, atol=1e-5)
   # Garbage behind the mask is invisible too.
   noisy = np.where(mask, audio, 0.9).astype(np.float32)
-  _, pooled_noisy = apply(v, noisy, mask)
+  _, pooled_noisy, _ = apply(v, noisy, mask)
   np.testing.assert_allclose(pooled_noisy, pooled, rtol=1e-5, atol=1e-5)
   # Sanity: the mask is used, and changing the real audio changes the output.
-  _, unmasked = apply(v, audio, np.ones_like(mask))
+  _, unmasked, _ = apply(v, audio, np.ones_like(mask))
   assert np.abs(np.asarray(unmasked[1] - pooled[1])).max() > 1e-3
-  _, other = apply(v, audio[::-1].copy(), mask)
+  _, other, _ = apply(v, audio[::-1].copy(), mask)
   assert np.abs(np.asarray(other - pooled)).max() > 1e-3
 
 
@@ -94,7 +94,7 @@ def test_finite_gradients_reach_every_parameter(encoder):
   audio, mask = _audio()
 
   def loss_fn(p):
-    tokens, pooled = enc.apply(p, audio, mask, train=True,
+    tokens, pooled, _ = enc.apply(p, audio, mask, train=True,
                                rngs={'dropout': jax.random.PRNGKey(1)})
     return jnp.sum(pooled ** 2) + jnp.mean(tokens)
   grads = jax.jit(jax.grad(loss_fn))(v)
@@ -111,7 +111,7 @@ def test_spec_augment_only_in_training(encoder):
   r0, r1 = jax.random.PRNGKey(0), jax.random.PRNGKey(1)
   # Eager: for a model this small, cheaper than compiling five variants.
   run = lambda model, train, rngs=None: model.apply(
-      v, audio, mask, train=train, rngs=rngs)[1]
+      v, audio, mask, train=train, rngs=rngs).pooled
   ref = run(plain, False)
   # Off at evaluation, and off in training unless asked for.
   np.testing.assert_array_equal(run(aug, False), ref)
@@ -154,7 +154,7 @@ def test_cnn_tokens_zero_on_padding():
   enc = AudioCNN(**CNN)
   audio, mask = _audio()
   v = jax.jit(enc.init)(jax.random.PRNGKey(0), audio, mask)
-  tokens, _ = enc.apply(_jitter(nn.meta.unbox(v)), audio, mask)
+  tokens, _, _ = enc.apply(_jitter(nn.meta.unbox(v)), audio, mask)
   # Row 1 holds 2037 samples -> 13 valid frames -> 7 -> 4 valid tokens.
   assert np.abs(np.asarray(tokens[1, 4:])).max() == 0
   assert np.abs(np.asarray(tokens[1, :4])).min(axis=-1).max() > 0

@@ -63,11 +63,11 @@ def test_vit_shapes(pool):
   img = _batch()['image']
   vit = ViT(**{**IMAGE, 'pool': pool})
   v = vit.init(jax.random.PRNGKey(0), img)
-  tokens, pooled = vit.apply(v, img)
+  tokens, pooled, _ = vit.apply(v, img)
   assert tokens.shape == (B, 16 + (pool == 'cls'), W)
   assert pooled.shape == (B, W)
   # uint8 and the equivalent float in [0, 1] give the same result.
-  _, pooled_f = vit.apply(v, img.astype(np.float32) / 255.0)
+  _, pooled_f, _ = vit.apply(v, img.astype(np.float32) / 255.0)
   np.testing.assert_allclose(pooled, pooled_f, atol=1e-5)
 
 
@@ -76,13 +76,13 @@ def test_vit_map_pooling_attends_over_tokens():
   vit = ViT(**{**IMAGE, 'pool': 'map'})
   v = vit.init(jax.random.PRNGKey(0), img)
   assert 'map_head' in v['params'] and 'probe' in v['params']['map_head']
-  tokens, pooled = vit.apply(v, img)
+  tokens, pooled, _ = vit.apply(v, img)
   assert tokens.shape == (B, 16, W) and pooled.shape == (B, W)
   # The pooled vector is not the token mean, and it moves with the probe.
   assert not np.allclose(pooled, tokens.mean(axis=1), atol=1e-3)
   params = jax.tree_util.tree_map(lambda a: a, nn.meta.unbox(v['params']))
   params['map_head']['probe'] = params['map_head']['probe'] + 1.0
-  _, moved = vit.apply({'params': params}, img)
+  _, moved, _ = vit.apply({'params': params}, img)
   assert not np.allclose(pooled, moved, atol=1e-4)
   with pytest.raises(ValueError, match='pool'):
     ViT(**{**IMAGE, 'pool': 'max'}).init(jax.random.PRNGKey(0), img)
@@ -92,7 +92,7 @@ def test_vit_conv_stem():
   img = _batch()['image']
   vit = ViT(**{**IMAGE, 'stem': 'conv'})
   v = vit.init(jax.random.PRNGKey(0), img)
-  tokens, pooled = vit.apply(v, img)
+  tokens, pooled, _ = vit.apply(v, img)
   assert tokens.shape == (B, 16, W) and pooled.shape == (B, W)
   convs = sorted(k for k in v['params'] if k.startswith('stem_conv'))
   assert convs == ['stem_conv0', 'stem_conv1', 'stem_conv2']  # 8 = 2**3
@@ -101,7 +101,7 @@ def test_vit_conv_stem():
   # overlap), unlike the linear patch stem.
   img2 = img.copy()
   img2[:, 8, 8] = 255 - img2[:, 8, 8]
-  t2, _ = vit.apply(v, img2)
+  t2, _, _ = vit.apply(v, img2)
   changed = np.abs(np.asarray(t2 - tokens)).max(axis=(0, 2)) > 0
   assert changed.sum() > 1
   with pytest.raises(ValueError, match='power-of-two'):
@@ -115,13 +115,13 @@ def test_text_padding_invariance():
   b = _batch()
   enc = TextTransformer(**TEXT)
   v = enc.init(jax.random.PRNGKey(0), b['text'], b['text_mask'])
-  tokens, pooled = enc.apply(v, b['text'], b['text_mask'])
+  tokens, pooled, _ = enc.apply(v, b['text'], b['text_mask'])
   assert tokens.shape == (B, 8, W) and pooled.shape == (B, W)
   pad = lambda a: np.pad(a, ((0, 0), (0, 5)))
-  _, pooled_long = enc.apply(v, pad(b['text']), pad(b['text_mask']))
+  _, pooled_long, _ = enc.apply(v, pad(b['text']), pad(b['text_mask']))
   np.testing.assert_allclose(pooled_long, pooled, rtol=1e-5, atol=1e-5)
   # Sanity: the mask is actually used (unmasking the padding changes row 1).
-  _, unmasked = enc.apply(v, b['text'], np.ones_like(b['text_mask']))
+  _, unmasked, _ = enc.apply(v, b['text'], np.ones_like(b['text_mask']))
   assert np.abs(np.asarray(unmasked[1] - pooled[1])).max() > 1e-4
 
 
@@ -130,19 +130,19 @@ def test_audio_padding_invariance():
   enc = AudioTransformer(**AUDIO)
   v = enc.init(jax.random.PRNGKey(0), b['audio'], b['audio_mask'])
   apply = jax.jit(enc.apply)
-  tokens, pooled = apply(v, b['audio'], b['audio_mask'])
+  tokens, pooled, _ = apply(v, b['audio'], b['audio_mask'])
   frames = 1 + SAMPLES // 160
   assert tokens.shape == (B, -(-(-(-frames // 2)) // 2), W) and pooled.shape == (B, W)
   # Append 0.3 s of masked zeros (odd amount of frames on purpose).
   pad = lambda a: np.pad(a, ((0, 0), (0, 4900)))
-  _, pooled_long = apply(v, pad(b['audio']), pad(b['audio_mask']))
+  _, pooled_long, _ = apply(v, pad(b['audio']), pad(b['audio_mask']))
   np.testing.assert_allclose(pooled_long, pooled, rtol=1e-4, atol=1e-4)
   # Garbage behind the mask is invisible too.
   noisy = np.where(b['audio_mask'], b['audio'], 0.9).astype(np.float32)
-  _, pooled_noisy = apply(v, noisy, b['audio_mask'])
+  _, pooled_noisy, _ = apply(v, noisy, b['audio_mask'])
   np.testing.assert_allclose(pooled_noisy, pooled, rtol=1e-4, atol=1e-4)
   # Sanity: changing real audio does change the embedding.
-  _, other = apply(v, b['audio'][::-1].copy(), b['audio_mask'])
+  _, other, _ = apply(v, b['audio'][::-1].copy(), b['audio_mask'])
   assert np.abs(np.asarray(other - pooled)).max() > 1e-3
 
 

@@ -55,21 +55,21 @@ def test_shapes_padding_invariance_names_and_gradients(name):
   enc, boxed, apply = _setup(name)
   params = nn.meta.unbox(boxed)
   text, mask = _batch()
-  tokens, pooled = apply(params, text, mask)
+  tokens, pooled, _ = apply(params, text, mask)
   assert tokens.shape == (B, L, W) and pooled.shape == (B, W)
   assert tokens.dtype == pooled.dtype == jnp.float32
   # Any ids behind the mask are invisible.
   junk = np.where(mask, text, 7).astype(np.int32)
-  tokens_junk, pooled_junk = apply(params, junk, mask)
+  tokens_junk, pooled_junk, _ = apply(params, junk, mask)
   np.testing.assert_allclose(pooled_junk, pooled, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(np.where(mask[..., None], tokens_junk, 0),
                              np.where(mask[..., None], tokens, 0), rtol=1e-5, atol=1e-5)
   # Sanity: the mask is used, and real tokens matter.
-  _, unmasked = apply(params, junk, np.ones_like(mask))
+  _, unmasked, _ = apply(params, junk, np.ones_like(mask))
   assert np.abs(np.asarray(unmasked[1] - pooled[1])).max() > 1e-4
   other = text.copy()
   other[:, 0] = (other[:, 0] % (V - 1)) + 1
-  _, pooled_other = apply(params, other, mask)
+  _, pooled_other, _ = apply(params, other, mask)
   assert np.abs(np.asarray(pooled_other - pooled)).max(axis=-1).min() > 1e-5
 
   # Gradients (train=True) on the batch with 5 padding tokens appended, whose
@@ -77,7 +77,7 @@ def test_shapes_padding_invariance_names_and_gradients(name):
   pad = lambda a: np.pad(a, ((0, 0), (0, 5)))
 
   def loss(p):
-    toks, pool = enc.apply(p, pad(text), pad(mask), train=True)
+    toks, pool, _ = enc.apply(p, pad(text), pad(mask), train=True)
     return jnp.sum(pool ** 2) + jnp.mean(toks), pool
   grads, pooled_long = jax.jit(jax.grad(loss, has_aux=True))(params)
   np.testing.assert_allclose(pooled_long, pooled, rtol=1e-5, atol=1e-5)
@@ -103,18 +103,18 @@ def test_causal_tokens_ignore_the_future(name):
   _, boxed, apply = _setup(name)
   params = nn.meta.unbox(boxed)
   text, mask = _batch()
-  tokens, _ = apply(params, text, mask)
+  tokens, _, _ = apply(params, text, mask)
   t = 3
   later = text.copy()
   later[0, t + 1:] = (later[0, t + 1:] % (V - 1)) + 1
-  tokens_later, _ = apply(params, later, mask)
+  tokens_later, _, _ = apply(params, later, mask)
   np.testing.assert_allclose(tokens_later[0, :t + 1], tokens[0, :t + 1],
                              rtol=1e-5, atol=1e-5)
   assert np.abs(np.asarray(tokens_later[0, t + 1:] - tokens[0, t + 1:])).max() > 1e-5
   # Changing token t changes token t's output.
   now = text.copy()
   now[0, t] = (now[0, t] % (V - 1)) + 1
-  tokens_now, _ = apply(params, now, mask)
+  tokens_now, _, _ = apply(params, now, mask)
   assert np.abs(np.asarray(tokens_now[0, t] - tokens[0, t])).max() > 1e-5
 
 
@@ -123,7 +123,7 @@ def test_bidirectional_transformer_sees_the_future():
   _, boxed, apply = _setup('tt_default_first')
   params = nn.meta.unbox(boxed)
   text, mask = _batch()
-  tokens, _ = apply(params, text, mask)
+  tokens, _, _ = apply(params, text, mask)
   later = text.copy()
   later[0, 4:] = (later[0, 4:] % (V - 1)) + 1
   assert np.abs(np.asarray(apply(params, later, mask)[0][0, :4] - tokens[0, :4])).max() > 1e-5
@@ -133,7 +133,7 @@ def test_bidirectional_transformer_sees_the_future():
 def test_last_pool_is_last_real_token(name):
   _, boxed, apply = _setup(name)
   text, mask = _batch()
-  tokens, pooled = apply(nn.meta.unbox(boxed), text, mask)
+  tokens, pooled, _ = apply(nn.meta.unbox(boxed), text, mask)
   last = mask.sum(axis=1) - 1
   np.testing.assert_allclose(pooled, np.asarray(tokens)[np.arange(B), last], atol=1e-6)
 
@@ -178,7 +178,7 @@ def test_rnn_param_layout_and_dtype():
   assert bi['rnn1']['forward_rnn']['cell']['ir']['kernel'] == (2 * W, W)
   assert bi['out_proj']['kernel'] == (2 * W, W)
   enc = TextRNN(**RNN, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16)
-  (tokens, pooled), variables = jax.jit(enc.init_with_output)(
+  (tokens, pooled, _), variables = jax.jit(enc.init_with_output)(
       jax.random.PRNGKey(0), text, mask)
   assert {p.dtype for p in jax.tree.leaves(nn.meta.unbox(variables))} == {
       jnp.dtype(jnp.bfloat16)}

@@ -23,7 +23,8 @@ from cmjax.data import tokenizers
 LABEL_KEYS = ("label", "shape_label", "color_label", "size_label")
 
 _SOURCE_KEYS = ("image_size", "min_objects", "max_objects", "domain",
-                "class_skew", "speech", "sample_rate", "max_speech_seconds")
+                "class_skew", "speech", "sample_rate", "max_speech_seconds",
+                "video_frames", "video_size")
 
 
 def make_source(data_config: Mapping[str, Any], split: str, *, seed: int,
@@ -102,6 +103,22 @@ def make_tokenizer(data_config: Mapping[str, Any]):
   return tokenizers.get_tokenizer(data_config.get("tokenizer", "word"))
 
 
+def has_video(data_config: Mapping[str, Any]) -> bool:
+  return bool(data_config.get("video_frames", 0))
+
+
+def text_field(data_config: Mapping[str, Any]) -> str:
+  """Which captions are the text: 'captions' (of the image) or 'video_captions'."""
+  field = data_config.get("text_field", "captions")
+  if field not in ("captions", "video_captions"):
+    raise ValueError(f"config.data.text_field={field!r}; expected 'captions' or "
+                     "'video_captions'.")
+  if field == "video_captions" and not has_video(data_config):
+    raise ValueError("config.data.text_field='video_captions' needs video clips: "
+                     "set config.data.video_frames > 0.")
+  return field
+
+
 def max_audio_samples(data_config: Mapping[str, Any]) -> int:
   return int(round(data_config["max_speech_seconds"] * data_config["sample_rate"]))
 
@@ -119,24 +136,31 @@ def pad_audio(wave: np.ndarray, max_samples: int) -> tuple[np.ndarray, np.ndarra
 class Preprocess(grain.transforms.RandomMap):
   """Record of the source -> flat dict of fixed-shape numpy arrays.
 
-  A random paraphrase is chosen as the text for each visit of an example, so
-  epochs differ while staying reproducible (grain seeds `rng` per element).
+  A random paraphrase of `record[text_field]` ('captions', or
+  'video_captions' for the motion captions of the video clips) is chosen as the
+  text for each visit of an example, so epochs differ while staying
+  reproducible (grain seeds `rng` per element).
   """
 
   def __init__(self, tokenizer, max_text_len: int, max_samples: int,
-               with_speech: bool):
+               with_speech: bool, with_video: bool = False,
+               text_field: str = "captions"):
     self.tokenizer = tokenizer
     self.max_text_len = max_text_len
     self.max_samples = max_samples
     self.with_speech = with_speech
+    self.with_video = with_video
+    self.text_field = text_field
 
   def random_map(self, record, rng: np.random.Generator):
-    captions = record["captions"]
+    captions = record[self.text_field]
     caption = captions[int(rng.integers(len(captions)))]
     text, text_mask = self.tokenizer.pad(caption, self.max_text_len)
     out = {"image": record["image"], "text": text, "text_mask": text_mask}
     if self.with_speech:
       out["audio"], out["audio_mask"] = pad_audio(record["speech"], self.max_samples)
+    if self.with_video:
+      out["video"] = record["video"]
     for key in LABEL_KEYS:
       out[key] = np.int32(record[key])
     return out
@@ -155,7 +179,8 @@ def train_dataset(config, *, process_index: int = 0, process_count: int = 1,
   ds = grain.MapDataset.source(source)[process_index::process_count]
   ds = ds.seed(config.seed).shuffle().repeat(None)
   ds = ds.random_map(Preprocess(make_tokenizer(data), data.max_text_len,
-                                max_audio_samples(data), data.speech))
+                                max_audio_samples(data), data.speech,
+                                with_video=has_video(data), text_field=text_field(data)))
   ds = ds.batch(local_batch, drop_remainder=True)
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=1,
                                             prefetch_buffer_size=4))

@@ -2,9 +2,10 @@
 
 ``ShapesSource`` is a grain random-access source: ``len(src)`` and ``src[i]``,
 where example ``i`` is a pure function of ``(seed, split, i)`` and the options.
-Each example draws three independent generators from
-``np.random.SeedSequence([seed, split_id, i])`` -- scene+image, text, speech --
-so turning speech off (``speech=False``) leaves images and captions unchanged.
+Each example draws four independent generators from
+``np.random.SeedSequence([seed, split_id, i])`` -- scene+image, text, speech,
+video -- so turning speech off (``speech=False``) or video on
+(``video_frames > 0``) leaves images and captions unchanged.
 
 Scene rules (they make every caption, negative and answer unambiguous):
 * 1-3 objects with *distinct shapes*; colors and sizes may repeat;
@@ -31,6 +32,12 @@ Example fields (``S`` = image_size, ``K`` = max_objects, ``n`` = speech length):
 ``voice``              int32 []      index into speech.ALL_VOICES (-1 when speech=False)
 ``speech_rate``        int32 []      words/minute actually used (-1 when speech=False)
 ``index``              int32 []      i
+``video``              uint8 [F,V,V,3] only when video_frames F > 0: the scene's objects
+                                     moving (V = video_size; see ``shapes_video``)
+``video_captions``     list[str]     only when video_frames > 0: paraphrases naming
+                                     each object and its direction of motion
+``directions``         int32 [K]     only when video_frames > 0: direction per object
+                                     (index into shapes_video.DIRECTIONS), -1 pad
 =====================  ============  =================================================
 """
 
@@ -38,7 +45,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cmjax.data import shapes_render, shapes_text, speech as speech_lib
+from cmjax.data import shapes_render, shapes_text, shapes_video, speech as speech_lib
 from cmjax.data.shapes_text import (  # noqa: F401  (re-exported public constants)
     ANSWERS, COLORS, RELATIONS, SHAPES, SIZES, vocabulary)
 
@@ -119,6 +126,9 @@ class ShapesSource:
         TRAIN_VOICES; False -> every split uses all voices.
       noise_snr_db: (low, high) range of the additive white noise SNR in dB.
       speech_rates: (low, high) words per minute before the fit-to-length rule.
+      video_frames: frames per clip of the objects moving (0 = no video).
+      video_size: side of the video frames in pixels (>= 32; small, since a
+        clip holds ``video_frames`` of them).
     """
 
     def __init__(self, *, split: str = "train", seed: int = 0,
@@ -128,7 +138,8 @@ class ShapesSource:
                  speech: bool = True, sample_rate: int = 16000,
                  max_speech_seconds: float = 4.0, holdout_voices: bool = True,
                  noise_snr_db: tuple[float, float] = (10.0, 40.0),
-                 speech_rates: tuple[int, int] = (150, 210)):
+                 speech_rates: tuple[int, int] = (150, 210),
+                 video_frames: int = 0, video_size: int = 32):
         def bad(option, value, why):
             raise ValueError(f"ShapesSource option {option}={value!r}: {why}")
 
@@ -170,6 +181,12 @@ class ShapesSource:
         if not 80 <= rlo <= rhi <= 400:
             bad("speech_rates", speech_rates, "needs 80 <= low <= high <= 400")
 
+        if not isinstance(video_frames, (int, np.integer)) or not (
+                video_frames == 0 or 2 <= video_frames <= 64):
+            bad("video_frames", video_frames, "must be 0 (no video) or an int in [2, 64]")
+        if not isinstance(video_size, (int, np.integer)) or not 32 <= video_size <= 256:
+            bad("video_size", video_size, "must be an int in [32, 256]")
+
         self.split = split
         self.split_id = SPLITS.index(split)
         self.seed = int(seed)
@@ -184,6 +201,7 @@ class ShapesSource:
         self.max_speech_seconds = float(max_speech_seconds)
         self.noise_snr_db = (lo, hi)
         self.speech_rates = (rlo, rhi)
+        self.video_frames, self.video_size = int(video_frames), int(video_size)
         if holdout_voices:
             voices = speech_lib.TEST_VOICES if split == "test" else speech_lib.TRAIN_VOICES
         else:
@@ -251,7 +269,9 @@ class ShapesSource:
             raise IndexError(f"index {index} out of range for {self.num_examples} examples")
         index = int(index) % self.num_examples
         seq = np.random.SeedSequence([self.seed, self.split_id, index])
-        scene_rng, text_rng, speech_rng = (np.random.default_rng(s) for s in seq.spawn(3))
+        # spawn(4)[:3] equals spawn(3): adding the video stream changed nothing else.
+        scene_rng, text_rng, speech_rng, video_rng = (
+            np.random.default_rng(s) for s in seq.spawn(4))
 
         objects, relation = self._scene(scene_rng)
         image = shapes_render.render(objects, self.image_size, self.domain, scene_rng)
@@ -281,6 +301,14 @@ class ShapesSource:
             "objects": padded,
             "index": i32(index),
         }
+        if self.video_frames:
+            video, directions = shapes_video.clip(
+                objects, self.video_frames, self.video_size, self.domain, video_rng)
+            padded_dirs = np.full((self.max_objects,), -1, np.int32)
+            padded_dirs[:len(objects)] = directions
+            ex.update(video=video, directions=padded_dirs,
+                      video_captions=shapes_video.video_captions(
+                          triples, directions, self.num_captions, video_rng))
         if self.speech:
             k = int(speech_rng.integers(self.num_captions))
             wav, voice_id, rate = self._speak(caps[k], speech_rng)

@@ -95,17 +95,21 @@ def caption(objects, relation: int, rng: np.random.Generator) -> str:
     return text
 
 
-def captions(objects, relation: int, n: int, rng: np.random.Generator,
-             max_tries: int = 200) -> list[str]:
-    """``n`` distinct paraphrases (raises if the grammar cannot produce them)."""
+def distinct(make_one, n: int, max_tries: int = 200) -> list[str]:
+    """``n`` distinct strings from repeated ``make_one()`` calls (raises if it cannot)."""
     out: list[str] = []
     for _ in range(max_tries):
-        c = caption(objects, relation, rng)
+        c = make_one()
         if c not in out:
             out.append(c)
             if len(out) == n:
                 return out
     raise RuntimeError(f"could only make {len(out)} distinct captions, wanted {n}")
+
+
+def captions(objects, relation: int, n: int, rng: np.random.Generator) -> list[str]:
+    """``n`` distinct paraphrases (raises if the grammar cannot produce them)."""
+    return distinct(lambda: caption(objects, relation, rng), n)
 
 
 def negative(objects, relation: int, rng: np.random.Generator):
@@ -172,7 +176,7 @@ def question(objects, relation: int, rng: np.random.Generator) -> tuple[str, str
 
 
 def vocabulary() -> list[str]:
-    """Sorted list of every word any caption, negative, question or answer can contain."""
+    """Sorted list of every word any caption (video ones too), negative, question or answer can contain."""
     words: set[str] = {"a", "an"}
     groups = (SHAPE_WORDS, COLOR_WORDS, SIZE_WORDS, RELATION_WORDS, RELATION_ITS)
     for group in groups:
@@ -182,4 +186,6 @@ def vocabulary() -> list[str]:
     for template in _NP_FORMS + _ONE + _TWO + _THIRD + _QUESTIONS:
         words.update(w for w in template.split() if not re.fullmatch(r"\{\w+\}", w))
     words.update(ANSWERS)
+    from cmjax.data import shapes_video  # pylint: disable=g-import-not-at-top  (cycle)
+    words.update(shapes_video.vocabulary_words())
     return sorted(words)

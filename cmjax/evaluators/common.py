@@ -34,10 +34,14 @@ class Encoder:
     self.batch_size = batch_size
     fn = getattr(model, method)
     self._apply = jax.jit(
-        lambda params, *xs: model.apply({"params": params}, *xs, method=fn))
+        lambda variables, *xs: model.apply(variables, *xs, method=fn))
 
-  def __call__(self, params: Any, *arrays: np.ndarray) -> np.ndarray:
-    """`arrays` share a leading axis `[n, ...]`; returns `[n, embed_dim]` float32."""
+  def __call__(self, variables: Any, *arrays: np.ndarray) -> np.ndarray:
+    """`variables`: `{'params': ..., ...}` as `model.apply` takes them (e.g.
+    `TrainState.variables()`); `arrays` share a leading axis `[n, ...]`.
+
+    Returns `[n, embed_dim]` float32.
+    """
     n = arrays[0].shape[0]
     out = []
     for start in range(0, n, self.batch_size):
@@ -46,7 +50,7 @@ class Encoder:
       if rows < self.batch_size:
         chunk = [np.concatenate([c, np.zeros((self.batch_size - rows,) + c.shape[1:],
                                               c.dtype)]) for c in chunk]
-      out.append(np.asarray(self._apply(params, *chunk))[:rows])
+      out.append(np.asarray(self._apply(variables, *chunk))[:rows])
     return np.concatenate(out).astype(np.float32)
 
 

@@ -1,10 +1,11 @@
 """Cross-modal retrieval: Recall@K, rsum, median and mean rank, both directions.
 
-For every pair of modalities (image-text, image-audio, text-audio) each held-out
-example is a query against all examples of the other modality. Images have
-`num_captions` paraphrased captions each; as in the COCO protocol, image->text
-counts a hit when any of the image's captions is retrieved, and every caption
-is its own text->image query.
+For every pair of the model's modalities (image-text, image-audio, text-audio,
+video-text, ...) each held-out example is a query against all examples of the
+other modality. Every example has `num_captions` paraphrased captions (of the
+image, or of the video clip with `config.data.text_field='video_captions'`);
+as in the COCO protocol, image->text counts a hit when any of the image's
+captions is retrieved, and every caption is its own text->image query.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from cmjax.data import pipeline
 from cmjax.evaluators import common
 from cmjax.evaluators import metrics
 
-_METHOD = {"image": "encode_image", "text": "encode_text", "audio": "encode_audio"}
+_INPUT_KEYS = {"image": ("image",), "audio": ("audio", "audio_mask"), "video": ("video",)}
+_METHOD = {"image": "encode_image", "text": "encode_text", "audio": "encode_audio",
+           "video": "encode_video"}
 
 
 @common.register("retrieval")
@@ -30,8 +33,10 @@ class RetrievalEvaluator:
     data = config.data
     self.every_steps = common.every(entry, 0)
     k = int(entry.get("num_captions", 5))
-    modalities = [m for m in ("image", "text", "audio")
-                  if m != "audio" or data.speech]
+    # Imported here: the trainer imports the evaluators.
+    from cmjax import trainer  # pylint: disable=g-import-not-at-top
+    modalities = trainer.model_modalities(config)
+    field = pipeline.text_field(data)
     source = pipeline.make_source(
         data, entry.get("split", "test"), seed=config.seed,
         num_examples=int(entry.get("num_examples", 1000)), num_captions=k)
@@ -39,33 +44,39 @@ class RetrievalEvaluator:
     max_samples = pipeline.max_audio_samples(data)
 
     def prep(rec):
-      out = {"image": rec["image"]}
-      ids, mask = common.tokenize_all(tokenizer, rec["captions"], data.max_text_len)
-      out["text"], out["text_mask"] = ids, mask
-      if data.speech:
+      out = {"index": np.int32(rec["index"])}
+      if "image" in modalities:
+        out["image"] = rec["image"]
+      if "video" in modalities:
+        out["video"] = rec["video"]
+      if "text" in modalities:
+        out["text"], out["text_mask"] = common.tokenize_all(
+            tokenizer, rec[field], data.max_text_len)
+      if "audio" in modalities:
         out["audio"], out["audio_mask"] = pipeline.pad_audio(rec["speech"], max_samples)
       return out
 
     arrays = pipeline.materialize(source, prep)
-    n = arrays["image"].shape[0]
-    self.inputs = {
-        "image": (arrays["image"],),
-        "text": (arrays["text"].reshape(n * k, -1),
-                 arrays["text_mask"].reshape(n * k, -1)),
-    }
-    if "audio" in modalities:
-      self.inputs["audio"] = (arrays["audio"], arrays["audio_mask"])
+    n = arrays["index"].shape[0]
+    self.inputs = {}
     # Which example every row of each modality belongs to.
-    self.owner = {"image": np.arange(n), "text": np.repeat(np.arange(n), k),
-                  "audio": np.arange(n)}
+    self.owner = {}
+    for m in modalities:
+      if m == "text":
+        self.inputs[m] = (arrays["text"].reshape(n * k, -1),
+                          arrays["text_mask"].reshape(n * k, -1))
+        self.owner[m] = np.repeat(np.arange(n), k)
+      else:
+        self.inputs[m] = tuple(arrays[key] for key in _INPUT_KEYS[m])
+        self.owner[m] = np.arange(n)
     bs = int(entry.get("batch_size", 250))
     self.encoders = {m: common.Encoder(model, _METHOD[m], bs) for m in self.inputs}
     self.pairs = list(itertools.combinations(list(self.inputs), 2))
     logging.info("retrieval evaluator: %d examples x %d captions ready in %.1fs",
                  n, k, time.time() - t0)
 
-  def run(self, params):
-    emb = {m: self.encoders[m](params, *xs) for m, xs in self.inputs.items()}
+  def run(self, variables):
+    emb = {m: self.encoders[m](variables, *xs) for m, xs in self.inputs.items()}
     for a, b in self.pairs:
       sim = emb[a] @ emb[b].T
       pos = self.owner[a][:, None] == self.owner[b][None, :]

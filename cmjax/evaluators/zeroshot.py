@@ -54,11 +54,11 @@ class ZeroShotEvaluator:
     self.image_encoder = common.Encoder(model, "encode_image", bs)
     self.text_encoder = common.Encoder(model, "encode_text", bs)
 
-  def run(self, params):
-    img = self.image_encoder(params, self.images)
+  def run(self, variables):
+    img = self.image_encoder(variables, self.images)
     for a in self.attributes:
       ids, mask, num_classes, per_class = self.prompts[a]
-      txt = self.text_encoder(params, ids, mask).reshape(num_classes, per_class, -1)
+      txt = self.text_encoder(variables, ids, mask).reshape(num_classes, per_class, -1)
       classes = txt.mean(axis=1)
       classes /= np.linalg.norm(classes, axis=-1, keepdims=True) + 1e-8
       pred = np.argmax(img @ classes.T, axis=1)

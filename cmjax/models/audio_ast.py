@@ -1,7 +1,6 @@
 """Audio Spectrogram Transformer (AST-style): waveform `[batch, T]` -> tokens, pooled.
 
-wave -> log-mel (float32) -> per-utterance normalisation over valid frames ->
-(SpecAugment in training) -> the `[frames, n_mels]` spectrogram as a
+`AudioFrontEnd` log-mel features (SpecAugment optional) -> the `[frames, n_mels]` spectrogram as a
 one-channel image cut into non-overlapping (patch_time x patch_freq) patches ->
 linear patch embedding + learned frequency positions + sinusoidal time
 positions -> Transformer with a key mask over patches holding no valid frame ->
@@ -19,7 +18,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cmjax.models.audio_cnn import log_mel_front_end
+from cmjax.models.audio_front_end import AudioFrontEnd
+from cmjax.models.encoders import EncoderOutput, register_encoder
 from cmjax.models.pooling import masked_mean, sinusoidal_positions
 from cmjax.models.transformer import Transformer
 
@@ -46,25 +46,19 @@ def patch_mask(frame_mask: jax.Array, patch_time: int, freq_patches: int) -> jax
   return jnp.repeat(per_step, freq_patches, axis=1)
 
 
-class AudioSpectrogramViT(nn.Module):
+@register_encoder('audio', 'ast')
+class AudioSpectrogramViT(AudioFrontEnd):
   """AST-style encoder on raw waveforms.
 
   Attributes:
-    sample_rate, n_fft, hop_length, n_mels: log-mel front end.
+    (front end and SpecAugment: see `AudioFrontEnd`.)
     patch_time, patch_freq: patch size in frames and mel bins (n_mels must be
       a multiple of patch_freq; frames are zero padded up to a multiple of
       patch_time).
     width, depth, num_heads, mlp_dim: Transformer sizes.
     dropout_rate: dropout inside the Transformer.
-    spec_augment: apply SpecAugment to the features when train=True.
-    num_freq_masks, freq_mask_width, num_time_masks, time_mask_width: its
-      settings.
     dtype: compute dtype after the (float32) front end.
   """
-  sample_rate: int = 16000
-  n_fft: int = 400
-  hop_length: int = 160
-  n_mels: int = 64
   patch_time: int = 4
   patch_freq: int = 16
   width: int = 128
@@ -72,27 +66,23 @@ class AudioSpectrogramViT(nn.Module):
   num_heads: int = 4
   mlp_dim: int = 256
   dropout_rate: float = 0.0
-  spec_augment: bool = False
-  num_freq_masks: int = 2
-  freq_mask_width: int = 8
-  num_time_masks: int = 2
-  time_mask_width: int = 10
   dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, audio: jax.Array, audio_mask: jax.Array, *,
-               train: bool = False) -> tuple[jax.Array, jax.Array]:
+               train: bool = False) -> EncoderOutput:
     """audio: float `[batch, T]`; audio_mask: bool `[batch, T]` (True = real).
 
-    Returns (tokens `[batch, n, width]`, pooled `[batch, width]`) with
+    Returns EncoderOutput(tokens `[batch, n, width]`, pooled `[batch, width]`) with
     n = ceil(frames / patch_time) * (n_mels / patch_freq), frames =
-    1 + T // hop_length (even n_fft).
+    1 + T // hop_length (even n_fft); mask bool `[batch, n]` is False on
+    patches holding no valid frame.
     """
     pt, pf = self.patch_time, self.patch_freq
     if self.n_mels % pf:
       raise ValueError(f'n_mels {self.n_mels} is not a multiple of patch_freq {pf}')
     batch = audio.shape[0]
-    x, fmask = log_mel_front_end(self, audio, audio_mask, train)
+    x, fmask = self.log_mel_features(audio, audio_mask, train)
     extra = -x.shape[1] % pt
     x = jnp.pad(x, ((0, 0), (0, extra), (0, 0)))
     fmask = jnp.pad(fmask, ((0, 0), (0, extra)))
@@ -120,4 +110,4 @@ class AudioSpectrogramViT(nn.Module):
     pooled = masked_mean(x, tmask)
     chex.assert_shape(x, (batch, steps * freq_patches, self.width))
     chex.assert_shape(pooled, (batch, self.width))
-    return x, pooled
+    return EncoderOutput(x, pooled, tmask)

@@ -1,7 +1,6 @@
 """Audio Transformer: waveform `[batch, T]` + mask -> tokens and pooled vector.
 
-wave -> log-mel (float32) -> per-utterance normalisation over valid frames ->
-two stride-2 1-D convs (4x fewer frames) -> sinusoidal positions ->
+`AudioFrontEnd` log-mel features (SpecAugment optional) -> two stride-2 1-D convs (4x fewer frames) -> sinusoidal positions ->
 Transformer with key mask -> masked mean.
 """
 
@@ -12,44 +11,24 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cmjax.models import audio_features
+from cmjax.models.audio_front_end import AudioFrontEnd, subsample_mask
+from cmjax.models.encoders import EncoderOutput, register_encoder
 from cmjax.models.pooling import masked_mean, sinusoidal_positions
 from cmjax.models.transformer import Transformer
 
 Dtype = Any
 
 
-def normalise_over_valid(x: jax.Array, mask: jax.Array, eps: float = 1e-5) -> jax.Array:
-  """Per-utterance, per-channel mean/variance normalisation over valid frames.
-
-  x: `[batch, frames, channels]`; mask: bool `[batch, frames]`. Invalid frames
-  are set to zero so that they look exactly like convolution padding.
-  """
-  w = mask.astype(x.dtype)[..., None]
-  count = jnp.maximum(jnp.sum(w, axis=1, keepdims=True), 1.0)
-  mean = jnp.sum(x * w, axis=1, keepdims=True) / count
-  var = jnp.sum(jnp.square(x - mean) * w, axis=1, keepdims=True) / count
-  return (x - mean) * jax.lax.rsqrt(var + eps) * w
-
-
-def subsample_mask(mask: jax.Array) -> jax.Array:
-  """Mask after a stride-2 conv: output j is centred on input 2j."""
-  return mask[:, ::2]
-
-
-class AudioTransformer(nn.Module):
+@register_encoder('audio', 'transformer')
+class AudioTransformer(AudioFrontEnd):
   """Speech/audio encoder on raw waveforms.
 
   Attributes:
-    sample_rate, n_fft, hop_length, n_mels: log-mel front end.
+    (front end: see `AudioFrontEnd`.)
     width, depth, num_heads, mlp_dim: Transformer sizes.
     dropout_rate: dropout inside the Transformer.
     dtype: compute dtype after the (float32) front end.
   """
-  sample_rate: int = 16000
-  n_fft: int = 400
-  hop_length: int = 160
-  n_mels: int = 64
   width: int = 128
   depth: int = 2
   num_heads: int = 4
@@ -59,24 +38,16 @@ class AudioTransformer(nn.Module):
 
   @nn.compact
   def __call__(self, audio: jax.Array, audio_mask: jax.Array, *,
-               train: bool = False) -> tuple[jax.Array, jax.Array]:
+               train: bool = False) -> EncoderOutput:
     """audio: float `[batch, T]`; audio_mask: bool `[batch, T]` (True = real).
 
-    Returns (tokens `[batch, n, width]`, pooled `[batch, width]`) with
-    n = ceil(ceil(frames / 2) / 2), frames = 1 + T // hop_length (even n_fft).
+    Returns EncoderOutput(tokens `[batch, n, width]`, pooled `[batch, width]`) with
+    n = ceil(ceil(frames / 2) / 2), frames = 1 + T // hop_length (even n_fft),
+    and mask bool `[batch, n]` (valid tokens).
     """
-    chex.assert_rank([audio, audio_mask], 2)
-    chex.assert_equal_shape([audio, audio_mask])
     batch = audio.shape[0]
-    mask = audio_mask.astype(jnp.bool_)
-    # Zero masked samples: the spectrogram then cannot see what is behind them.
-    wave = jnp.where(mask, audio.astype(jnp.float32), 0.0)
-    feats = audio_features.log_mel_spectrogram(
-        wave, sample_rate=self.sample_rate, n_fft=self.n_fft,
-        hop_length=self.hop_length, n_mels=self.n_mels)
-    fmask = audio_features.frame_mask(mask, self.hop_length, n_fft=self.n_fft)
-    chex.assert_shape(feats, (batch, fmask.shape[1], self.n_mels))
-    x = normalise_over_valid(feats, fmask).astype(self.dtype)
+    x, fmask = self.log_mel_features(audio, audio_mask, train)
+    x = x.astype(self.dtype)
 
     # Explicit (1, 1) padding (not 'SAME') so output j always covers inputs
     # 2j-1..2j+1 whatever the sequence length: padding stays invisible.
@@ -99,4 +70,4 @@ class AudioTransformer(nn.Module):
     pooled = masked_mean(x, fmask)
     chex.assert_shape(x, (batch, fmask.shape[1], self.width))
     chex.assert_shape(pooled, (batch, self.width))
-    return x, pooled
+    return EncoderOutput(x, pooled, fmask)

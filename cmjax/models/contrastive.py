@@ -1,4 +1,8 @@
-"""Image/text/audio towers projected into one L2-normalised embedding space."""
+"""Per-modality towers projected into one L2-normalised embedding space.
+
+Each tower is any encoder of the registry (`cmjax.models.encoders`), chosen by
+the 'name' in its config entry: `image=dict(name='resnet', ...)`.
+"""
 
 import math
 from typing import Any
@@ -8,19 +12,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cmjax.models.audio_encoder import AudioTransformer
+from cmjax.models.encoders import MODALITY_INPUTS, build_encoder
 from cmjax.models.registry import register
-from cmjax.models.text_encoder import TextTransformer
-from cmjax.models.vit import ViT
 
 Dtype = Any
 
 # Batch keys each modality needs; the first one says the modality is present.
-MODALITY_KEYS = {
-    'image': ('image',),
-    'text': ('text', 'text_mask'),
-    'audio': ('audio', 'audio_mask'),
-}
+MODALITY_KEYS = MODALITY_INPUTS
 
 
 def l2_normalize(x: jax.Array, eps: float = 1e-6) -> jax.Array:
@@ -56,12 +54,13 @@ def validate_batch(batch: dict, modalities: tuple[str, ...]) -> tuple[str, ...]:
     raise ValueError(f'batch has none of the model modalities {list(modalities)}; '
                      f'expected keys such as {[MODALITY_KEYS[m][0] for m in modalities]}, '
                      f'got keys {sorted(batch)}')
-  if 'image' in present:
-    img = batch['image']
-    _check_rank('image', img, 4, '[batch, H, W, 3]')
-    if img.shape[-1] != 3:
-      raise ValueError(f"batch['image'] must have 3 channels (RGB, [batch, H, W, 3]), "
-                       f'got shape {tuple(img.shape)}')
+  for m, layout in (('image', '[batch, H, W, 3]'), ('video', '[batch, frames, H, W, 3]')):
+    if m in present:
+      x = batch[m]
+      _check_rank(m, x, layout.count(',') + 1, layout)
+      if x.shape[-1] != 3:
+        raise ValueError(f"batch['{m}'] must have 3 channels (RGB, {layout}), "
+                         f'got shape {tuple(x.shape)}')
   for m, what in (('text', 'token ids'), ('audio', 'waveform samples')):
     if m in present:
       x, mask = batch[m], batch[f'{m}_mask']
@@ -72,15 +71,16 @@ def validate_batch(batch: dict, modalities: tuple[str, ...]) -> tuple[str, ...]:
   return tuple(present)
 
 
+@register('contrastive')
 @register('tri_contrastive')
 class TriModalContrastive(nn.Module):
-  """CLIP/SigLIP-style model over image, text and audio.
+  """CLIP/SigLIP-style model over any of image, text, audio and video.
 
   Attributes:
     embed_dim: size D of the shared embedding space.
-    image: ViT kwargs (patch_size, width, depth, num_heads, mlp_dim, pool, ...).
-    text: TextTransformer kwargs (vocab_size, max_len, width, depth, ...).
-    audio: AudioTransformer kwargs (sample_rate, n_fft, hop_length, n_mels, ...).
+    image, text, audio, video: encoder configs: 'name' (see
+      `encoders.known_encoders()`; default ViT, Transformer, Transformer,
+      FrameTransformer) plus the encoder's keyword arguments.
     modalities: towers this model has.
     logit_scale_init: initial log inverse temperature (log(1/0.07) for CLIP,
       log(10) for SigLIP).
@@ -91,6 +91,7 @@ class TriModalContrastive(nn.Module):
   image: dict | None = None
   text: dict | None = None
   audio: dict | None = None
+  video: dict | None = None
   modalities: tuple[str, ...] = ('image', 'text', 'audio')
   logit_scale_init: float = math.log(1 / 0.07)
   logit_bias_init: float = 0.0
@@ -101,9 +102,8 @@ class TriModalContrastive(nn.Module):
     if unknown:
       raise ValueError(f'unknown modalities {sorted(unknown)}; '
                        f'supported: {sorted(MODALITY_KEYS)}')
-    towers = {'image': ViT, 'text': TextTransformer, 'audio': AudioTransformer}
-    self.towers = {m: towers[m](**dict(getattr(self, m) or {}), dtype=self.dtype,
-                                name=f'{m}_encoder')
+    self.towers = {m: build_encoder(m, getattr(self, m), dtype=self.dtype,
+                                    name=f'{m}_encoder')
                    for m in self.modalities}
     # Bias-free projection so that the zero vector stays meaningless.
     self.projections = {m: nn.Dense(
@@ -120,7 +120,7 @@ class TriModalContrastive(nn.Module):
     if modality not in self.modalities:
       raise ValueError(f'this model has no {modality} tower; '
                        f'modalities={self.modalities}')
-    _, pooled = self.towers[modality](*inputs, train=train)
+    pooled = self.towers[modality](*inputs, train=train).pooled
     z = l2_normalize(self.projections[modality](pooled))
     chex.assert_shape(z, (inputs[0].shape[0], self.embed_dim))
     return z
@@ -142,10 +142,15 @@ class TriModalContrastive(nn.Module):
     validate_batch({'audio': audio, 'audio_mask': audio_mask}, ('audio',))
     return self._embed('audio', audio, audio_mask, train=train)
 
+  def encode_video(self, video: jax.Array, *, train: bool = False) -> jax.Array:
+    """uint8 `[B, F, H, W, 3]` -> unit-norm float32 `[B, D]`."""
+    validate_batch({'video': video}, ('video',))
+    return self._embed('video', video, train=train)
+
   def __call__(self, batch: dict, *, train: bool = False) -> dict:
     """Embeds every modality of `self.modalities` present in `batch`.
 
-    Returns {'image'|'text'|'audio': float32 `[B, D]` (unit norm), ...,
+    Returns {'image'|'text'|'audio'|'video': float32 `[B, D]` (unit norm), ...,
     'logit_scale': scalar, 'logit_bias': scalar}, plus bool `[B]`
     '<modality>_present' copied from the batch where the batch has it.
     """

@@ -7,12 +7,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cmjax.models.encoders import EncoderOutput, register_encoder
 from cmjax.models.pooling import last_token, masked_mean, sinusoidal_positions
 from cmjax.models.transformer import Transformer
 
 Dtype = Any
 
 
+@register_encoder('text', 'transformer')
 class TextTransformer(nn.Module):
   """Text Transformer encoder (bidirectional, or causal) with key padding mask.
 
@@ -48,10 +50,11 @@ class TextTransformer(nn.Module):
 
   @nn.compact
   def __call__(self, text: jax.Array, text_mask: jax.Array, *,
-               train: bool = False) -> tuple[jax.Array, jax.Array]:
+               train: bool = False) -> EncoderOutput:
     """text: int `[batch, L]`; text_mask: bool `[batch, L]` (True = real token).
 
-    Returns (tokens `[batch, L, width]`, pooled `[batch, width]`).
+    Returns EncoderOutput(tokens `[batch, L, width]`, pooled `[batch, width]`,
+    mask: text_mask as bool).
     """
     chex.assert_rank([text, text_mask], 2)
     chex.assert_equal_shape([text, text_mask])
@@ -87,4 +90,4 @@ class TextTransformer(nn.Module):
       pooled = masked_mean(x, mask)
     chex.assert_shape(x, (batch, length, self.width))
     chex.assert_shape(pooled, (batch, self.width))
-    return x, pooled
+    return EncoderOutput(x, pooled, mask)

@@ -22,6 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cmjax.models.encoders import EncoderOutput, register_encoder
 from cmjax.models.pooling import last_token, masked_mean
 
 Dtype = Any
@@ -32,6 +33,7 @@ def _orthogonal_f32(key: jax.Array, shape: tuple[int, ...], dtype: Dtype = jnp.f
   return nn.initializers.orthogonal()(key, shape, jnp.float32).astype(dtype)
 
 
+@register_encoder('text', 'rnn')
 class TextRNN(nn.Module):
   """LSTM or GRU text encoder.
 
@@ -76,11 +78,11 @@ class TextRNN(nn.Module):
 
   @nn.compact
   def __call__(self, text: jax.Array, text_mask: jax.Array, *,
-               train: bool = False) -> tuple[jax.Array, jax.Array]:
+               train: bool = False) -> EncoderOutput:
     """text: int `[batch, L]`; text_mask: bool `[batch, L]` (True = real token).
 
-    Returns (tokens `[batch, L, width]` (zeros at padding), pooled
-    `[batch, width]`).
+    Returns EncoderOutput(tokens `[batch, L, width]` (zeros at padding), pooled
+    `[batch, width]`, mask: text_mask as bool).
     """
     chex.assert_rank([text, text_mask], 2)
     chex.assert_equal_shape([text, text_mask])
@@ -128,4 +130,4 @@ class TextRNN(nn.Module):
       pooled = masked_mean(x, mask)
     chex.assert_shape(x, (batch, length, self.width))
     chex.assert_shape(pooled, (batch, self.width))
-    return x, pooled
+    return EncoderOutput(x, pooled, mask)

@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cmjax.models.encoders import EncoderOutput, register_encoder
 from cmjax.models.map_head import MAPHead
 from cmjax.models.transformer import Transformer
 
@@ -20,6 +21,7 @@ def image_to_float(image: jax.Array) -> jax.Array:
   return image.astype(jnp.float32) * 2.0 - 1.0
 
 
+@register_encoder('image', 'vit')
 class ViT(nn.Module):
   """ViT encoder.
 
@@ -46,12 +48,11 @@ class ViT(nn.Module):
   dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, image: jax.Array, *, train: bool = False
-               ) -> tuple[jax.Array, jax.Array]:
+  def __call__(self, image: jax.Array, *, train: bool = False) -> EncoderOutput:
     """image: uint8 `[batch, H, W, 3]` (or float in [0, 1]).
 
-    Returns (tokens `[batch, n, width]`, pooled `[batch, width]`) with
-    n = (H/p)(W/p), plus one for 'cls' pooling.
+    Returns EncoderOutput(tokens `[batch, n, width]`, pooled `[batch, width]`) with
+    n = (H/p)(W/p), plus one for 'cls' pooling, and an all-True mask `[batch, n]`.
     """
     chex.assert_rank(image, 4)
     batch, h, w, c = image.shape
@@ -93,7 +94,7 @@ class ViT(nn.Module):
       pooled = jnp.mean(x, axis=1)
     chex.assert_shape(x, (batch, n + (self.pool == 'cls'), self.width))
     chex.assert_shape(pooled, (batch, self.width))
-    return x, pooled
+    return EncoderOutput(x, pooled, jnp.ones(x.shape[:2], jnp.bool_))
 
   def _conv_stem(self, x: jax.Array) -> jax.Array:
     """`[batch, H, W, 3]` -> `[batch, H/p, W/p, width]` by log2(p) stride-2 convs.

@@ -1,0 +1,112 @@
+"""Encoder registry and the contract every encoder keeps.
+
+Every encoder is a Flax module looked up by (modality, name), e.g. the config
+
+  model.image = dict(name='resnet', features=(32, 64, 128), norm='group')
+
+builds `get_encoder_cls('image', 'resnet')(features=..., norm=...)`. Its
+`__call__(*inputs, train=...)` takes the modality's batch arrays
+(`MODALITY_INPUTS`) and returns an `EncoderOutput`:
+
+  tokens  float `[batch, n, dim]`   one vector per patch / frame / word / step
+  pooled  float `[batch, dim]`      one vector per example
+  mask    bool  `[batch, n]`        True where a token is real (not padding)
+
+so that any fusion or contrastive head can take any encoder.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+
+# Batch keys an encoder of each modality takes, in call order.
+MODALITY_INPUTS = {
+    'image': ('image',),
+    'text': ('text', 'text_mask'),
+    'audio': ('audio', 'audio_mask'),
+    'video': ('video',),
+}
+
+# Encoder used when a modality's config has no 'name'.
+DEFAULT_ENCODER = {
+    'image': 'vit',
+    'text': 'transformer',
+    'audio': 'transformer',
+    'video': 'frames',
+}
+
+
+class EncoderOutput(NamedTuple):
+  tokens: jax.Array  # [batch, n, dim]
+  pooled: jax.Array  # [batch, dim]
+  mask: jax.Array    # bool [batch, n]
+
+
+_ENCODERS: dict[tuple[str, str], type] = {}
+
+
+def register_encoder(modality: str, name: str):
+  """Class decorator: makes the module class buildable as (modality, name)."""
+  if modality not in MODALITY_INPUTS:
+    raise ValueError(f'unknown modality {modality!r}; known: {sorted(MODALITY_INPUTS)}')
+
+  def wrap(cls):
+    key = (modality, name)
+    if key in _ENCODERS and _ENCODERS[key] is not cls:
+      raise ValueError(f'{modality} encoder {name!r} is already registered')
+    _ENCODERS[key] = cls
+    return cls
+  return wrap
+
+
+def _import_builtin_encoders() -> None:
+  # Importing each module runs its @register_encoder; lazy to avoid import cycles.
+  # pylint: disable=g-import-not-at-top,unused-import
+  from cmjax.models import audio_ast, audio_cnn, audio_encoder  # noqa: F401
+  from cmjax.models import resnet, text_encoder, text_rnn, video, vit  # noqa: F401
+
+
+def known_encoders(modality: str | None = None) -> dict[str, list[str]]:
+  """{modality: [encoder names]}, for one modality or all."""
+  _import_builtin_encoders()
+  out: dict[str, list[str]] = {}
+  for m, name in sorted(_ENCODERS):
+    if modality is None or m == modality:
+      out.setdefault(m, []).append(name)
+  return out
+
+
+def get_encoder_cls(modality: str, name: str) -> type:
+  _import_builtin_encoders()
+  if modality not in MODALITY_INPUTS:
+    raise ValueError(f'unknown modality {modality!r}; known: {sorted(MODALITY_INPUTS)}')
+  if (modality, name) not in _ENCODERS:
+    raise ValueError(f'unknown {modality} encoder {name!r} (config.model.{modality}.name); '
+                     f'known: {known_encoders(modality).get(modality, [])}')
+  return _ENCODERS[(modality, name)]
+
+
+def build_encoder(modality: str, config: dict | None, **extra: Any):
+  """Builds the encoder a model config entry describes.
+
+  Args:
+    modality: 'image', 'text', 'audio' or 'video'.
+    config: keyword arguments of the encoder plus an optional 'name' (default
+      `DEFAULT_ENCODER[modality]`).
+    **extra: arguments the caller adds (dtype, module name).
+
+  Raises ValueError naming the bad key when the config has an argument the
+  encoder does not take.
+  """
+  kwargs = dict(config or {})
+  name = kwargs.pop('name', DEFAULT_ENCODER.get(modality))
+  cls = get_encoder_cls(modality, name)
+  fields = set(getattr(cls, '__dataclass_fields__', {}))
+  unknown = sorted(set(kwargs) - fields)
+  if unknown:
+    allowed = sorted(fields - {'parent', 'name'})
+    raise ValueError(f'config.model.{modality} has keys {unknown} that the {modality} '
+                     f'encoder {name!r} does not take; it takes {allowed}')
+  return cls(**kwargs, **extra)
