@@ -1,5 +1,7 @@
 """Run as a script with 8 simulated CPU devices: two train steps on 1 vs 8 devices.
 
+  python tests/multidevice_step.py [CONFIG_ARG]   (of shapes_contrastive.py; default tiny)
+
 Prints a JSON line with the largest differences; tests/test_multidevice.py checks it.
 """
 
@@ -39,20 +41,27 @@ def one_step(config, devices, batch):
     state, first = step(init(), batch)
     state, second = step(state, batch)  # its loss depends on the first update
   return ([float(first["loss"]), float(second["loss"])], float(first["grad_norm"]),
-          jax.device_get(state.params))
+          jax.device_get(state.params), jax.device_get(state.model_state))
+
+
+def max_diff(a, b) -> float:
+  diffs = jax.tree_util.tree_leaves(
+      jax.tree_util.tree_map(lambda x, y: float(np.max(np.abs(x - y))), a, b))
+  return max(diffs, default=0.0)
 
 
 def main():
   assert len(jax.devices()) == 8, jax.devices()
-  config = helpers.load_config("shapes_contrastive.py", "tiny")
+  config = helpers.load_config("shapes_contrastive.py",
+                                sys.argv[1] if len(sys.argv) > 1 else "tiny")
   config.optim.lr = 1e-3
   batch = next(iter(pipeline.train_dataset(config)))
-  loss1, gnorm1, params1 = one_step(config, jax.devices()[:1], batch)
-  loss8, gnorm8, params8 = one_step(config, jax.devices(), batch)
-  diffs = jax.tree_util.tree_leaves(
-      jax.tree_util.tree_map(lambda a, b: float(np.max(np.abs(a - b))), params1, params8))
+  loss1, gnorm1, params1, state1 = one_step(config, jax.devices()[:1], batch)
+  loss8, gnorm8, params8, state8 = one_step(config, jax.devices(), batch)
   print(json.dumps({"loss1": loss1, "loss8": loss8, "grad_norm1": gnorm1,
-                    "grad_norm8": gnorm8, "max_param_diff": max(diffs)}))
+                    "grad_norm8": gnorm8, "max_param_diff": max_diff(params1, params8),
+                    "model_state_keys": sorted(state8),
+                    "max_model_state_diff": max_diff(state1, state8)}))
 
 
 if __name__ == "__main__":
