@@ -1,0 +1,8 @@
+"""Fusion methods, chosen by name: `get_fusion_cls(config.model.fusion.name)`.
+
+See `common.py` for the call contract. Pooled-vector methods are in
+`pooled.py`, token-sequence methods in `tokens.py`.
+"""
+
+from cmjax.models.fusion.common import (get_fusion_cls, known_fusions,  # noqa: F401
+                                        register_fusion)

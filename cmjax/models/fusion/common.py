@@ -1,0 +1,94 @@
+"""What every fusion method shares: the registry, the call contract, masking helpers.
+
+A fusion module is built with the model's `modalities` (their order fixes the
+parameter layout) and called as
+
+  fused = fusion(features, present, train=...)
+
+  features  {modality: EncoderOutput(tokens [B, n_m, d_m], pooled [B, d_m],
+             mask bool [B, n_m])}, one per modality of `modalities`
+  present   {modality: bool [B]} or None (all present): False where an
+            example lacks that modality. A missing modality never influences
+            that example's output (tested for every method).
+
+It returns the fused representation `[B, width]`; decision-level methods
+(`outputs_logits = True`) return class logits `[B, num_classes]` instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from cmjax.models.encoders import EncoderOutput
+
+Dtype = Any
+Features = Mapping[str, EncoderOutput]
+
+_FUSIONS: dict[str, type] = {}
+
+
+def register_fusion(name: str):
+  """Class decorator: makes the fusion module buildable as `name`."""
+  def wrap(cls):
+    if name in _FUSIONS and _FUSIONS[name] is not cls:
+      raise ValueError(f'fusion {name!r} is already registered')
+    _FUSIONS[name] = cls
+    return cls
+  return wrap
+
+
+def known_fusions() -> list[str]:
+  # pylint: disable=g-import-not-at-top,unused-import
+  from cmjax.models.fusion import pooled, tokens  # noqa: F401
+  return sorted(_FUSIONS)
+
+
+def get_fusion_cls(name: str) -> type:
+  known = known_fusions()
+  if name not in _FUSIONS:
+    raise ValueError(f'unknown fusion {name!r} (config.model.fusion.name); known: {known}')
+  return _FUSIONS[name]
+
+
+def presence(features: Features, present: Mapping[str, jax.Array] | None,
+             modality: str) -> jax.Array:
+  """bool `[B]`: which examples have `modality` (all True when not given)."""
+  batch = features[modality].pooled.shape[0]
+  if present is None or modality not in present:
+    return jnp.ones((batch,), jnp.bool_)
+  return jnp.asarray(present[modality]).astype(jnp.bool_)
+
+
+def check_features(modalities, features: Features) -> None:
+  missing = [m for m in modalities if m not in features]
+  if missing:
+    raise ValueError(f'fusion over {list(modalities)} got no features for {missing}; '
+                     f'got {sorted(features)}')
+  if len(modalities) < 2:
+    raise ValueError(f'fusion needs at least two modalities, got {list(modalities)}')
+
+
+def zero_missing(x: jax.Array, present: jax.Array) -> jax.Array:
+  """Rows of `x` `[B, ...]` where `present` `[B]` is False set to zero."""
+  return jnp.where(present.reshape((-1,) + (1,) * (x.ndim - 1)), x, jnp.zeros_like(x))
+
+
+def dense(features: int, name: str, dtype: Dtype, use_bias: bool = True,
+          in_axis: str = 'embed', out_axis: str = 'mlp') -> nn.Dense:
+  return nn.Dense(features, use_bias=use_bias, dtype=dtype, name=name,
+                  kernel_init=nn.with_logical_partitioning(
+                      nn.initializers.lecun_normal(), (in_axis, out_axis)),
+                  bias_init=nn.with_logical_partitioning(
+                      nn.initializers.zeros_init(), (out_axis,)))
+
+
+def masked_softmax(logits: jax.Array, valid: jax.Array, axis: int) -> jax.Array:
+  """Softmax over `axis` restricted to `valid` entries; all-invalid -> zeros."""
+  logits = jnp.where(valid, logits, -jnp.inf)
+  m = jnp.max(logits, axis=axis, keepdims=True)
+  e = jnp.where(valid, jnp.exp(logits - jnp.where(jnp.isfinite(m), m, 0.0)), 0.0)
+  return e / jnp.maximum(jnp.sum(e, axis=axis, keepdims=True), 1e-30)
