@@ -157,10 +157,57 @@ def multimodal_contrastive_loss(
   return total, metrics
 
 
+def softmax_cross_entropy(logits: jax.Array, labels: jax.Array,
+                          class_weights: jax.Array | None = None) -> jax.Array:
+  """Mean cross-entropy of integer `labels` `[B]` under `logits` `[B, C]`.
+
+  With `class_weights` `[C]`, example i counts with weight w[labels_i] and the
+  mean is the weighted mean (sum of w * ce / sum of w), as in
+  `torch.nn.functional.cross_entropy(weight=...)`.
+  """
+  chex.assert_rank(logits, 2)
+  chex.assert_shape(labels, logits.shape[:1])
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  ce = -jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32), axis=-1)[:, 0]
+  if class_weights is None:
+    return jnp.mean(ce)
+  w = jnp.asarray(class_weights, jnp.float32)[labels]
+  return jnp.sum(w * ce) / jnp.maximum(jnp.sum(w), 1e-12)
+
+
+def classification_loss(outputs: dict, batch: dict, *,
+                        class_weights: dict | None = None) -> tuple[jax.Array, dict]:
+  """Sum over tasks of the cross-entropy of `outputs['logits/<task>']` vs `batch[<task>]`.
+
+  Args:
+    outputs: model outputs with 'logits/<task>' `[B, C_task]` entries.
+    batch: holds int `[B]` labels under each task's name (e.g. 'shape_label').
+    class_weights: optional {task: `[C_task]` weights}.
+
+  Returns:
+    (scalar loss, metrics 'loss/<task>' and 'accuracy/<task>').
+  """
+  tasks = [k[len('logits/'):] for k in outputs if k.startswith('logits/')]
+  if not tasks:
+    raise KeyError(f"outputs have no 'logits/<task>' entries; got {sorted(outputs)}")
+  total, metrics = 0.0, {}
+  for t in tasks:
+    if t not in batch:
+      raise KeyError(f'batch has no labels {t!r} for the head of that name; '
+                     f'it has {sorted(batch)}')
+    logits, labels = outputs[f'logits/{t}'], batch[t]
+    loss = softmax_cross_entropy(logits, labels, (class_weights or {}).get(t))
+    total = total + loss
+    metrics[f'loss/{t}'] = loss
+    metrics[f'accuracy/{t}'] = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
+  return total, metrics
+
+
 _LOSSES: dict[str, Callable] = {
     'clip': clip_loss,
     'siglip': siglip_loss,
     'multimodal_contrastive': multimodal_contrastive_loss,
+    'classification': classification_loss,
 }
 
 

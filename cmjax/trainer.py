@@ -186,7 +186,7 @@ def make_train_step(model, tx, schedule, loss_fn, config):
       else:
         outputs, model_state = model.apply(variables, batch, train=True,
                                            rngs={"dropout": rng}), {}
-      loss, metrics = loss_fn(outputs)
+      loss, metrics = loss_fn(outputs, batch)
       return loss, (metrics, model_state)
 
     (loss, (metrics, model_state)), grads = jax.value_and_grad(
@@ -202,14 +202,22 @@ def make_train_step(model, tx, schedule, loss_fn, config):
 
 
 CONTRASTIVE_LOSSES = ("clip", "siglip")
+LOSS_NAMES = CONTRASTIVE_LOSSES + ("classification",)
 
 
 def make_loss_fn(config):
-  """`outputs -> (loss, metrics)`: the config's pairwise loss summed over modality pairs."""
+  """`(outputs, batch) -> (loss, metrics)` for `config.loss.name`.
+
+  'clip' / 'siglip': the pairwise contrastive loss summed over modality pairs;
+  'classification': cross-entropy summed over the model's heads.
+  """
   kind = config.loss.name
-  if kind not in CONTRASTIVE_LOSSES:
-    raise ValueError(f"config.loss.name={kind!r} is unknown; known: {CONTRASTIVE_LOSSES}.")
-  return functools.partial(losses.multimodal_contrastive_loss, kind=kind)
+  if kind not in LOSS_NAMES:
+    raise ValueError(f"config.loss.name={kind!r} is unknown; known: {LOSS_NAMES}.")
+  if kind == "classification":
+    return losses.classification_loss
+  contrastive = functools.partial(losses.multimodal_contrastive_loss, kind=kind)
+  return lambda outputs, batch: contrastive(outputs)
 
 
 # ----------------------------------------------------------------------------
@@ -261,7 +269,7 @@ def validate_config(config, num_devices: int | None = None) -> None:
                      f"{registry.known_models()}.")
   make_loss_fn(config)  # raises on an unknown loss name
   modalities = model_modalities(config)
-  if len(modalities) < 2:
+  if config.loss.name in CONTRASTIVE_LOSSES and len(modalities) < 2:
     raise ValueError(f"config.model.modalities={modalities} needs at least two "
                      "modalities for a contrastive loss.")
   if "audio" in modalities and not config.data.speech:

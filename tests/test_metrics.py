@@ -1,5 +1,7 @@
 """Evaluation metrics against scikit-learn and brute force."""
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn import metrics as skm
@@ -45,3 +47,21 @@ def test_accuracy_and_macro_f1_match_sklearn():
   y, p = rng.integers(0, 6, 500), rng.integers(0, 6, 500)
   assert metrics.accuracy(y, p) == pytest.approx(skm.accuracy_score(y, p))
   assert metrics.macro_f1(y, p, 6) == pytest.approx(skm.f1_score(y, p, average="macro"))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_macro_precision_recall_f1_and_confusion_match_sklearn(seed):
+  rng = np.random.default_rng(seed)
+  # Skewed classes, one class never predicted, one never true: the edge cases.
+  y = rng.choice(7, 300, p=[0.4, 0.2, 0.15, 0.1, 0.1, 0.05, 0.0])
+  p = np.where(rng.random(300) < 0.6, y, rng.integers(0, 7, 300))
+  p = np.where(p == 3, 6, p)
+  got = metrics.macro_precision_recall_f1(y, p, 7)
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # sklearn warns about the 0/0 classes
+    want = skm.precision_recall_fscore_support(y, p, average="macro", zero_division=0)
+  assert got["precision"] == pytest.approx(want[0])
+  assert got["recall"] == pytest.approx(want[1])
+  assert got["f1"] == pytest.approx(want[2])
+  np.testing.assert_array_equal(metrics.confusion_matrix(y, p, 7),
+                                skm.confusion_matrix(y, p, labels=range(7)))

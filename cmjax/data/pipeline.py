@@ -166,6 +166,13 @@ class Preprocess(grain.transforms.RandomMap):
     return out
 
 
+def make_preprocess(data_config: Mapping[str, Any]) -> Preprocess:
+  """The `Preprocess` of the data config: the model-ready form of a record."""
+  return Preprocess(make_tokenizer(data_config), data_config["max_text_len"],
+                    max_audio_samples(data_config), data_config["speech"],
+                    with_video=has_video(data_config), text_field=text_field(data_config))
+
+
 def train_dataset(config, *, process_index: int = 0, process_count: int = 1,
                   source=None) -> grain.IterDataset:
   """Infinite, shuffled, batched per-host training stream (`config.batch_size` global)."""
@@ -178,9 +185,7 @@ def train_dataset(config, *, process_index: int = 0, process_count: int = 1,
     source = make_source(data, "train", seed=config.seed)
   ds = grain.MapDataset.source(source)[process_index::process_count]
   ds = ds.seed(config.seed).shuffle().repeat(None)
-  ds = ds.random_map(Preprocess(make_tokenizer(data), data.max_text_len,
-                                max_audio_samples(data), data.speech,
-                                with_video=has_video(data), text_field=text_field(data)))
+  ds = ds.random_map(make_preprocess(data))
   ds = ds.batch(local_batch, drop_remainder=True)
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=1,
                                             prefetch_buffer_size=4))

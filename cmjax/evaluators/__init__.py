@@ -1,5 +1,6 @@
 """Evaluators, looked up by `type` from `config.evals.<name>`."""
 
+from cmjax.evaluators import classification  # noqa: F401  (registers 'classification')
 from cmjax.evaluators import retrieval  # noqa: F401  (registers 'retrieval')
 from cmjax.evaluators import zeroshot  # noqa: F401  (registers 'zeroshot')
 from cmjax.evaluators.common import get_evaluator_cls

@@ -41,15 +41,35 @@ def accuracy(labels: np.ndarray, predictions: np.ndarray) -> float:
   return float(np.mean(np.asarray(labels) == np.asarray(predictions)))
 
 
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int
+                     ) -> np.ndarray:
+  """int64 `[num_classes, num_classes]`: entry (i, j) counts true class i predicted as j."""
+  cm = np.zeros((num_classes, num_classes), np.int64)
+  np.add.at(cm, (np.asarray(labels), np.asarray(predictions)), 1)
+  return cm
+
+
+def macro_precision_recall_f1(labels: np.ndarray, predictions: np.ndarray,
+                              num_classes: int) -> dict[str, float]:
+  """Unweighted means over classes of precision, recall and F1.
+
+  As scikit-learn's `precision_recall_fscore_support(average='macro')`: the
+  mean runs over the classes present in labels or predictions, and a class
+  with no predicted (precision) or no true (recall) examples scores 0.
+  """
+  cm = confusion_matrix(labels, predictions, num_classes)
+  tp = np.diag(cm).astype(np.float64)
+  predicted, actual = cm.sum(axis=0), cm.sum(axis=1)
+  seen = (predicted + actual) > 0
+  if not np.any(seen):
+    return {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+  precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+  recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
+  f1 = np.divide(2 * tp, predicted + actual, out=np.zeros_like(tp), where=seen)
+  return {"precision": float(np.mean(precision[seen])), "recall": float(np.mean(recall[seen])),
+          "f1": float(np.mean(f1[seen]))}
+
+
 def macro_f1(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> float:
   """Unweighted mean of per-class F1 over the classes present in labels or predictions."""
-  labels, predictions = np.asarray(labels), np.asarray(predictions)
-  f1s = []
-  for c in range(num_classes):
-    tp = np.sum((predictions == c) & (labels == c))
-    fp = np.sum((predictions == c) & (labels != c))
-    fn = np.sum((predictions != c) & (labels == c))
-    if tp + fp + fn == 0:
-      continue
-    f1s.append(2 * tp / (2 * tp + fp + fn))
-  return float(np.mean(f1s)) if f1s else 0.0
+  return macro_precision_recall_f1(labels, predictions, num_classes)["f1"]

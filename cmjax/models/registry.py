@@ -17,7 +17,7 @@ def register(name: str):
 
 def _import_builtin_models() -> None:
   # Importing a model module runs its @register; done lazily to avoid cycles.
-  from cmjax.models import contrastive  # noqa: F401
+  from cmjax.models import classifier, contrastive  # noqa: F401
 
 
 def known_models() -> list[str]:

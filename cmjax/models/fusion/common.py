@@ -63,13 +63,19 @@ def presence(features: Features, present: Mapping[str, jax.Array] | None,
   return jnp.asarray(present[modality]).astype(jnp.bool_)
 
 
-def check_features(modalities, features: Features) -> None:
+def check_features(modalities, features: Features, minimum: int = 1) -> None:
+  """Raises unless `features` has every modality and there are >= `minimum` of them.
+
+  One modality is allowed (a unimodal baseline through the same head) except
+  for methods that combine pairs.
+  """
   missing = [m for m in modalities if m not in features]
   if missing:
     raise ValueError(f'fusion over {list(modalities)} got no features for {missing}; '
                      f'got {sorted(features)}')
-  if len(modalities) < 2:
-    raise ValueError(f'fusion needs at least two modalities, got {list(modalities)}')
+  if len(modalities) < minimum:
+    raise ValueError(f'this fusion needs at least {minimum} modalities, got '
+                     f'{list(modalities)} (config.model.modalities)')
 
 
 def zero_missing(x: jax.Array, present: jax.Array) -> jax.Array:

@@ -33,11 +33,12 @@ class FusionBase(nn.Module):
   width: int = 128
   dtype: Dtype = jnp.float32
   outputs_logits: ClassVar[bool] = False
+  min_modalities: ClassVar[int] = 1
 
   def pooled(self, features: Features, present: Mapping[str, jax.Array] | None
              ) -> tuple[list[jax.Array], jax.Array]:
     """([pooled `[B, d_m]` zeroed where missing, per modality], presence bool `[B, M]`)."""
-    check_features(self.modalities, features)
+    check_features(self.modalities, features, self.min_modalities)
     flags = [presence(features, present, m) for m in self.modalities]
     xs = [zero_missing(features[m].pooled.astype(self.dtype), p)
           for m, p in zip(self.modalities, flags)]
@@ -123,6 +124,7 @@ class BilinearFusion(FusionBase):
       pair's weight is `[rank_dim, rank_dim, width]`.
   """
   rank_dim: int = 32
+  min_modalities: ClassVar[int] = 2
 
   @nn.compact
   def __call__(self, features: Features, present=None, *, train: bool = False) -> jax.Array:

@@ -8,6 +8,8 @@ modality cannot influence an example's output.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -57,6 +59,7 @@ class CrossAttentionFusion(TokenFusionBase):
   others)); x_m += MLP(LN(x_m)). The output is the mean over present
   modalities of each one's masked token mean.
   """
+  min_modalities: ClassVar[int] = 2
 
   @nn.compact
   def __call__(self, features: Features, present=None, *, train: bool = False) -> jax.Array:

@@ -1,0 +1,96 @@
+r"""Supervised multimodal classification on `shapes`: image + caption + speech -> labels.
+
+  python train.py --config configs/shapes_classify.py --workdir /tmp/cmjax-classify
+  python train.py --config configs/shapes_classify.py:fusion=gated,modalities=image+audio \
+      --workdir /tmp/cmjax-gated
+
+The task is the shape of the scene's first object ('label', 8 classes), or
+with `tasks=attributes` three heads: its shape, colour and size.
+
+Variants (after the colon, comma separated):
+  fusion=NAME           a fusion method (cmjax.models.fusion.known_fusions()),
+                        default concat
+  modalities=A+B        the modalities used (default image+text+audio); one
+                        modality gives a unimodal baseline
+  tasks=label|attributes
+  modality_dropout=P    training-time probability of dropping a modality
+  tiny, steps=N, batch_size=N, workers=N   as in shapes_contrastive.py
+"""
+
+import ml_collections
+
+from cmjax import config_utils
+
+HEADS = {"label": {"label": 8},
+         "attributes": {"shape_label": 8, "color_label": 8, "size_label": 2}}
+FUSION_SIZES = dict(width=128, depth=1, num_heads=4, mlp_dim=256)
+TINY_FUSION_SIZES = dict(width=16, depth=1, num_heads=2, mlp_dim=32)
+
+
+def fusion_entry(name: str, tiny: bool) -> dict:
+  """Config of fusion `name` with the sizes its class takes."""
+  from cmjax.models.fusion import get_fusion_cls  # pylint: disable=g-import-not-at-top
+  fields = get_fusion_cls(name).__dataclass_fields__
+  sizes = TINY_FUSION_SIZES if tiny else FUSION_SIZES
+  return dict(name=name, **{k: v for k, v in sizes.items() if k in fields})
+
+
+def get_config(arg=None):
+  arg = config_utils.parse_arg(arg, tiny=False, steps=0, batch_size=0, workers=-1,
+                               fusion="concat", modalities="image+text+audio",
+                               tasks="label", modality_dropout=0.0)
+  if arg.tasks not in HEADS:
+    raise ValueError(f"config argument tasks={arg.tasks!r}; expected one of {sorted(HEADS)}")
+  modalities = tuple(arg.modalities.split("+"))
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.data = dict(
+      name="shapes", num_train=10_000, image_size=64, min_objects=1, max_objects=2,
+      domain=0, class_skew=0.0, speech="audio" in modalities, sample_rate=16_000,
+      max_speech_seconds=3.5, tokenizer="word", max_text_len=20, num_workers=0)
+  c.batch_size = 128
+  c.total_steps = 300
+  c.total_epochs = None
+  c.total_examples = None
+
+  c.model = dict(
+      name="fusion_classifier",
+      modalities=modalities,
+      image=dict(name="vit", patch_size=8, width=64, depth=2, num_heads=4, mlp_dim=128,
+                 stem="conv"),
+      text=dict(name="transformer", width=64, depth=1, num_heads=4, mlp_dim=128),
+      audio=dict(name="cnn", n_fft=400, hop_length=320, n_mels=48, widths=(32, 64, 64),
+                 width=64),
+      fusion=fusion_entry(arg.fusion, arg.tiny),
+      heads=HEADS[arg.tasks],
+      modality_dropout=arg.modality_dropout,
+  )
+  c.loss = dict(name="classification")
+  config_utils.set_training_defaults(c)
+  c.optim.lr = 1e-3
+  c.optim.warmup_steps = 50
+
+  c.evals = dict(
+      classification=dict(type="classification", every_steps=0, split="test",
+                          num_examples=1000, batch_size=250,
+                          missing_fractions=(0.5, 1.0)),
+  )
+
+  if arg.tiny:
+    c.data.num_train = 256
+    c.data.max_speech_seconds = 2.0
+    c.batch_size = 16
+    c.total_steps = 6
+    c.model.image = dict(name="vit", patch_size=16, width=16, depth=1, num_heads=2,
+                         mlp_dim=32)
+    c.model.text = dict(name="transformer", width=16, depth=1, num_heads=2, mlp_dim=32)
+    c.model.audio = dict(name="cnn", n_fft=400, hop_length=320, n_mels=16, widths=(8, 16),
+                         width=16)
+    c.optim.warmup_steps = 2
+    c.log_every_steps = 2
+    c.checkpoint_every_steps = 3
+    c.evals.classification.update(num_examples=32, batch_size=16)
+    c.peak_flops = 1e11
+
+  config_utils.apply_common_overrides(c, arg)
+  return c

@@ -1,0 +1,92 @@
+"""The fusion classifier, its loss and modality dropout."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from cmjax import losses
+from cmjax.models.classifier import FusionClassifier, modality_dropout
+from tests import helpers
+
+
+def test_cross_entropy_matches_optax_and_the_weighted_formula():
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(32, 5)).astype(np.float32)
+  labels = rng.integers(0, 5, 32)
+  want = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+  np.testing.assert_allclose(losses.softmax_cross_entropy(logits, labels), want, rtol=1e-6)
+  w = rng.uniform(0.2, 3.0, 5).astype(np.float32)
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  np.testing.assert_allclose(losses.softmax_cross_entropy(logits, labels, w),
+                             np.sum(w[labels] * ce) / np.sum(w[labels]), rtol=1e-6)
+
+
+def test_classification_loss_sums_tasks_and_names_missing_labels():
+  rng = np.random.default_rng(1)
+  outputs = {'logits/a': rng.normal(size=(8, 3)), 'logits/b': rng.normal(size=(8, 2))}
+  batch = {'a': rng.integers(0, 3, 8), 'b': rng.integers(0, 2, 8)}
+  loss, m = losses.classification_loss(outputs, batch)
+  np.testing.assert_allclose(loss, m['loss/a'] + m['loss/b'], rtol=1e-6)
+  np.testing.assert_allclose(m['accuracy/a'],
+                             np.mean(outputs['logits/a'].argmax(-1) == batch['a']))
+  with pytest.raises(KeyError, match="'b'"):
+    losses.classification_loss(outputs, {'a': batch['a']})
+
+
+def test_modality_dropout_keeps_at_least_one_present_modality():
+  present = jnp.asarray(np.random.default_rng(2).random((4000, 3)) < 0.8)
+  present = present.at[:, 0].set(True)  # every row has something to keep
+  for rate in (0.0, 0.3, 1.0):
+    kept = np.asarray(modality_dropout(jax.random.key(3), present, rate))
+    assert not np.any(kept & ~np.asarray(present)), 'revived an absent modality'
+    assert np.all(kept.sum(1) >= 1)
+    if rate == 0.0:
+      np.testing.assert_array_equal(kept, present)
+    if rate == 1.0:
+      assert np.all(kept.sum(1) == 1)
+  kept = np.asarray(modality_dropout(jax.random.key(4), present, 0.3))
+  rows = np.asarray(present).sum(1) == 3
+  # Of full rows, a modality is dropped with probability about 0.3 (the
+  # all-dropped rescue, 2.7% of rows, adds one back).
+  assert 0.25 < 1 - kept[rows].mean() < 0.32
+
+
+def _batch():
+  rng = np.random.default_rng(5)
+  return {'image': rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8),
+          'text': rng.integers(2, 30, (4, 6)).astype(np.int32),
+          'text_mask': np.ones((4, 6), bool)}
+
+
+@pytest.mark.parametrize('fusion', ['concat', 'late'])
+def test_heads_and_missing_modality_at_the_model_level(fusion):
+  model = FusionClassifier(
+      modalities=('image', 'text'),
+      image=dict(patch_size=16, width=8, depth=1, num_heads=2, mlp_dim=16),
+      text=dict(vocab_size=30, max_len=6, width=8, depth=1, num_heads=2, mlp_dim=16),
+      fusion=dict(name=fusion, width=8), heads={'shape_label': 8, 'size_label': 2})
+  b = _batch()
+  v = nn.meta.unbox(model.init(jax.random.key(0), b))
+  out = model.apply(v, b)
+  assert out['logits/shape_label'].shape == (4, 8) and out['logits/size_label'].shape == (4, 2)
+  b_missing = dict(b, text_present=np.array([True, False, True, True]))
+  other = dict(b_missing, text=np.roll(b['text'], 1, axis=0))
+  a, c = model.apply(v, b_missing), model.apply(v, other)
+  np.testing.assert_allclose(a['logits/shape_label'][1], c['logits/shape_label'][1], atol=1e-5)
+  assert np.max(np.abs(a['logits/shape_label'][0] - c['logits/shape_label'][0])) > 1e-5
+  with pytest.raises(KeyError, match='_present'):
+    model.apply(v, {'image': b['image']})
+
+
+def test_classification_run_end_to_end(tmp_path):
+  helpers.run_train(str(tmp_path), 'shapes_classify.py:tiny,fusion=low_rank_tensor,'
+                    'tasks=attributes,modality_dropout=0.3')
+  import json  # pylint: disable=g-import-not-at-top
+  with open(tmp_path / 'metrics.json') as f:
+    m = json.load(f)
+  for task in ('shape_label', 'color_label', 'size_label'):
+    for key in ('accuracy', 'macro_f1', 'missing_audio_1/accuracy'):
+      assert np.isfinite(m[f'classification/{task}/{key}']), (task, key)
