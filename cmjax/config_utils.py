@@ -143,3 +143,11 @@ def apply_common_overrides(c, arg) -> None:
     c.batch_size = arg.batch_size
   if arg.workers >= 0:
     c.data.num_workers = arg.workers
+
+
+def fusion_config(name: str, sizes: dict) -> dict:
+  """`config.model.fusion` for method `name`: its name plus the `sizes`
+  (width, depth, num_heads, ...) that the method takes."""
+  from cmjax.models.fusion import get_fusion_cls  # pylint: disable=g-import-not-at-top
+  fields = get_fusion_cls(name).__dataclass_fields__
+  return dict(name=name, **{k: v for k, v in sizes.items() if k in fields})

@@ -57,7 +57,8 @@ def model_modalities(config) -> tuple[str, ...]:
   """`config.model.modalities`, else image + text (+ audio with speech data)."""
   if config.model.get("modalities"):
     return tuple(config.model.modalities)
-  return ("image", "text", "audio") if config.data.speech else ("image", "text")
+  present = ["image"] + ["text"] * pipeline.has_text(config.data)
+  return tuple(present + ["audio"] * bool(config.data.speech))
 
 
 def model_kwargs(config) -> dict:
@@ -69,7 +70,7 @@ def model_kwargs(config) -> dict:
   text_cls = encoders.get_encoder_cls(
       "text", text.get("name", encoders.DEFAULT_ENCODER["text"]))
   if "max_len" in getattr(text_cls, "__dataclass_fields__", {}):
-    text["max_len"] = config.data.max_text_len
+    text["max_len"] = config.data.get("max_text_len", 32)
   kw["text"] = text
   kw["audio"] = dict(kw.get("audio", {}), sample_rate=config.data.sample_rate)
   kw["modalities"] = model_modalities(config)
@@ -109,18 +110,17 @@ def batch_spec(config, local: bool = True) -> dict[str, jax.ShapeDtypeStruct]:
   data = config.data
   b = config.batch_size // (jax.process_count() if local else 1)
   s = data.image_size
-  spec = {
-      "image": ((b, s, s, 3), np.uint8),
-      "text": ((b, data.max_text_len), np.int32),
-      "text_mask": ((b, data.max_text_len), bool),
-  }
+  spec = {"image": ((b, s, s, 3), np.uint8)}
+  if pipeline.has_text(data):
+    spec.update(text=((b, data.max_text_len), np.int32),
+                text_mask=((b, data.max_text_len), bool))
   if data.speech:
     t = pipeline.max_audio_samples(data)
     spec.update(audio=((b, t), np.float32), audio_mask=((b, t), bool))
   if pipeline.has_video(data):
     v = data.get("video_size", 32)
     spec["video"] = ((b, data.video_frames, v, v, 3), np.uint8)
-  for key in pipeline.LABEL_KEYS:
+  for key in pipeline.label_keys(data):
     spec[key] = ((b,), np.int32)
   return {k: jax.ShapeDtypeStruct(shape, dtype) for k, (shape, dtype) in spec.items()}
 
@@ -274,6 +274,9 @@ def validate_config(config, num_devices: int | None = None) -> None:
                      "modalities for a contrastive loss.")
   if "audio" in modalities and not config.data.speech:
     raise ValueError("config.model.modalities has 'audio' but config.data.speech is False.")
+  if "text" in modalities and not pipeline.has_text(config.data):
+    raise ValueError(f"config.model.modalities has 'text' but the dataset "
+                     f"{config.data.get('name')!r} has no text.")
   if "video" in modalities and not pipeline.has_video(config.data):
     raise ValueError("config.model.modalities has 'video' but config.data.video_frames "
                      "is 0; set it to the clip length (e.g. 8).")

@@ -27,14 +27,6 @@ FUSION_SIZES = dict(width=128, depth=1, num_heads=4, mlp_dim=256)
 TINY_FUSION_SIZES = dict(width=16, depth=1, num_heads=2, mlp_dim=32)
 
 
-def fusion_entry(name: str, tiny: bool) -> dict:
-  """Config of fusion `name` with the sizes its class takes."""
-  from cmjax.models.fusion import get_fusion_cls  # pylint: disable=g-import-not-at-top
-  fields = get_fusion_cls(name).__dataclass_fields__
-  sizes = TINY_FUSION_SIZES if tiny else FUSION_SIZES
-  return dict(name=name, **{k: v for k, v in sizes.items() if k in fields})
-
-
 def get_config(arg=None):
   arg = config_utils.parse_arg(arg, tiny=False, steps=0, batch_size=0, workers=-1,
                                fusion="concat", modalities="image+text+audio",
@@ -61,7 +53,8 @@ def get_config(arg=None):
       text=dict(name="transformer", width=64, depth=1, num_heads=4, mlp_dim=128),
       audio=dict(name="cnn", n_fft=400, hop_length=320, n_mels=48, widths=(32, 64, 64),
                  width=64),
-      fusion=fusion_entry(arg.fusion, arg.tiny),
+      fusion=config_utils.fusion_config(
+          arg.fusion, TINY_FUSION_SIZES if arg.tiny else FUSION_SIZES),
       heads=HEADS[arg.tasks],
       modality_dropout=arg.modality_dropout,
   )

@@ -10,26 +10,66 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 import grain
 import numpy as np
 
+from cmjax.data import av_digits
 from cmjax.data import cache
 from cmjax.data import shapes
 from cmjax.data import tokenizers
 
-# Keys of a model-ready example (see INTERFACES.md); everything else is dropped.
-LABEL_KEYS = ("label", "shape_label", "color_label", "size_label")
 
-_SOURCE_KEYS = ("image_size", "min_objects", "max_objects", "domain",
-                "class_skew", "speech", "sample_rate", "max_speech_seconds",
-                "video_frames", "video_size")
+class Dataset(NamedTuple):
+  """A built-in dataset: its source class and what its examples hold."""
+  source_cls: type
+  option_keys: tuple[str, ...]  # config.data keys passed to the source
+  label_keys: tuple[str, ...]   # int32 labels copied into every batch
+  has_text: bool                # captions to tokenize
+  default_num_examples: dict
+
+
+DATASETS = {
+    "shapes": Dataset(shapes.ShapesSource,
+                      ("image_size", "min_objects", "max_objects", "domain", "class_skew",
+                       "speech", "sample_rate", "max_speech_seconds", "video_frames",
+                       "video_size"),
+                      ("label", "shape_label", "color_label", "size_label"), True,
+                      shapes.DEFAULT_NUM_EXAMPLES),
+    "av_digits": Dataset(av_digits.AVDigitsSource,
+                         ("image_size", "image_noise", "occlusion", "speech", "sample_rate",
+                          "snr_db", "class_skew"),
+                         ("label",), False, av_digits.DEFAULT_NUM_EXAMPLES),
+}
+# Kept for readers of the shapes options.
+_SOURCE_KEYS = DATASETS["shapes"].option_keys
+
+
+def dataset(data_config: Mapping[str, Any]) -> Dataset:
+  name = data_config.get("name", "shapes")
+  if name not in DATASETS:
+    raise ValueError(f"config.data.name={name!r} is not a known dataset; known: "
+                     f"{sorted(DATASETS)}, or 'tfds:NAME' for a prepared TFDS dataset.")
+  return DATASETS[name]
+
+
+def label_keys(data_config: Mapping[str, Any]) -> tuple[str, ...]:
+  """The int32 label keys of the dataset's batches."""
+  name = data_config.get("name", "shapes")
+  if name.startswith("tfds:"):
+    return DATASETS["shapes"].label_keys
+  return dataset(data_config).label_keys
+
+
+def has_text(data_config: Mapping[str, Any]) -> bool:
+  name = data_config.get("name", "shapes")
+  return name.startswith("tfds:") or dataset(data_config).has_text
 
 
 def make_source(data_config: Mapping[str, Any], split: str, *, seed: int,
                 num_examples: int | None = None, **overrides):
-  """The built-in dataset named by `config.data.name` (only 'shapes' so far).
+  """The built-in dataset named by `config.data.name` ('shapes' or 'av_digits').
 
   With `config.data.cache` (the default) the split is generated once by all
   cores into the cache folder (`config.data.cache_dir`, else $CMJAX_CACHE_DIR,
@@ -38,16 +78,14 @@ def make_source(data_config: Mapping[str, Any], split: str, *, seed: int,
   name = data_config.get("name", "shapes")
   if name.startswith("tfds:"):
     return tfds_source(name[len("tfds:"):], split, data_config.get("tfds_data_dir"))
-  if name != "shapes":
-    raise ValueError(f"config.data.name={name!r} is not a known dataset; known: "
-                     "'shapes', or 'tfds:NAME' for a prepared TFDS dataset.")
-  kwargs = {k: data_config[k] for k in _SOURCE_KEYS if k in data_config}
+  ds = dataset(data_config)
+  kwargs = {k: data_config[k] for k in ds.option_keys if k in data_config}
   kwargs.update(overrides)
   if num_examples is None:
     num_examples = (data_config.get("num_train") if split == "train" else
-                    shapes.DEFAULT_NUM_EXAMPLES[split])
+                    ds.default_num_examples[split])
   kwargs.update(split=split, seed=seed, num_examples=num_examples)
-  factory = functools.partial(shapes.ShapesSource, **kwargs)
+  factory = functools.partial(ds.source_cls, **kwargs)
   if not data_config.get("cache", True):
     return factory()
   directory = os.path.join(data_config.get("cache_dir") or cache.default_cache_dir(),
@@ -144,33 +182,38 @@ class Preprocess(grain.transforms.RandomMap):
 
   def __init__(self, tokenizer, max_text_len: int, max_samples: int,
                with_speech: bool, with_video: bool = False,
-               text_field: str = "captions"):
+               text_field: str | None = "captions",
+               label_keys: tuple[str, ...] = DATASETS["shapes"].label_keys):
     self.tokenizer = tokenizer
     self.max_text_len = max_text_len
     self.max_samples = max_samples
     self.with_speech = with_speech
     self.with_video = with_video
     self.text_field = text_field
+    self.label_keys = label_keys
 
   def random_map(self, record, rng: np.random.Generator):
-    captions = record[self.text_field]
-    caption = captions[int(rng.integers(len(captions)))]
-    text, text_mask = self.tokenizer.pad(caption, self.max_text_len)
-    out = {"image": record["image"], "text": text, "text_mask": text_mask}
+    out = {"image": record["image"]}
+    if self.text_field:
+      captions = record[self.text_field]
+      caption = captions[int(rng.integers(len(captions)))]
+      out["text"], out["text_mask"] = self.tokenizer.pad(caption, self.max_text_len)
     if self.with_speech:
       out["audio"], out["audio_mask"] = pad_audio(record["speech"], self.max_samples)
     if self.with_video:
       out["video"] = record["video"]
-    for key in LABEL_KEYS:
+    for key in self.label_keys:
       out[key] = np.int32(record[key])
     return out
 
 
 def make_preprocess(data_config: Mapping[str, Any]) -> Preprocess:
   """The `Preprocess` of the data config: the model-ready form of a record."""
-  return Preprocess(make_tokenizer(data_config), data_config["max_text_len"],
+  return Preprocess(make_tokenizer(data_config), data_config.get("max_text_len", 0),
                     max_audio_samples(data_config), data_config["speech"],
-                    with_video=has_video(data_config), text_field=text_field(data_config))
+                    with_video=has_video(data_config),
+                    text_field=text_field(data_config) if has_text(data_config) else None,
+                    label_keys=label_keys(data_config))
 
 
 def train_dataset(config, *, process_index: int = 0, process_count: int = 1,

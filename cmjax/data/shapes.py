@@ -254,12 +254,7 @@ class ShapesSource:
             # is roughly proportional to 1 / rate; 5% extra for safety).
             rate = min(int(np.ceil(rate * wav.size / limit * 1.05)), 450)
             wav = self._speaker.synthesize(text, voice=voice, rate=rate, pitch=pitch)
-        wav = wav[:limit]
-        power = float(np.mean(wav.astype(np.float64) ** 2)) if wav.size else 0.0
-        noise_std = np.sqrt(power / 10 ** (snr_db / 10))
-        noise = rng.standard_normal(wav.size).astype(np.float32) * np.float32(noise_std)
-        wav = np.clip(wav + noise, -1.0, 1.0).astype(np.float32)
-        return wav, voice_id, rate
+        return speech_lib.add_noise(wav[:limit], snr_db, rng), voice_id, rate
 
     # -- example -----------------------------------------------------------
     def __getitem__(self, index: int) -> dict:

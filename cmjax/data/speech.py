@@ -228,3 +228,11 @@ class Speaker:
         wav = resample(wav, eng.native_rate, self.sample_rate)
         # Resampling can overshoot slightly on clipped peaks.
         return np.clip(wav, -1.0, 1.0, out=wav)
+
+
+def add_noise(wav: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    """``wav`` float32 [n] plus white noise at ``snr_db`` dB below its power, clipped to [-1, 1]."""
+    power = float(np.mean(wav.astype(np.float64) ** 2)) if wav.size else 0.0
+    noise_std = np.sqrt(power / 10 ** (snr_db / 10))
+    noise = rng.standard_normal(wav.size).astype(np.float32) * np.float32(noise_std)
+    return np.clip(wav + noise, -1.0, 1.0).astype(np.float32)
