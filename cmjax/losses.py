@@ -184,8 +184,10 @@ def classification_loss(outputs: dict, batch: dict, *,
     batch: holds int `[B]` labels under each task's name (e.g. 'shape_label').
     class_weights: optional {task: `[C_task]` weights}.
 
+  An 'aux_loss' scalar in `outputs` is added to the total.
+
   Returns:
-    (scalar loss, metrics 'loss/<task>' and 'accuracy/<task>').
+    (scalar loss, metrics 'loss/<task>', 'accuracy/<task>' (and 'loss/aux')).
   """
   tasks = [k[len('logits/'):] for k in outputs if k.startswith('logits/')]
   if not tasks:
@@ -200,6 +202,9 @@ def classification_loss(outputs: dict, batch: dict, *,
     total = total + loss
     metrics[f'loss/{t}'] = loss
     metrics[f'accuracy/{t}'] = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
+  if 'aux_loss' in outputs:  # e.g. the missing-modality predictor's regression loss
+    total = total + outputs['aux_loss']
+    metrics['loss/aux'] = outputs['aux_loss']
   return total, metrics
 
 

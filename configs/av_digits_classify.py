@@ -11,6 +11,7 @@ clearly below what fusion reaches.
 Variants (after the colon, comma separated):
   fusion=NAME         a fusion method (cmjax.models.fusion.known_fusions())
   modalities=A+B      image+audio (default), image or audio (unimodal baselines)
+  missing=S           missing-modality strategy: mask, learned, mean or predict
   modality_dropout=P  training-time probability of dropping a modality
   class_skew=S        Zipf exponent of the train labels (0 = balanced)
   seed=N, tiny, steps=N, batch_size=N, workers=N
@@ -27,7 +28,7 @@ TINY_FUSION_SIZES = dict(width=16, depth=1, num_heads=2, mlp_dim=32)
 def get_config(arg=None):
   arg = config_utils.parse_arg(arg, tiny=False, steps=0, batch_size=0, workers=-1,
                                fusion="concat", modalities="image+audio",
-                               modality_dropout=0.0, class_skew=0.0, seed=0)
+                               modality_dropout=0.0, missing="mask", class_skew=0.0, seed=0)
   modalities = tuple(arg.modalities.split("+"))
   c = ml_collections.ConfigDict()
   c.seed = arg.seed
@@ -51,6 +52,7 @@ def get_config(arg=None):
           arg.fusion, TINY_FUSION_SIZES if arg.tiny else FUSION_SIZES),
       heads={"label": 10},
       modality_dropout=arg.modality_dropout,
+      missing=arg.missing,
   )
   c.loss = dict(name="classification")
   config_utils.set_training_defaults(c)

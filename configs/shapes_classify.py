@@ -13,6 +13,7 @@ Variants (after the colon, comma separated):
   modalities=A+B        the modalities used (default image+text+audio); one
                         modality gives a unimodal baseline
   tasks=label|attributes
+  missing=S           missing-modality strategy: mask, learned, mean or predict
   modality_dropout=P    training-time probability of dropping a modality
   tiny, steps=N, batch_size=N, workers=N   as in shapes_contrastive.py
 """
@@ -30,7 +31,7 @@ TINY_FUSION_SIZES = dict(width=16, depth=1, num_heads=2, mlp_dim=32)
 def get_config(arg=None):
   arg = config_utils.parse_arg(arg, tiny=False, steps=0, batch_size=0, workers=-1,
                                fusion="concat", modalities="image+text+audio",
-                               tasks="label", modality_dropout=0.0)
+                               tasks="label", modality_dropout=0.0, missing="mask")
   if arg.tasks not in HEADS:
     raise ValueError(f"config argument tasks={arg.tasks!r}; expected one of {sorted(HEADS)}")
   modalities = tuple(arg.modalities.split("+"))
@@ -57,6 +58,7 @@ def get_config(arg=None):
           arg.fusion, TINY_FUSION_SIZES if arg.tiny else FUSION_SIZES),
       heads=HEADS[arg.tasks],
       modality_dropout=arg.modality_dropout,
+      missing=arg.missing,
   )
   c.loss = dict(name="classification")
   config_utils.set_training_defaults(c)

@@ -90,3 +90,54 @@ def test_classification_run_end_to_end(tmp_path):
   for task in ('shape_label', 'color_label', 'size_label'):
     for key in ('accuracy', 'macro_f1', 'missing_audio_1/accuracy'):
       assert np.isfinite(m[f'classification/{task}/{key}']), (task, key)
+
+
+def _model(missing, fusion='concat', momentum=0.5):
+  return FusionClassifier(
+      modalities=('image', 'text'),
+      image=dict(patch_size=16, width=8, depth=1, num_heads=2, mlp_dim=16),
+      text=dict(vocab_size=30, max_len=6, width=8, depth=1, num_heads=2, mlp_dim=16),
+      fusion=dict(name=fusion, width=8), heads={'label': 3}, missing=missing,
+      imputation_momentum=momentum)
+
+
+@pytest.mark.parametrize('missing', ['mask', 'learned', 'mean', 'predict'])
+@pytest.mark.parametrize('fusion', ['gated', 'joint_transformer'])
+def test_every_missing_strategy_hides_the_missing_modality(missing, fusion):
+  model = _model(missing, fusion)
+  b = dict(_batch(), text_present=np.array([True, False, True, True]))
+  v = nn.meta.unbox(model.init(jax.random.key(0), b))
+  other = dict(b, text=np.roll(b['text'], 1, axis=0))
+  a, c = model.apply(v, b), model.apply(v, other)
+  np.testing.assert_allclose(a['logits/label'][1], c['logits/label'][1], atol=1e-5)
+  assert np.max(np.abs(a['logits/label'][0] - c['logits/label'][0])) > 1e-5
+  # The stand-in differs between strategies: with 'mask' the row sees no text at
+  # all; with the others something stands in for it.
+  assert ('aux_loss' in a) == (missing == 'predict')
+
+
+def test_mean_imputation_tracks_the_running_mean_of_present_rows():
+  model = _model('mean', momentum=0.5)
+  b = dict(_batch(), text_present=np.array([True, False, True, True]))
+  v = nn.meta.unbox(model.init(jax.random.key(0), b))
+  assert set(v) == {'params', 'imputation'}
+  _, new = model.apply(v, b, train=True, mutable=['imputation'])
+  enc = model.bind(v).encoders['text']
+  pooled = enc(b['text'], b['text_mask']).pooled
+  want = 0.5 * 0 + 0.5 * np.asarray(pooled)[[0, 2, 3]].mean(0)
+  np.testing.assert_allclose(new['imputation']['imputer']['text_mean'], want, atol=1e-5)
+  # At evaluation the running mean is what a missing text row sees.
+  np.testing.assert_allclose(v['imputation']['imputer']['image_mean'], 0.0)
+
+
+def test_predicted_stand_in_trains_only_the_predictor():
+  model = _model('predict')
+  b = dict(_batch(), text_present=np.array([True, False, True, True]))
+  v = nn.meta.unbox(model.init(jax.random.key(0), b))
+  grads = jax.grad(lambda p: model.apply({'params': p}, b)['aux_loss'])(v['params'])
+  norms = {k: float(optax.tree.norm(g)) for k, g in grads.items()}
+  assert norms['imputer'] > 0
+  assert norms['image_encoder'] == 0 and norms['text_encoder'] == 0
+  loss, metrics = losses.classification_loss(model.apply(v, b), dict(b, label=np.zeros(4, int)))
+  assert 'loss/aux' in metrics
+  np.testing.assert_allclose(loss, metrics['loss/label'] + metrics['loss/aux'], rtol=1e-6)
