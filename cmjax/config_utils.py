@@ -151,3 +151,13 @@ def fusion_config(name: str, sizes: dict) -> dict:
   from cmjax.models.fusion import get_fusion_cls  # pylint: disable=g-import-not-at-top
   fields = get_fusion_cls(name).__dataclass_fields__
   return dict(name=name, **{k: v for k, v in sizes.items() if k in fields})
+
+
+def apply_imbalance_options(c, arg) -> None:
+  """The `balance=none|weights|resample` and `augment=N` config arguments."""
+  if arg.balance not in ("none", "weights", "resample"):
+    raise ValueError(f"config argument balance={arg.balance!r}; expected none, weights "
+                     "or resample")
+  c.loss.class_weights = "balanced" if arg.balance == "weights" else None
+  c.data.resample = "balanced" if arg.balance == "resample" else None
+  c.data.augment_shift = arg.augment

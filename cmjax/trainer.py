@@ -27,6 +27,7 @@ from cmjax import config_utils
 from cmjax import losses
 from cmjax import metric_writer
 from cmjax import sharding
+from cmjax.data import balance
 from cmjax.data import pipeline
 from cmjax.models import encoders
 from cmjax.models import registry
@@ -205,6 +206,13 @@ CONTRASTIVE_LOSSES = ("clip", "siglip")
 LOSS_NAMES = CONTRASTIVE_LOSSES + ("classification",)
 
 
+def balanced_class_weights(config) -> dict[str, np.ndarray]:
+  """{task: `[classes]` weights n / (classes * count)} from the train split's labels."""
+  source = pipeline.make_source(config.data, "train", seed=config.seed)
+  return {task: balance.balanced_class_weights(balance.labels_of(source, task), classes)
+          for task, classes in config.model.heads.items()}
+
+
 def make_loss_fn(config):
   """`(outputs, batch) -> (loss, metrics)` for `config.loss.name`.
 
@@ -215,7 +223,13 @@ def make_loss_fn(config):
   if kind not in LOSS_NAMES:
     raise ValueError(f"config.loss.name={kind!r} is unknown; known: {LOSS_NAMES}.")
   if kind == "classification":
-    return losses.classification_loss
+    weights = config.loss.get("class_weights")
+    if weights is None:
+      return losses.classification_loss
+    if weights != "balanced":
+      raise ValueError(f"config.loss.class_weights={weights!r}; expected 'balanced' or None.")
+    return functools.partial(losses.classification_loss,
+                             class_weights=balanced_class_weights(config))
   contrastive = functools.partial(losses.multimodal_contrastive_loss, kind=kind)
   return lambda outputs, batch: contrastive(outputs)
 

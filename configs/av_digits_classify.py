@@ -12,6 +12,9 @@ Variants (after the colon, comma separated):
   fusion=NAME         a fusion method (cmjax.models.fusion.known_fusions())
   modalities=A+B      image+audio (default), image or audio (unimodal baselines)
   missing=S           missing-modality strategy: mask, learned, mean or predict
+  balance=B           class imbalance remedy: none, weights (balanced class
+                      weights in the loss) or resample (balanced resampling)
+  augment=N           random image shifts of up to N pixels in training
   modality_dropout=P  training-time probability of dropping a modality
   class_skew=S        Zipf exponent of the train labels (0 = balanced)
   seed=N, tiny, steps=N, batch_size=N, workers=N
@@ -28,7 +31,8 @@ TINY_FUSION_SIZES = dict(width=16, depth=1, num_heads=2, mlp_dim=32)
 def get_config(arg=None):
   arg = config_utils.parse_arg(arg, tiny=False, steps=0, batch_size=0, workers=-1,
                                fusion="concat", modalities="image+audio",
-                               modality_dropout=0.0, missing="mask", class_skew=0.0, seed=0)
+                               modality_dropout=0.0, missing="mask",
+                               balance="none", augment=0, class_skew=0.0, seed=0)
   modalities = tuple(arg.modalities.split("+"))
   c = ml_collections.ConfigDict()
   c.seed = arg.seed
@@ -44,7 +48,9 @@ def get_config(arg=None):
   c.model = dict(
       name="fusion_classifier",
       modalities=modalities,
-      image=dict(name="resnet", features=(32, 64), blocks=(1, 1), stem_stride=1,
+      # Three stages: the last one sees the whole digit (with two, the
+      # receptive field is half of it and training is several times slower).
+      image=dict(name="resnet", features=(32, 64, 128), blocks=(1, 1, 1), stem_stride=2,
                  norm="group"),
       audio=dict(name="cnn", n_fft=400, hop_length=160, n_mels=40,
                  widths=(32, 64, 64), width=64),
@@ -78,5 +84,6 @@ def get_config(arg=None):
     c.evals.classification.update(num_examples=32, batch_size=16)
     c.peak_flops = 1e11
 
+  config_utils.apply_imbalance_options(c, arg)
   config_utils.apply_common_overrides(c, arg)
   return c

@@ -14,6 +14,10 @@ Variants (after the colon, comma separated):
                         modality gives a unimodal baseline
   tasks=label|attributes
   missing=S           missing-modality strategy: mask, learned, mean or predict
+  balance=B           class imbalance remedy: none, weights (balanced class
+                      weights in the loss) or resample (balanced resampling)
+  augment=N           random image shifts of up to N pixels in training
+  class_skew=S        Zipf exponent of the train labels (0 = balanced)
   modality_dropout=P    training-time probability of dropping a modality
   tiny, steps=N, batch_size=N, workers=N   as in shapes_contrastive.py
 """
@@ -31,7 +35,8 @@ TINY_FUSION_SIZES = dict(width=16, depth=1, num_heads=2, mlp_dim=32)
 def get_config(arg=None):
   arg = config_utils.parse_arg(arg, tiny=False, steps=0, batch_size=0, workers=-1,
                                fusion="concat", modalities="image+text+audio",
-                               tasks="label", modality_dropout=0.0, missing="mask")
+                               tasks="label", modality_dropout=0.0, missing="mask",
+                               balance="none", augment=0, class_skew=0.0)
   if arg.tasks not in HEADS:
     raise ValueError(f"config argument tasks={arg.tasks!r}; expected one of {sorted(HEADS)}")
   modalities = tuple(arg.modalities.split("+"))
@@ -39,7 +44,7 @@ def get_config(arg=None):
   c.seed = 0
   c.data = dict(
       name="shapes", num_train=10_000, image_size=64, min_objects=1, max_objects=2,
-      domain=0, class_skew=0.0, speech="audio" in modalities, sample_rate=16_000,
+      domain=0, class_skew=arg.class_skew, speech="audio" in modalities, sample_rate=16_000,
       max_speech_seconds=3.5, tokenizer="word", max_text_len=20, num_workers=0)
   c.batch_size = 128
   c.total_steps = 300
@@ -87,5 +92,6 @@ def get_config(arg=None):
     c.evals.classification.update(num_examples=32, batch_size=16)
     c.peak_flops = 1e11
 
+  config_utils.apply_imbalance_options(c, arg)
   config_utils.apply_common_overrides(c, arg)
   return c

@@ -231,6 +231,13 @@ class CachedSource:
   def __len__(self) -> int:
     return self._n
 
+  def column(self, key: str) -> np.ndarray:
+    """A fixed-shape field of every example, `[n, ...]`, without reading the others."""
+    if key not in self._parts[0].arrays:
+      raise KeyError(f"{key!r} is not a fixed-shape field of {self.directory}; it has "
+                     f"{sorted(self._parts[0].arrays)}")
+    return np.concatenate([np.asarray(p.arrays[key]) for p in self._parts])
+
   def __repr__(self) -> str:
     return f"CachedSource({self.directory!r}, {self._n} examples)"
 

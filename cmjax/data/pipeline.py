@@ -16,6 +16,7 @@ import grain
 import numpy as np
 
 from cmjax.data import av_digits
+from cmjax.data import balance
 from cmjax.data import cache
 from cmjax.data import shapes
 from cmjax.data import tokenizers
@@ -171,6 +172,20 @@ def pad_audio(wave: np.ndarray, max_samples: int) -> tuple[np.ndarray, np.ndarra
   return audio, mask
 
 
+def random_shift(image: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
+  """Translates `[H, W, C]` by up to `max_shift` pixels each way (edges repeated).
+
+  Augmentation for the image modality; 0 returns the image itself.
+  """
+  if not max_shift:
+    return image
+  dy, dx = rng.integers(-max_shift, max_shift + 1, size=2)
+  h, w = image.shape[:2]
+  padded = np.pad(image, ((max_shift, max_shift), (max_shift, max_shift), (0, 0)), mode="edge")
+  return np.ascontiguousarray(padded[max_shift + dy:max_shift + dy + h,
+                                     max_shift + dx:max_shift + dx + w])
+
+
 class Preprocess(grain.transforms.RandomMap):
   """Record of the source -> flat dict of fixed-shape numpy arrays.
 
@@ -183,7 +198,8 @@ class Preprocess(grain.transforms.RandomMap):
   def __init__(self, tokenizer, max_text_len: int, max_samples: int,
                with_speech: bool, with_video: bool = False,
                text_field: str | None = "captions",
-               label_keys: tuple[str, ...] = DATASETS["shapes"].label_keys):
+               label_keys: tuple[str, ...] = DATASETS["shapes"].label_keys,
+               max_shift: int = 0):
     self.tokenizer = tokenizer
     self.max_text_len = max_text_len
     self.max_samples = max_samples
@@ -191,9 +207,10 @@ class Preprocess(grain.transforms.RandomMap):
     self.with_video = with_video
     self.text_field = text_field
     self.label_keys = label_keys
+    self.max_shift = max_shift
 
   def random_map(self, record, rng: np.random.Generator):
-    out = {"image": record["image"]}
+    out = {"image": random_shift(record["image"], self.max_shift, rng)}
     if self.text_field:
       captions = record[self.text_field]
       caption = captions[int(rng.integers(len(captions)))]
@@ -207,13 +224,17 @@ class Preprocess(grain.transforms.RandomMap):
     return out
 
 
-def make_preprocess(data_config: Mapping[str, Any]) -> Preprocess:
-  """The `Preprocess` of the data config: the model-ready form of a record."""
+def make_preprocess(data_config: Mapping[str, Any], train: bool = True) -> Preprocess:
+  """The `Preprocess` of the data config: the model-ready form of a record.
+
+  Augmentation (`config.data.augment_shift`) applies only with `train`.
+  """
   return Preprocess(make_tokenizer(data_config), data_config.get("max_text_len", 0),
                     max_audio_samples(data_config), data_config["speech"],
                     with_video=has_video(data_config),
                     text_field=text_field(data_config) if has_text(data_config) else None,
-                    label_keys=label_keys(data_config))
+                    label_keys=label_keys(data_config),
+                    max_shift=int(data_config.get("augment_shift", 0)) if train else 0)
 
 
 def train_dataset(config, *, process_index: int = 0, process_count: int = 1,
@@ -226,6 +247,12 @@ def train_dataset(config, *, process_index: int = 0, process_count: int = 1,
   local_batch = config.batch_size // process_count
   if source is None:
     source = make_source(data, "train", seed=config.seed)
+  resample = data.get("resample")
+  if resample:
+    if resample != "balanced":
+      raise ValueError(f"config.data.resample={resample!r}; expected 'balanced' or None.")
+    key = data.get("resample_key", "label")
+    source = balance.ResampledSource(source, balance.labels_of(source, key), config.seed)
   ds = grain.MapDataset.source(source)[process_index::process_count]
   ds = ds.seed(config.seed).shuffle().repeat(None)
   ds = ds.random_map(make_preprocess(data))

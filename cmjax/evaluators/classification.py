@@ -32,7 +32,7 @@ class ClassificationEvaluator:
     self.missing_fractions = [float(f) for f in entry.get("missing_fractions", ())]
     source = pipeline.make_source(data, entry.get("split", "test"), seed=config.seed,
                                   num_examples=int(entry.get("num_examples", 1000)))
-    preprocess = pipeline.make_preprocess(data)
+    preprocess = pipeline.make_preprocess(data, train=False)
     # A fixed caption per example: the same inputs at every evaluation.
     self.arrays = pipeline.materialize(
         source, lambda r: preprocess.random_map(r, np.random.default_rng(int(r["index"]))))
