@@ -14,7 +14,6 @@ table, measured in the same run.
 
 import json
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -22,10 +21,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks import step_timing  # noqa: E402
+from benchmarks import runs, step_timing  # noqa: E402
 from cmjax import config_utils  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = runs.ROOT
 flags.DEFINE_string("workdir", "/tmp/cmjax-encoders", "One run folder per row in here.")
 flags.DEFINE_integer("steps", 400, "Training steps of each run.")
 flags.DEFINE_integer("repeats", 3, "Timing rounds (each variant once per round).")
@@ -62,20 +61,8 @@ def config_arg(name: str) -> str:
 
 def train(name: str) -> dict:
   """Final metrics of the row's run, training it first unless already done."""
-  workdir = os.path.join(flags.FLAGS.workdir, name)
-  path = os.path.join(workdir, "metrics.json")
-  if os.path.exists(path):
-    with open(path) as f:
-      metrics = json.load(f)
-    if metrics.get("step") == flags.FLAGS.steps:
-      print(f"{name}: reusing the finished run in {workdir}", flush=True)
-      return metrics
-  print(f"{name}: training {config_arg(name)} in {workdir}", flush=True)
-  subprocess.run([sys.executable, os.path.join(ROOT, "train.py"),
-                  f"--config={os.path.join(ROOT, 'configs', config_arg(name))}",
-                  f"--workdir={workdir}"], check=True, cwd=ROOT)
-  with open(path) as f:
-    return json.load(f)
+  return runs.train_or_reuse(config_arg(name), os.path.join(flags.FLAGS.workdir, name),
+                             flags.FLAGS.steps)
 
 
 def step_rates(names: list[str]) -> dict[str, float]:

@@ -5,7 +5,7 @@ r"""Audio-visual digit classification on `av_digits`: degraded handwriting + noi
   python train.py --config configs/av_digits_classify.py:modalities=image --workdir /tmp/cmjax-avd-img
 
 Both modalities are degraded (an occluded, noisy 32x32 digit; the digit's name
-spoken at -12..0 dB SNR by voices held out in test), so that each alone is
+spoken at -16..-4 dB SNR by voices held out in test), so that each alone is
 clearly below what fusion reaches.
 
 Variants (after the colon, comma separated):
@@ -37,8 +37,8 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.seed = arg.seed
   c.data = dict(
-      name="av_digits", num_train=10_000, image_size=32, image_noise=0.45,
-      occlusion=0.35, speech=True, sample_rate=16_000, snr_db=(-12.0, 0.0),
+      name="av_digits", num_train=10_000, image_size=32, image_noise=0.3,
+      occlusion=0.25, speech=True, sample_rate=16_000, snr_db=(-16.0, -4.0),
       max_speech_seconds=1.5, class_skew=arg.class_skew, num_workers=0)
   c.batch_size = 128
   c.total_steps = 400

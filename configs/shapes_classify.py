@@ -18,6 +18,9 @@ Variants (after the colon, comma separated):
                       weights in the loss) or resample (balanced resampling)
   augment=N           random image shifts of up to N pixels in training
   class_skew=S        Zipf exponent of the train labels (0 = balanced)
+  max_objects=N       1..3 objects per scene (default 2; with 1, the image alone
+                      determines the label)
+  seed=N              the run's seed (data order, initialisation)
   modality_dropout=P    training-time probability of dropping a modality
   tiny, steps=N, batch_size=N, workers=N   as in shapes_contrastive.py
 """
@@ -36,14 +39,16 @@ def get_config(arg=None):
   arg = config_utils.parse_arg(arg, tiny=False, steps=0, batch_size=0, workers=-1,
                                fusion="concat", modalities="image+text+audio",
                                tasks="label", modality_dropout=0.0, missing="mask",
-                               balance="none", augment=0, class_skew=0.0)
+                               balance="none", augment=0, class_skew=0.0,
+                               max_objects=2, seed=0)
   if arg.tasks not in HEADS:
     raise ValueError(f"config argument tasks={arg.tasks!r}; expected one of {sorted(HEADS)}")
   modalities = tuple(arg.modalities.split("+"))
   c = ml_collections.ConfigDict()
-  c.seed = 0
+  c.seed = arg.seed
   c.data = dict(
-      name="shapes", num_train=10_000, image_size=64, min_objects=1, max_objects=2,
+      name="shapes", num_train=10_000, image_size=64, min_objects=1,
+      max_objects=arg.max_objects,
       domain=0, class_skew=arg.class_skew, speech="audio" in modalities, sample_rate=16_000,
       max_speech_seconds=3.5, tokenizer="word", max_text_len=20, num_workers=0)
   c.batch_size = 128

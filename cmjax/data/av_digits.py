@@ -87,8 +87,8 @@ class AVDigitsSource:
 
     def __init__(self, *, split: str = "train", seed: int = 0,
                  num_examples: int | None = None, image_size: int = 32,
-                 image_noise: float = 0.45, occlusion: float = 0.35, speech: bool = True,
-                 sample_rate: int = 16000, snr_db: tuple[float, float] = (-12.0, 0.0),
+                 image_noise: float = 0.3, occlusion: float = 0.25, speech: bool = True,
+                 sample_rate: int = 16000, snr_db: tuple[float, float] = (-16.0, -4.0),
                  holdout_voices: bool = True, class_skew: float = 0.0):
         def bad(option, value, why):
             raise ValueError(f"AVDigitsSource option {option}={value!r}: {why}")

@@ -1,0 +1,131 @@
+r"""Every fusion method and each unimodal baseline, on av_digits and shapes, several seeds.
+
+  python benchmarks/fusion_comparison.py --workdir /tmp/cmjax-fusion
+  python benchmarks/fusion_comparison.py --datasets av_digits --seeds 0 --steps 300
+
+Each (dataset, row, seed) is one `train.py` run in `<workdir>/<dataset>/<row>/seed<k>`
+(a finished run is reused, so the command can be stopped and rerun). It prints,
+per dataset, one markdown table: accuracy and macro-F1 (mean ± std over
+seeds) and the accuracy with each modality missing from every test example.
+Then, on av_digits, the best fusion method with and without training-time
+modality dropout (missing-modality accuracy), and on skewed shapes
+(`class_skew`) plain training vs class weights vs balanced resampling
+(macro-F1). Everything is also written to `<workdir>/fusion_comparison.json`.
+"""
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+import numpy as np  # noqa: E402
+
+from benchmarks import runs  # noqa: E402
+from cmjax.models.fusion import known_fusions  # noqa: E402
+
+flags.DEFINE_string("workdir", "/tmp/cmjax-fusion", "Run folders go in here.")
+flags.DEFINE_list("datasets", ["av_digits", "shapes"], "av_digits and/or shapes.")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of every row.")
+flags.DEFINE_integer("steps", 400, "Training steps of each run.")
+flags.DEFINE_list("only", [], "Only these rows (e.g. concat,image_only).")
+flags.DEFINE_bool("extras", True, "Also the modality-dropout and class-imbalance tables.")
+flags.DEFINE_float("modality_dropout", 0.3, "Modality dropout of the dropout comparison.")
+flags.DEFINE_float("class_skew", 1.5, "Train-label Zipf exponent of the imbalance table.")
+
+DATASETS = {  # name -> (config file, modalities)
+    "av_digits": ("av_digits_classify.py", ("image", "audio")),
+    "shapes": ("shapes_classify.py", ("image", "text", "audio")),
+}
+
+
+def rows_for(dataset: str) -> dict[str, str]:
+  """{row name: config argument}: unimodal baselines, then every fusion method."""
+  _, modalities = DATASETS[dataset]
+  rows = {f"{m}_only": f"modalities={m}" for m in modalities}
+  rows.update({f: f"fusion={f}" for f in known_fusions()})
+  if flags.FLAGS.only:
+    rows = {k: v for k, v in rows.items() if k in flags.FLAGS.only}
+  return rows
+
+
+def run_row(dataset: str, row: str, arg: str) -> list[dict]:
+  config_file, _ = DATASETS[dataset]
+  out = []
+  for seed in flags.FLAGS.seeds:
+    full = f"{config_file}:{arg},steps={flags.FLAGS.steps},seed={seed}".replace(":,", ":")
+    out.append(runs.train_or_reuse(
+        full, os.path.join(flags.FLAGS.workdir, dataset, row, f"seed{seed}"),
+        flags.FLAGS.steps))
+  return out
+
+
+def mean_std(values: list[float]) -> str:
+  v = np.asarray(values, np.float64)
+  return f"{v.mean():.3f} ± {v.std():.3f}" if len(v) > 1 else f"{v.mean():.3f}"
+
+
+def summary(results: list[dict], modalities) -> dict:
+  key = "classification/label/{}"
+  out = {"accuracy": [r[key.format("accuracy")] for r in results],
+         "macro_f1": [r[key.format("macro_f1")] for r in results]}
+  for m in modalities:
+    k = key.format(f"missing_{m}_1/accuracy")
+    if k in results[0]:
+      out[f"no_{m}"] = [r[k] for r in results]
+  return out
+
+
+def table(rows: dict[str, dict], modalities) -> str:
+  cols = ["accuracy", "macro_f1"] + [f"no_{m}" for m in modalities]
+  names = ["accuracy", "macro-F1"] + [f"accuracy, {m} missing" for m in modalities]
+  lines = ["| row | " + " | ".join(names) + " |", "|---|" + "---|" * len(cols)]
+  for row, s in rows.items():
+    lines.append(f"| {row} | " + " | ".join(mean_std(s[c]) if c in s else "–" for c in cols)
+                 + " |")
+  return "\n".join(lines)
+
+
+def main(argv):
+  del argv
+  report = {}
+  for dataset in flags.FLAGS.datasets:
+    if dataset not in DATASETS:
+      raise ValueError(f"--datasets has {dataset!r}; known: {sorted(DATASETS)}")
+    _, modalities = DATASETS[dataset]
+    rows = {row: summary(run_row(dataset, row, arg), modalities)
+            for row, arg in rows_for(dataset).items()}
+    report[dataset] = rows
+    print(f"\n### {dataset}: {flags.FLAGS.steps} steps, seeds {flags.FLAGS.seeds}\n")
+    print(table(rows, modalities))
+
+  if flags.FLAGS.extras and "av_digits" in report:
+    fused = {k: v for k, v in report["av_digits"].items() if not k.endswith("_only")}
+    best = max(fused, key=lambda k: np.mean(fused[k]["accuracy"]))
+    p = flags.FLAGS.modality_dropout
+    dropped = summary(run_row("av_digits", f"{best}_modality_dropout{p:g}",
+                              f"fusion={best},modality_dropout={p}"), ("image", "audio"))
+    report["modality_dropout"] = {best: report["av_digits"][best],
+                                  f"{best} + modality dropout {p:g}": dropped}
+    print(f"\n### av_digits: {best} with and without modality dropout\n")
+    print(table(report["modality_dropout"], ("image", "audio")))
+
+  if flags.FLAGS.extras and "shapes" in flags.FLAGS.datasets:
+    skew = flags.FLAGS.class_skew
+    imbalance = {}
+    for remedy in ("none", "weights", "resample"):
+      imbalance[remedy] = summary(run_row(
+          "shapes", f"skew{skew:g}_{remedy}",
+          f"modalities=image,max_objects=1,class_skew={skew},balance={remedy}"), ("image",))
+    report["imbalance"] = imbalance
+    print(f"\n### shapes, image only, one object, train labels skewed "
+          f"(class_skew={skew:g}; test balanced)\n")
+    print(table(imbalance, ()))
+
+  with open(os.path.join(flags.FLAGS.workdir, "fusion_comparison.json"), "w") as f:
+    json.dump(report, f, indent=1)
+
+
+if __name__ == "__main__":
+  app.run(main)
