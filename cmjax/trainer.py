@@ -489,6 +489,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   checkpointer.save(step, state, data_iter, force=True)
   last_eval = run_evals(step, final=True)
+  for name, ev in evaluators.items():
+    if hasattr(ev, "artifacts"):  # non-scalar results, e.g. confusion matrices
+      metric_writer.write_json(os.path.join(workdir, f"{name}.json"), ev.artifacts())
   checkpointer.close()
   writer.close()
   result = dict(last_eval)

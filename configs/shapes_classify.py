@@ -78,7 +78,7 @@ def get_config(arg=None):
   c.evals = dict(
       classification=dict(type="classification", every_steps=0, split="test",
                           num_examples=1000, batch_size=250,
-                          missing_fractions=(0.5, 1.0)),
+                          missing_fractions=(0.5, 1.0), noise_levels=(0.5,)),
   )
 
   if arg.tiny:

@@ -88,8 +88,30 @@ def test_classification_run_end_to_end(tmp_path):
   with open(tmp_path / 'metrics.json') as f:
     m = json.load(f)
   for task in ('shape_label', 'color_label', 'size_label'):
-    for key in ('accuracy', 'macro_f1', 'missing_audio_1/accuracy'):
+    for key in ('accuracy', 'macro_f1', 'missing_audio_1/accuracy',
+                'noise_text_0.5/accuracy', 'noise_image_0.5/accuracy'):
       assert np.isfinite(m[f'classification/{task}/{key}']), (task, key)
+  with open(tmp_path / 'classification.json') as f:
+    confusion = json.load(f)['confusion_matrix']
+  n = helpers.load_config('shapes_classify.py', 'tiny').evals.classification.num_examples
+  assert np.array(confusion['size_label']).shape == (2, 2)
+  assert np.sum(confusion['shape_label']) == n
+
+
+def test_corruption_touches_only_its_modality_and_scales_with_level():
+  from cmjax import trainer  # pylint: disable=g-import-not-at-top
+  from cmjax.evaluators.classification import ClassificationEvaluator
+  config = helpers.load_config('shapes_classify.py', 'tiny')
+  ev = ClassificationEvaluator(dict(config.evals.classification), model=trainer.build_model(config),
+                               config=config)
+  for m in ('image', 'text', 'audio'):
+    low, high = ev.corrupted(m, 0.1), ev.corrupted(m, 0.8)
+    for key, value in ev.arrays.items():
+      if not key.startswith(m):
+        np.testing.assert_array_equal(low[key], value)
+    diff = lambda x: np.mean(np.abs(x[m].astype(np.float64) - ev.arrays[m]) > 1e-6)
+    assert 0 < diff(low) <= diff(high), m
+    np.testing.assert_array_equal(ev.corrupted(m, 0.0)[m], ev.arrays[m])
 
 
 def _model(missing, fusion='concat', momentum=0.5):

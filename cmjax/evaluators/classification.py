@@ -2,10 +2,18 @@
 to a missing modality.
 
 For every task head of the model it reports accuracy and macro
-precision/recall/F1 on the held-out split. With `missing_fractions`, it also
-reports, for each modality and fraction f, the accuracy when that modality is
-absent from a random fraction f of the examples (the same examples for every
-checkpoint): `classification/<task>/missing_<modality>_<f>/accuracy`.
+precision/recall/F1 on the held-out split, and keeps the confusion matrices
+(`artifacts()`, written by the trainer to `<workdir>/<eval name>.json`).
+
+Robustness, per modality:
+* `missing_fractions`: accuracy when the modality is absent from a random
+  fraction f of the examples (the same examples at every evaluation):
+  `classification/<task>/missing_<modality>_<f>/accuracy`;
+* `noise_levels`: accuracy when the modality's input is corrupted at level s:
+  images get Gaussian pixel noise of std s (pixels in [0, 1]), audio white
+  noise of std s times the utterance's own RMS, text has a fraction s of its
+  real tokens replaced by random ones:
+  `classification/<task>/noise_<modality>_<s>/accuracy`.
 """
 
 from __future__ import annotations
@@ -30,6 +38,9 @@ class ClassificationEvaluator:
     self.heads = dict(config.model.heads)
     self.batch_size = int(entry.get("batch_size", 250))
     self.missing_fractions = [float(f) for f in entry.get("missing_fractions", ())]
+    self.noise_levels = [float(s) for s in entry.get("noise_levels", ())]
+    self.vocab_size = pipeline.make_tokenizer(data).vocab_size
+    self.confusion = {}
     source = pipeline.make_source(data, entry.get("split", "test"), seed=config.seed,
                                   num_examples=int(entry.get("num_examples", 1000)))
     preprocess = pipeline.make_preprocess(data, train=False)
@@ -42,9 +53,11 @@ class ClassificationEvaluator:
     self._apply = jax.jit(lambda v, b: {k: x for k, x in model.apply(v, b).items()
                                         if k.startswith("logits/")})
 
-  def predict(self, variables, present: dict[str, np.ndarray] | None = None
-              ) -> dict[str, np.ndarray]:
-    """{task: int `[n]` predicted classes}; `present`: {modality: bool `[n]`}."""
+  def predict(self, variables, present: dict[str, np.ndarray] | None = None,
+              arrays: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """{task: int `[n]` predicted classes}; `present`: {modality: bool `[n]`};
+    `arrays`: inputs to use instead of the held-out ones (e.g. corrupted)."""
+    arrays = self.arrays if arrays is None else arrays
     keys = [k for k in self.arrays if k in ("image", "text", "text_mask", "audio",
                                              "audio_mask", "video")]
     preds = {t: [] for t in self.heads}
@@ -52,7 +65,7 @@ class ClassificationEvaluator:
       rows = np.arange(start, min(start + self.batch_size, self.n))
       # The last batch is padded by repeating row 0: one compiled shape only.
       idx = np.concatenate([rows, np.zeros(self.batch_size - len(rows), int)])
-      batch = {k: self.arrays[k][idx] for k in keys}
+      batch = {k: arrays[k][idx] for k in keys}
       if present is not None:
         batch.update({f"{m}_present": present[m][idx] for m in self.modalities})
       out = self._apply(variables, batch)
@@ -65,10 +78,35 @@ class ClassificationEvaluator:
     present[modality][self.missing_order[modality][:int(round(fraction * self.n))]] = False
     return present
 
+  def corrupted(self, modality: str, level: float) -> dict[str, np.ndarray]:
+    """The held-out inputs with `modality` corrupted at `level` (fixed noise)."""
+    rng = np.random.default_rng(1234)
+    out = dict(self.arrays)
+    if modality in ("image", "video"):
+      x = self.arrays[modality].astype(np.float32) / 255.0
+      x = x + rng.normal(0.0, level, x.shape).astype(np.float32)
+      out[modality] = np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    elif modality == "audio":
+      a, mask = self.arrays["audio"], self.arrays["audio_mask"]
+      rms = np.sqrt(np.sum(a * a, 1, keepdims=True) / np.maximum(mask.sum(1, keepdims=True), 1))
+      noise = rng.normal(0.0, 1.0, a.shape).astype(np.float32) * level * rms
+      out["audio"] = np.where(mask, a + noise, 0.0).astype(np.float32)
+    elif modality == "text":
+      t, mask = self.arrays["text"], self.arrays["text_mask"]
+      swap = mask & (rng.random(t.shape) < level)
+      # Ids 0-3 are reserved (padding, unknown, ...): draw real words.
+      out["text"] = np.where(swap, rng.integers(4, self.vocab_size, t.shape), t).astype(t.dtype)
+    return out
+
+  def artifacts(self) -> dict:
+    """Confusion matrices of the last run: {task: [[count of true i predicted j]]}."""
+    return {"confusion_matrix": {t: cm.tolist() for t, cm in self.confusion.items()}}
+
   def run(self, variables):
     preds = self.predict(variables)
     for t, classes in self.heads.items():
       labels = self.arrays[t]
+      self.confusion[t] = metrics.confusion_matrix(labels, preds[t], classes)
       yield f"classification/{t}/accuracy", metrics.accuracy(labels, preds[t])
       for name, value in metrics.macro_precision_recall_f1(labels, preds[t], classes).items():
         yield f"classification/{t}/macro_{name}", value
@@ -78,3 +116,8 @@ class ClassificationEvaluator:
         for t in self.heads:
           yield (f"classification/{t}/missing_{m}_{f:g}/accuracy",
                  metrics.accuracy(self.arrays[t], missing[t]))
+      for level in self.noise_levels:
+        noisy = self.predict(variables, arrays=self.corrupted(m, level))
+        for t in self.heads:
+          yield (f"classification/{t}/noise_{m}_{level:g}/accuracy",
+                 metrics.accuracy(self.arrays[t], noisy[t]))
