@@ -163,3 +163,13 @@ def test_predicted_stand_in_trains_only_the_predictor():
   loss, metrics = losses.classification_loss(model.apply(v, b), dict(b, label=np.zeros(4, int)))
   assert 'loss/aux' in metrics
   np.testing.assert_allclose(loss, metrics['loss/label'] + metrics['loss/aux'], rtol=1e-6)
+
+
+def test_av_digits_run_end_to_end_with_imbalance_remedies(tmp_path):
+  helpers.run_train(str(tmp_path), 'av_digits_classify.py:tiny,fusion=bottleneck,'
+                    'missing=learned,balance=resample,class_skew=1.0,augment=2')
+  import json  # pylint: disable=g-import-not-at-top
+  with open(tmp_path / 'metrics.json') as f:
+    m = json.load(f)
+  for key in ('accuracy', 'macro_f1', 'missing_image_1/accuracy', 'noise_audio_0.5/accuracy'):
+    assert np.isfinite(m[f'classification/label/{key}']), key
