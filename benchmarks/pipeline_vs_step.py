@@ -44,10 +44,10 @@ def generator_rate(config, num_examples: int = 256) -> float:
   """Examples/s of generating a split from scratch with all cores (first run only)."""
   import functools  # pylint: disable=g-import-not-at-top
   import tempfile  # pylint: disable=g-import-not-at-top
-  from cmjax.data import cache, shapes  # pylint: disable=g-import-not-at-top
-  kwargs = {k: config.data[k] for k in pipeline._SOURCE_KEYS  # pylint: disable=protected-access
-            if k in config.data}
-  factory = functools.partial(shapes.ShapesSource, split="train", seed=123,
+  from cmjax.data import cache  # pylint: disable=g-import-not-at-top
+  ds = pipeline.dataset(config.data)
+  kwargs = {k: config.data[k] for k in ds.option_keys if k in config.data}
+  factory = functools.partial(ds.source_cls, split="train", seed=123,
                               num_examples=num_examples, **kwargs)
   with tempfile.TemporaryDirectory() as d:
     t = time.perf_counter()

@@ -43,8 +43,6 @@ DATASETS = {
                           "snr_db", "class_skew"),
                          ("label",), False, av_digits.DEFAULT_NUM_EXAMPLES),
 }
-# Kept for readers of the shapes options.
-_SOURCE_KEYS = DATASETS["shapes"].option_keys
 
 
 def dataset(data_config: Mapping[str, Any]) -> Dataset:
