@@ -278,9 +278,7 @@ def validate_config(config, num_devices: int | None = None) -> None:
   if config.batch_size % shards:
     raise ValueError(f"config.batch_size={config.batch_size} is not divisible by the "
                      f"{shards} devices of the data axes of config.mesh.")
-  if config.model.name not in registry.known_models():
-    raise ValueError(f"config.model.name={config.model.name!r} is unknown; known models: "
-                     f"{registry.known_models()}.")
+  registry.MODELS.get(config.model.name)  # raises on an unknown model name
   make_loss_fn(config)  # raises on an unknown loss name
   modalities = model_modalities(config)
   if config.loss.name in CONTRASTIVE_LOSSES and len(modalities) < 2:

@@ -13,5 +13,5 @@ def build_evaluators(config, model) -> dict:
     if "type" not in entry:
       raise ValueError(f"config.evals.{name} needs a 'type' "
                        "(e.g. 'retrieval' or 'zeroshot').")
-    out[name] = get_evaluator_cls(entry["type"])(entry, model=model, config=config)
+    out[name] = get_evaluator_cls(entry["type"], f"config.evals.{name}.type")(entry, model=model, config=config)
   return out

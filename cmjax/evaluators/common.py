@@ -7,20 +7,14 @@ from typing import Any
 import jax
 import numpy as np
 
-_REGISTRY: dict[str, type] = {}
+from cmjax.registry import Registry
+
+EVALUATORS = Registry("evaluator type")  # filled by the evaluator modules (see __init__)
+register = EVALUATORS.register
 
 
-def register(name: str):
-  def wrap(cls):
-    _REGISTRY[name] = cls
-    return cls
-  return wrap
-
-
-def get_evaluator_cls(name: str) -> type:
-  if name not in _REGISTRY:
-    raise ValueError(f"Unknown evaluator type {name!r}; known: {sorted(_REGISTRY)}.")
-  return _REGISTRY[name]
+def get_evaluator_cls(name: str, config_key: str = "config.evals.<name>.type") -> type:
+  return EVALUATORS.get(name, config_key)
 
 
 class Encoder:

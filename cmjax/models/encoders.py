@@ -21,6 +21,8 @@ from typing import Any, NamedTuple
 
 import jax
 
+from cmjax.registry import Registry
+
 # Batch keys an encoder of each modality takes, in call order.
 MODALITY_INPUTS = {
     'image': ('image',),
@@ -44,23 +46,6 @@ class EncoderOutput(NamedTuple):
   mask: jax.Array    # bool [batch, n]
 
 
-_ENCODERS: dict[tuple[str, str], type] = {}
-
-
-def register_encoder(modality: str, name: str):
-  """Class decorator: makes the module class buildable as (modality, name)."""
-  if modality not in MODALITY_INPUTS:
-    raise ValueError(f'unknown modality {modality!r}; known: {sorted(MODALITY_INPUTS)}')
-
-  def wrap(cls):
-    key = (modality, name)
-    if key in _ENCODERS and _ENCODERS[key] is not cls:
-      raise ValueError(f'{modality} encoder {name!r} is already registered')
-    _ENCODERS[key] = cls
-    return cls
-  return wrap
-
-
 def _import_builtin_encoders() -> None:
   # Importing each module runs its @register_encoder; lazy to avoid import cycles.
   # pylint: disable=g-import-not-at-top,unused-import
@@ -68,24 +53,33 @@ def _import_builtin_encoders() -> None:
   from cmjax.models import resnet, text_encoder, text_rnn, video, vit  # noqa: F401
 
 
+# One registry per modality: the same name ('transformer') means different
+# modules for text and for audio.
+ENCODERS = {m: Registry(f'{m} encoder', config_key=f'config.model.{m}.name',
+                        load_builtins=_import_builtin_encoders)
+            for m in MODALITY_INPUTS}
+
+
+def _check_modality(modality: str) -> None:
+  if modality not in ENCODERS:
+    raise ValueError(f'unknown modality {modality!r}; known: {sorted(ENCODERS)}')
+
+
+def register_encoder(modality: str, name: str):
+  """Class decorator: makes the module class buildable as (modality, name)."""
+  _check_modality(modality)
+  return ENCODERS[modality].register(name)
+
+
 def known_encoders(modality: str | None = None) -> dict[str, list[str]]:
   """{modality: [encoder names]}, for one modality or all."""
-  _import_builtin_encoders()
-  out: dict[str, list[str]] = {}
-  for m, name in sorted(_ENCODERS):
-    if modality is None or m == modality:
-      out.setdefault(m, []).append(name)
-  return out
+  modalities = sorted(ENCODERS) if modality is None else [modality]
+  return {m: names for m in modalities if (names := ENCODERS[m].names())}
 
 
 def get_encoder_cls(modality: str, name: str) -> type:
-  _import_builtin_encoders()
-  if modality not in MODALITY_INPUTS:
-    raise ValueError(f'unknown modality {modality!r}; known: {sorted(MODALITY_INPUTS)}')
-  if (modality, name) not in _ENCODERS:
-    raise ValueError(f'unknown {modality} encoder {name!r} (config.model.{modality}.name); '
-                     f'known: {known_encoders(modality).get(modality, [])}')
-  return _ENCODERS[(modality, name)]
+  _check_modality(modality)
+  return ENCODERS[modality].get(name)
 
 
 def build_encoder(modality: str, config: dict | None, **extra: Any):

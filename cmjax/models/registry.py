@@ -1,18 +1,8 @@
 """Model registry: `@register('name')` on a module class, `get_model(name, **kw)`."""
 
-from typing import Any, Callable
+from typing import Any
 
-_MODELS: dict[str, Callable[..., Any]] = {}
-
-
-def register(name: str):
-  """Class decorator adding a model constructor under `name`."""
-  def wrap(cls):
-    if name in _MODELS and _MODELS[name] is not cls:
-      raise ValueError(f'model name {name!r} is already registered')
-    _MODELS[name] = cls
-    return cls
-  return wrap
+from cmjax.registry import Registry
 
 
 def _import_builtin_models() -> None:
@@ -20,14 +10,15 @@ def _import_builtin_models() -> None:
   from cmjax.models import classifier, contrastive  # noqa: F401
 
 
+MODELS = Registry('model', config_key='config.model.name',
+                  load_builtins=_import_builtin_models)
+register = MODELS.register
+
+
 def known_models() -> list[str]:
-  _import_builtin_models()
-  return sorted(_MODELS)
+  return MODELS.names()
 
 
 def get_model(name: str, **kwargs) -> Any:
   """Builds the model registered as `name` with `kwargs` (e.g. config.model)."""
-  _import_builtin_models()
-  if name not in _MODELS:
-    raise ValueError(f'unknown model {name!r}; known models: {sorted(_MODELS)}')
-  return _MODELS[name](**kwargs)
+  return MODELS.get(name)(**kwargs)

@@ -24,34 +24,28 @@ import jax
 import jax.numpy as jnp
 
 from cmjax.models.encoders import EncoderOutput
+from cmjax.registry import Registry
 
 Dtype = Any
 Features = Mapping[str, EncoderOutput]
 
-_FUSIONS: dict[str, type] = {}
+
+def _import_builtin_fusions() -> None:
+  # pylint: disable=g-import-not-at-top,unused-import
+  from cmjax.models.fusion import pooled, tokens  # noqa: F401
 
 
-def register_fusion(name: str):
-  """Class decorator: makes the fusion module buildable as `name`."""
-  def wrap(cls):
-    if name in _FUSIONS and _FUSIONS[name] is not cls:
-      raise ValueError(f'fusion {name!r} is already registered')
-    _FUSIONS[name] = cls
-    return cls
-  return wrap
+FUSIONS = Registry('fusion', config_key='config.model.fusion.name',
+                   load_builtins=_import_builtin_fusions)
+register_fusion = FUSIONS.register  # class decorator: buildable as config.model.fusion.name
 
 
 def known_fusions() -> list[str]:
-  # pylint: disable=g-import-not-at-top,unused-import
-  from cmjax.models.fusion import pooled, tokens  # noqa: F401
-  return sorted(_FUSIONS)
+  return FUSIONS.names()
 
 
 def get_fusion_cls(name: str) -> type:
-  known = known_fusions()
-  if name not in _FUSIONS:
-    raise ValueError(f'unknown fusion {name!r} (config.model.fusion.name); known: {known}')
-  return _FUSIONS[name]
+  return FUSIONS.get(name)
 
 
 def presence(features: Features, present: Mapping[str, jax.Array] | None,
