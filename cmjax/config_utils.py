@@ -161,3 +161,41 @@ def apply_imbalance_options(c, arg) -> None:
   c.loss.class_weights = "balanced" if arg.balance == "weights" else None
   c.data.resample = "balanced" if arg.balance == "resample" else None
   c.data.augment_shift = arg.augment
+
+
+def shrink_to_tiny(c) -> None:
+  """The training side of every config's `tiny` variant: a few steps on 256 examples.
+
+  6 steps of 16, checkpoints at step 3 (so the tests see a resume point), logs
+  every 2 steps, and every evaluator on 32 test examples in batches of 16 (an
+  evaluator that ran periodically runs at the last step). The config shrinks
+  its own model after calling this.
+  """
+  c.data.num_train = 256
+  c.batch_size = 16
+  c.total_steps = 6
+  c.optim.warmup_steps = 2
+  c.log_every_steps = 2
+  c.checkpoint_every_steps = 3
+  c.peak_flops = 1e11  # skips measuring the machine's peak at start
+  for entry in c.get("evals", {}).values():
+    entry.update(num_examples=32, batch_size=16)
+    if entry.get("every_steps"):
+      entry.every_steps = c.total_steps
+    if "num_captions" in entry:
+      entry.num_captions = 2
+
+
+def set_classification_defaults(c, *, missing_fractions, noise_levels) -> None:
+  """Loss, optimiser, bookkeeping and the final test-set evaluator of a
+  supervised classification config (shapes_classify, av_digits_classify)."""
+  c.loss = dict(name="classification")
+  set_training_defaults(c)
+  c.optim.lr = 1e-3
+  c.optim.warmup_steps = 50
+  c.evals = dict(
+      classification=dict(type="classification", every_steps=0, split="test",
+                          num_examples=1000, batch_size=250,
+                          missing_fractions=missing_fractions,
+                          noise_levels=noise_levels),
+  )

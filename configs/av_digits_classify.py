@@ -60,29 +60,14 @@ def get_config(arg=None):
       modality_dropout=arg.modality_dropout,
       missing=arg.missing,
   )
-  c.loss = dict(name="classification")
-  config_utils.set_training_defaults(c)
-  c.optim.lr = 1e-3
-  c.optim.warmup_steps = 50
-
-  c.evals = dict(
-      classification=dict(type="classification", every_steps=0, split="test",
-                          num_examples=1000, batch_size=250,
-                          missing_fractions=(1.0,), noise_levels=(0.5,)),
-  )
+  config_utils.set_classification_defaults(c, missing_fractions=(1.0,),
+                                         noise_levels=(0.5,))
 
   if arg.tiny:
-    c.data.num_train = 256
-    c.batch_size = 16
-    c.total_steps = 6
+    config_utils.shrink_to_tiny(c)
     c.model.image = dict(name="resnet", features=(8,), blocks=(1,), num_groups=4)
     c.model.audio = dict(name="cnn", n_fft=400, hop_length=320, n_mels=16, widths=(8, 16),
                          width=16)
-    c.optim.warmup_steps = 2
-    c.log_every_steps = 2
-    c.checkpoint_every_steps = 3
-    c.evals.classification.update(num_examples=32, batch_size=16)
-    c.peak_flops = 1e11
 
   config_utils.apply_imbalance_options(c, arg)
   config_utils.apply_common_overrides(c, arg)

@@ -89,18 +89,10 @@ def get_config(arg=None):
   )
 
   if arg.tiny:
-    c.data.num_train = 256
+    config_utils.shrink_to_tiny(c)
     c.data.video_frames = 4
-    c.batch_size = 16
-    c.total_steps = 6
     c.model.embed_dim = 16
     c.model.text = dict(name="transformer", width=16, depth=1, num_heads=2, mlp_dim=32)
-    c.optim.warmup_steps = 2
-    c.log_every_steps = 2
-    c.checkpoint_every_steps = 3
-    c.evals.retrieval.update(every_steps=6, num_examples=32, num_captions=2,
-                             batch_size=16)
-    c.peak_flops = 1e11
 
   config_utils.apply_common_overrides(c, arg)
   return c
