@@ -173,3 +173,18 @@ def test_av_digits_run_end_to_end_with_imbalance_remedies(tmp_path):
     m = json.load(f)
   for key in ('accuracy', 'macro_f1', 'missing_image_1/accuracy', 'noise_audio_0.5/accuracy'):
     assert np.isfinite(m[f'classification/label/{key}']), key
+
+
+def test_test_split_is_the_same_whatever_the_run_seed():
+  from cmjax import trainer  # pylint: disable=g-import-not-at-top
+  from cmjax.evaluators.classification import ClassificationEvaluator
+
+  def images(arg, **entry_update):
+    config = helpers.load_config('av_digits_classify.py', arg)
+    entry = dict(config.evals.classification, **entry_update)
+    return ClassificationEvaluator(entry, model=trainer.build_model(config),
+                                   config=config).arrays['image']
+
+  seed0 = images('tiny')
+  np.testing.assert_array_equal(images('tiny,seed=3'), seed0)
+  assert not np.array_equal(images('tiny', seed=3), seed0)  # evals.<name>.seed moves it

@@ -41,7 +41,7 @@ class ClassificationEvaluator:
     self.noise_levels = [float(s) for s in entry.get("noise_levels", ())]
     self.vocab_size = pipeline.make_tokenizer(data).vocab_size
     self.confusion = {}
-    source = pipeline.make_source(data, entry.get("split", "test"), seed=config.seed,
+    source = pipeline.make_source(data, entry.get("split", "test"), seed=common.split_seed(entry),
                                   num_examples=int(entry.get("num_examples", 1000)))
     preprocess = pipeline.make_preprocess(data, train=False)
     # A fixed caption per example: the same inputs at every evaluation.

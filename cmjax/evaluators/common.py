@@ -17,6 +17,12 @@ def get_evaluator_cls(name: str, config_key: str = "config.evals.<name>.type") -
   return EVALUATORS.get(name, config_key)
 
 
+def split_seed(entry) -> int:
+  """Seed of the evaluated split: `entry.seed`, else 0 whatever `config.seed` is,
+  so runs that differ only in their seed are scored on the same examples."""
+  return int(entry.get("seed", 0))
+
+
 class Encoder:
   """Embeds one modality in fixed-size batches with one compiled function.
 

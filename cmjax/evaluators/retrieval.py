@@ -38,7 +38,7 @@ class RetrievalEvaluator:
     modalities = trainer.model_modalities(config)
     field = pipeline.text_field(data)
     source = pipeline.make_source(
-        data, entry.get("split", "test"), seed=config.seed,
+        data, entry.get("split", "test"), seed=common.split_seed(entry),
         num_examples=int(entry.get("num_examples", 1000)), num_captions=k)
     tokenizer = pipeline.make_tokenizer(data)
     max_samples = pipeline.max_audio_samples(data)

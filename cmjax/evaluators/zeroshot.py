@@ -34,7 +34,7 @@ class ZeroShotEvaluator:
     self.every_steps = common.every(entry, 0)
     self.attributes = tuple(entry.get("attributes", ("shape", "color")))
     source = pipeline.make_source(
-        data, entry.get("split", "test"), seed=config.seed,
+        data, entry.get("split", "test"), seed=common.split_seed(entry),
         num_examples=int(entry.get("num_examples", 1000)),
         min_objects=1, max_objects=1, speech=False)
     arrays = pipeline.materialize(
