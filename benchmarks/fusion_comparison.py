@@ -1,12 +1,14 @@
 r"""Every fusion method and each unimodal baseline, on av_digits and shapes, several seeds.
 
   python benchmarks/fusion_comparison.py --workdir /tmp/cmjax-fusion
-  python benchmarks/fusion_comparison.py --datasets av_digits --seeds 0 --steps 300
+  python benchmarks/fusion_comparison.py --datasets av_digits --seeds 0 --only concat,image_only
 
 Each (dataset, row, seed) is one `train.py` run in `<workdir>/<dataset>/<row>/seed<k>`
 (a finished run is reused, so the command can be stopped and rerun). It prints,
 per dataset, one markdown table: accuracy and macro-F1 (mean ± std over
-seeds) and the accuracy with each modality missing from every test example.
+seeds), then the accuracy with each modality missing from every test example
+and with each modality corrupted at noise level 0.5 (see the classification
+evaluator).
 Then, on av_digits, the best fusion method with and without training-time
 modality dropout (missing-modality accuracy), and on skewed shapes
 (`class_skew`) plain training vs class weights vs balanced resampling
@@ -28,21 +30,26 @@ from cmjax.models.fusion import known_fusions  # noqa: E402
 flags.DEFINE_string("workdir", "/tmp/cmjax-fusion", "Run folders go in here.")
 flags.DEFINE_list("datasets", ["av_digits", "shapes"], "av_digits and/or shapes.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of every row.")
-flags.DEFINE_integer("steps", 400, "Training steps of each run.")
+flags.DEFINE_integer("steps", 0, "Training steps of each run (0: the dataset's own, "
+                     "av_digits 400, shapes 300).")
 flags.DEFINE_list("only", [], "Only these rows (e.g. concat,image_only).")
 flags.DEFINE_bool("extras", True, "Also the modality-dropout and class-imbalance tables.")
 flags.DEFINE_float("modality_dropout", 0.3, "Modality dropout of the dropout comparison.")
 flags.DEFINE_float("class_skew", 1.5, "Train-label Zipf exponent of the imbalance table.")
 
-DATASETS = {  # name -> (config file, modalities)
-    "av_digits": ("av_digits_classify.py", ("image", "audio")),
-    "shapes": ("shapes_classify.py", ("image", "text", "audio")),
+DATASETS = {  # name -> (config file, modalities, training steps)
+    "av_digits": ("av_digits_classify.py", ("image", "audio"), 400),
+    "shapes": ("shapes_classify.py", ("image", "text", "audio"), 300),
 }
+
+
+def steps_of(dataset: str) -> int:
+  return flags.FLAGS.steps or DATASETS[dataset][2]
 
 
 def rows_for(dataset: str) -> dict[str, str]:
   """{row name: config argument}: unimodal baselines, then every fusion method."""
-  _, modalities = DATASETS[dataset]
+  _, modalities, _ = DATASETS[dataset]
   rows = {f"{m}_only": f"modalities={m}" for m in modalities}
   rows.update({f: f"fusion={f}" for f in known_fusions()})
   if flags.FLAGS.only:
@@ -51,13 +58,13 @@ def rows_for(dataset: str) -> dict[str, str]:
 
 
 def run_row(dataset: str, row: str, arg: str) -> list[dict]:
-  config_file, _ = DATASETS[dataset]
+  config_file, _, _ = DATASETS[dataset]
+  steps = steps_of(dataset)
   out = []
   for seed in flags.FLAGS.seeds:
-    full = f"{config_file}:{arg},steps={flags.FLAGS.steps},seed={seed}".replace(":,", ":")
+    full = f"{config_file}:{arg},steps={steps},seed={seed}".replace(":,", ":")
     out.append(runs.train_or_reuse(
-        full, os.path.join(flags.FLAGS.workdir, dataset, row, f"seed{seed}"),
-        flags.FLAGS.steps))
+        full, os.path.join(flags.FLAGS.workdir, dataset, row, f"seed{seed}"), steps))
   return out
 
 
@@ -71,15 +78,18 @@ def summary(results: list[dict], modalities) -> dict:
   out = {"accuracy": [r[key.format("accuracy")] for r in results],
          "macro_f1": [r[key.format("macro_f1")] for r in results]}
   for m in modalities:
-    k = key.format(f"missing_{m}_1/accuracy")
-    if k in results[0]:
-      out[f"no_{m}"] = [r[k] for r in results]
+    for col, k in ((f"no_{m}", f"missing_{m}_1/accuracy"),
+                   (f"noisy_{m}", f"noise_{m}_0.5/accuracy")):
+      if key.format(k) in results[0]:
+        out[col] = [r[key.format(k)] for r in results]
   return out
 
 
 def table(rows: dict[str, dict], modalities) -> str:
-  cols = ["accuracy", "macro_f1"] + [f"no_{m}" for m in modalities]
-  names = ["accuracy", "macro-F1"] + [f"accuracy, {m} missing" for m in modalities]
+  cols = (["accuracy", "macro_f1"] + [f"no_{m}" for m in modalities]
+          + [f"noisy_{m}" for m in modalities])
+  names = (["accuracy", "macro-F1"] + [f"{m} missing" for m in modalities]
+           + [f"{m} noisy" for m in modalities])
   lines = ["| row | " + " | ".join(names) + " |", "|---|" + "---|" * len(cols)]
   for row, s in rows.items():
     lines.append(f"| {row} | " + " | ".join(mean_std(s[c]) if c in s else "–" for c in cols)
@@ -93,11 +103,11 @@ def main(argv):
   for dataset in flags.FLAGS.datasets:
     if dataset not in DATASETS:
       raise ValueError(f"--datasets has {dataset!r}; known: {sorted(DATASETS)}")
-    _, modalities = DATASETS[dataset]
+    _, modalities, _ = DATASETS[dataset]
     rows = {row: summary(run_row(dataset, row, arg), modalities)
             for row, arg in rows_for(dataset).items()}
     report[dataset] = rows
-    print(f"\n### {dataset}: {flags.FLAGS.steps} steps, seeds {flags.FLAGS.seeds}\n")
+    print(f"\n### {dataset}: {steps_of(dataset)} steps, seeds {flags.FLAGS.seeds}\n")
     print(table(rows, modalities))
 
   if flags.FLAGS.extras and "av_digits" in report:
