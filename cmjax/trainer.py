@@ -88,10 +88,19 @@ def _decay_mask(params):
   return jax.tree_util.tree_map(lambda p: jnp.ndim(p) >= 2, params)
 
 
+OPTIMIZERS = ("adamw", "sgd")
+
+
 def make_optimizer(optim, *, total_steps: int, warmup_steps: int):
-  """AdamW with linear warmup then cosine decay; returns `(tx, schedule)`."""
-  if optim.get("name", "adamw") != "adamw":
-    raise ValueError(f"config.optim.name={optim.name!r} is not supported; use 'adamw'.")
+  """Linear warmup then cosine decay, under AdamW (default) or SGD with momentum.
+
+  Returns `(tx, schedule)`. `optim.name='sgd'` takes `momentum` (default 0.9)
+  and `nesterov`. Weight decay skips biases and norm scales: AdamW's is
+  decoupled; SGD adds `weight_decay * param` to the gradient (as torch's SGD).
+  """
+  name = optim.get("name", "adamw")
+  if name not in OPTIMIZERS:
+    raise ValueError(f"config.optim.name={name!r} is not supported; use one of {OPTIMIZERS}.")
   if warmup_steps > total_steps:
     raise ValueError(f"warmup ({warmup_steps} steps) is longer than training "
                      f"({total_steps} steps).")
@@ -101,8 +110,14 @@ def make_optimizer(optim, *, total_steps: int, warmup_steps: int):
   parts = []
   if optim.get("grad_clip_norm"):
     parts.append(optax.clip_by_global_norm(optim.grad_clip_norm))
-  parts.append(optax.adamw(schedule, b1=optim.get("b1", 0.9), b2=optim.get("b2", 0.999),
-                           weight_decay=optim.get("weight_decay", 0.0), mask=_decay_mask))
+  if name == "adamw":
+    parts.append(optax.adamw(schedule, b1=optim.get("b1", 0.9), b2=optim.get("b2", 0.999),
+                             weight_decay=optim.get("weight_decay", 0.0), mask=_decay_mask))
+  else:
+    if optim.get("weight_decay"):
+      parts.append(optax.add_decayed_weights(optim.weight_decay, mask=_decay_mask))
+    parts.append(optax.sgd(schedule, momentum=optim.get("momentum", 0.9),
+                           nesterov=optim.get("nesterov", False)))
   return optax.chain(*parts), schedule
 
 

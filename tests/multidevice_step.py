@@ -1,8 +1,14 @@
 """Run as a script with 8 simulated CPU devices: two train steps on 1 vs 8 devices.
 
-  python tests/multidevice_step.py [CONFIG_ARG]   (of shapes_contrastive.py; default tiny)
+  python tests/multidevice_step.py [CONFIG_ARG [OPTIMIZER [MESH ...]]]
+      CONFIG_ARG  of shapes_contrastive.py (default tiny)
+      OPTIMIZER   adamw (default) or sgd
+      MESH        8-device meshes to compare with 1 device, e.g. data=8 (the
+                  default), data=2,fsdp=4 or data=4,model=2
 
-Prints a JSON line with the largest differences; tests/test_multidevice.py checks it.
+Prints a JSON line {mesh: result} with the largest differences and the mesh
+axes that the parameters and optimizer state are split over;
+tests/test_multidevice.py checks it.
 """
 
 import json
@@ -21,13 +27,13 @@ jax.config.update("jax_cpu_enable_async_dispatch", False)
 import flax.linen as nn  # noqa: E402
 import numpy as np  # noqa: E402
 
-from cmjax import sharding, trainer  # noqa: E402
+from cmjax import config_utils, sharding, trainer  # noqa: E402
 from cmjax.data import pipeline  # noqa: E402
 from tests import helpers  # noqa: E402
 
 
-def one_step(config, devices, batch):
-  mesh = sharding.make_mesh({"data": -1}, devices=devices)
+def one_step(config, devices, batch, mesh_config):
+  mesh = sharding.make_mesh(mesh_config, devices=devices)
   rules = sharding.logical_rules(config.sharding_rules)
   model = trainer.build_model(config)
   tx, schedule = trainer.make_optimizer(config.optim, total_steps=10, warmup_steps=0)
@@ -41,7 +47,18 @@ def one_step(config, devices, batch):
     state, first = step(init(), batch)
     state, second = step(state, batch)  # its loss depends on the first update
   return ([float(first["loss"]), float(second["loss"])], float(first["grad_norm"]),
-          jax.device_get(state.params), jax.device_get(state.model_state))
+          jax.device_get(state.params), jax.device_get(state.model_state),
+          split_axes(state.params), split_axes(state.opt_state))
+
+
+def split_axes(tree) -> list[str]:
+  """Mesh axes that at least one array of `tree` is actually split over."""
+  axes = set()
+  for leaf in jax.tree_util.tree_leaves(tree):
+    for entry in leaf.sharding.spec:
+      names = entry if isinstance(entry, tuple) else (entry,) if entry else ()
+      axes.update(a for a in names if leaf.sharding.mesh.shape[a] > 1)
+  return sorted(axes)
 
 
 def max_diff(a, b) -> float:
@@ -55,13 +72,21 @@ def main():
   config = helpers.load_config("shapes_contrastive.py",
                                 sys.argv[1] if len(sys.argv) > 1 else "tiny")
   config.optim.lr = 1e-3
+  config.optim.name = sys.argv[2] if len(sys.argv) > 2 else "adamw"
+  meshes = sys.argv[3:] or ["data=8"]
   batch = next(iter(pipeline.train_dataset(config)))
-  loss1, gnorm1, params1, state1 = one_step(config, jax.devices()[:1], batch)
-  loss8, gnorm8, params8, state8 = one_step(config, jax.devices(), batch)
-  print(json.dumps({"loss1": loss1, "loss8": loss8, "grad_norm1": gnorm1,
-                    "grad_norm8": gnorm8, "max_param_diff": max_diff(params1, params8),
-                    "model_state_keys": sorted(state8),
-                    "max_model_state_diff": max_diff(state1, state8)}))
+  loss1, gnorm1, params1, state1, _, _ = one_step(config, jax.devices()[:1], batch, {})
+  out = {}
+  for mesh in meshes:
+    mesh8 = config_utils.parse_arg(mesh, data=1, fsdp=1, model=1).to_dict()
+    loss8, gnorm8, params8, state8, param_axes, opt_axes = one_step(
+        config, jax.devices(), batch, mesh8)
+    out[mesh] = {"loss1": loss1, "loss8": loss8, "grad_norm1": gnorm1,
+                 "grad_norm8": gnorm8, "max_param_diff": max_diff(params1, params8),
+                 "model_state_keys": sorted(state8),
+                 "max_model_state_diff": max_diff(state1, state8),
+                 "param_axes": param_axes, "opt_state_axes": opt_axes}
+  print(json.dumps(out))
 
 
 if __name__ == "__main__":

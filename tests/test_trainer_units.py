@@ -48,6 +48,35 @@ def test_weight_decay_skips_scalars_and_vectors(tiny):
   assert float(schedule(0)) == 0.0 and float(schedule(2)) == pytest.approx(tiny.optim.lr)
 
 
+def test_sgd_follows_the_momentum_and_l2_formula(tiny):
+  tiny.optim.update(name="sgd", lr=0.1, weight_decay=0.01, grad_clip_norm=None)
+  tiny.optim.momentum = 0.5
+  tx, schedule = trainer.make_optimizer(tiny.optim, total_steps=100, warmup_steps=0)
+  rng = np.random.default_rng(0)
+  params = {"w": jnp.asarray(rng.normal(size=(3, 2)), jnp.float32),
+            "b": jnp.asarray(rng.normal(size=(2,)), jnp.float32)}
+  grads = [jax.tree_util.tree_map(lambda p: jnp.asarray(rng.normal(size=p.shape),
+                                                        jnp.float32), params)
+           for _ in range(2)]
+  state = tx.init(params)
+  p, ref, velocity = params, {k: np.asarray(v) for k, v in params.items()}, None
+  for step, g in enumerate(grads):
+    updates, state = tx.update(g, state, p)
+    p = jax.tree_util.tree_map(lambda a, u: a + u, p, updates)
+    # v <- g + wd * w (kernels only) + momentum * v;  w <- w - lr_t * v
+    g = {"w": np.asarray(g["w"]) + 0.01 * ref["w"], "b": np.asarray(g["b"])}
+    velocity = g if velocity is None else {k: g[k] + 0.5 * velocity[k] for k in g}
+    ref = {k: ref[k] - float(schedule(step)) * velocity[k] for k in ref}
+  for k in ref:
+    np.testing.assert_allclose(np.asarray(p[k]), ref[k], rtol=1e-6, atol=1e-6)
+
+
+def test_unknown_optimizer_is_refused(tiny):
+  tiny.optim.name = "lion"
+  with pytest.raises(ValueError, match="optim.name='lion'.*'sgd'"):
+    trainer.make_optimizer(tiny.optim, total_steps=5, warmup_steps=0)
+
+
 def test_warmup_longer_than_training_is_refused(tiny):
   with pytest.raises(ValueError, match="warmup"):
     trainer.make_optimizer(tiny.optim, total_steps=5, warmup_steps=10)
