@@ -4,6 +4,7 @@ Embeddings are `[batch, dim]`, assumed L2-normalised by the model; row i of x
 and row i of y form the positive pair.
 """
 
+import functools
 import itertools
 import math
 from typing import Callable
@@ -108,6 +109,7 @@ def retrieval_accuracy(x: jax.Array, y: jax.Array, valid: jax.Array | None = Non
 def multimodal_contrastive_loss(
     outputs: dict, *, kind: str = 'clip',
     modalities: tuple[str, ...] = ('image', 'text', 'audio', 'video'),
+    axis_name=None,
 ) -> tuple[jax.Array, dict]:
   """Sums a pairwise contrastive loss over every pair of present modalities.
 
@@ -118,6 +120,10 @@ def multimodal_contrastive_loss(
     modalities: candidate modalities; pairs with a modality absent from
       `outputs` are skipped. Optional bool `[B]` entries '<modality>_present'
       restrict each pair to the rows where both modalities are present.
+    axis_name: None, or (inside `jax.shard_map`, `outputs` being this device's
+      rows) the mesh axes the batch is split over: the losses and accuracies
+      of the global batch then come from `cmjax.sharded_losses`, never
+      forming the `[B, B]` matrix.
 
   Returns:
     (scalar loss, metrics) with metrics 'loss', 'loss/<a>_<b>',
@@ -135,17 +141,24 @@ def multimodal_contrastive_loss(
                      f'a pair, got {present}')
   scale = outputs['logit_scale']
   bias = outputs.get('logit_bias', 0.0)
+  clip, siglip, accuracy = clip_loss, siglip_loss, retrieval_accuracy
+  if axis_name is not None:
+    from cmjax import sharded_losses  # pylint: disable=g-import-not-at-top
+    clip, siglip, accuracy = (
+        functools.partial(f, axis_name=axis_name) for f in (
+            sharded_losses.clip_loss_sharded, sharded_losses.siglip_loss_sharded,
+            sharded_losses.retrieval_accuracy_sharded))
   metrics = {}
   total = 0.0
   for a, b in pairs:
     flags = [outputs[f'{m}_present'] for m in (a, b) if f'{m}_present' in outputs]
     valid = None if not flags else jnp.all(jnp.stack(flags).astype(jnp.bool_), axis=0)
     if kind == 'clip':
-      pair_loss = clip_loss(outputs[a], outputs[b], scale, valid)
+      pair_loss = clip(outputs[a], outputs[b], scale, valid)
     else:
-      pair_loss = siglip_loss(outputs[a], outputs[b], scale, bias, valid)
+      pair_loss = siglip(outputs[a], outputs[b], scale, bias, valid)
     total = total + pair_loss
-    acc_ab, acc_ba = retrieval_accuracy(outputs[a], outputs[b], valid)
+    acc_ab, acc_ba = accuracy(outputs[a], outputs[b], valid)
     metrics[f'loss/{a}_{b}'] = pair_loss
     metrics[f'accuracy/{a}_to_{b}'] = acc_ab
     metrics[f'accuracy/{b}_to_{a}'] = acc_ba

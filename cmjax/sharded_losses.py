@@ -89,6 +89,38 @@ def row_logsumexp(q: jax.Array, keys: jax.Array, keys_valid: jax.Array,
   return running_max + jnp.log(jnp.maximum(running_sum, 1e-30))
 
 
+def row_max(q: jax.Array, keys: jax.Array, keys_valid: jax.Array, chunk: int) -> jax.Array:
+  """`max_j q_i . k_j` over valid keys, `[b]`, in column chunks (no gradient)."""
+  key_chunks, valid_chunks = _column_chunks(keys, keys_valid, chunk)
+
+  def step(best, inputs):
+    k, v = inputs
+    return jnp.maximum(best, jnp.max(jnp.where(v[None], q @ k.T, _NEG), axis=1)), None
+
+  best, _ = jax.lax.scan(step, _filled_like(q, q.shape[:1], _NEG), (key_chunks, valid_chunks))
+  return jax.lax.stop_gradient(best)
+
+
+def retrieval_accuracy_sharded(x: jax.Array, y: jax.Array, valid: jax.Array | None = None,
+                               *, axis_name, chunk: int = 256):
+  """In-batch top-1 accuracy of x->y and y->x over the global batch (two scalars).
+
+  A row counts as right when its partner scores at least as high as every
+  valid candidate of the global batch (`losses.retrieval_accuracy` of the
+  gathered batch, up to exact ties).
+  """
+  x, y, ok = _rows(x, y, valid)
+  x_all = jax.lax.all_gather(x, axis_name, tiled=True)
+  y_all = jax.lax.all_gather(y, axis_name, tiled=True)
+  ok_all = jax.lax.all_gather(ok, axis_name, tiled=True)
+  positive = jnp.sum(x * y, axis=-1)
+  w = ok.astype(jnp.float32)
+  count = jnp.maximum(jax.lax.psum(jnp.sum(w), axis_name), 1.0)
+  hits = [jax.lax.psum(jnp.sum(w * (positive >= row_max(q, k, ok_all, chunk))), axis_name)
+          for q, k in ((x, y_all), (y, x_all))]
+  return hits[0] / count, hits[1] / count
+
+
 def clip_loss_sharded(x: jax.Array, y: jax.Array, logit_scale: jax.Array,
                       valid: jax.Array | None = None, *, axis_name,
                       chunk: int = 256) -> jax.Array:

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from jax.sharding import PartitionSpec as P
 
 from cmjax import checkpoint as ckpt_lib
 from cmjax import config_utils
@@ -228,10 +229,12 @@ def balanced_class_weights(config) -> dict[str, np.ndarray]:
           for task, classes in config.model.heads.items()}
 
 
-def make_loss_fn(config):
+def make_loss_fn(config, mesh=None):
   """`(outputs, batch) -> (loss, metrics)` for `config.loss.name`.
 
   'clip' / 'siglip': the pairwise contrastive loss summed over modality pairs;
+  with `config.loss.sharded` and a `mesh`, computed from per-device blocks
+  (`cmjax.sharded_losses`), so no device holds the `[B, B]` logits.
   'classification': cross-entropy summed over the model's heads.
   """
   kind = config.loss.name
@@ -245,8 +248,20 @@ def make_loss_fn(config):
       raise ValueError(f"config.loss.class_weights={weights!r}; expected 'balanced' or None.")
     return functools.partial(losses.classification_loss,
                              class_weights=balanced_class_weights(config))
+  if config.loss.get("sharded") and mesh is not None:
+    return functools.partial(_sharded_contrastive_loss, kind=kind, mesh=mesh)
   contrastive = functools.partial(losses.multimodal_contrastive_loss, kind=kind)
   return lambda outputs, batch: contrastive(outputs)
+
+
+def _sharded_contrastive_loss(outputs, batch, *, kind, mesh):
+  """The contrastive loss in `jax.shard_map`: each device takes its batch rows."""
+  del batch
+  rows = P(sharding.BATCH_AXES)
+  specs = {k: P() if jnp.ndim(v) == 0 else rows for k, v in outputs.items()}
+  local = functools.partial(losses.multimodal_contrastive_loss, kind=kind,
+                            axis_name=sharding.BATCH_AXES)
+  return jax.shard_map(local, mesh=mesh, in_specs=(specs,), out_specs=P())(outputs)
 
 
 # ----------------------------------------------------------------------------
@@ -419,7 +434,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   spec = batch_spec(config)
   global_spec = batch_spec(config, local=False)
   step_fn = jax.jit(
-      make_train_step(model, tx, schedule, make_loss_fn(config), config),
+      make_train_step(model, tx, schedule, make_loss_fn(config, mesh), config),
       in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
       out_shardings=(state_shardings, sharding.replicated(mesh)),
       donate_argnums=(0,))

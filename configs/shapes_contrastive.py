@@ -117,7 +117,8 @@ def get_config(arg=None):
       logit_scale_init=math.log(1 / 0.07),
       logit_bias_init=0.0,
   )
-  c.loss = dict(name=arg.loss)
+  # sharded: the loss from per-device blocks, never the [B, B] logits (many devices).
+  c.loss = dict(name=arg.loss, sharded=False)
   if arg.loss == "siglip":
     c.model.logit_scale_init = math.log(10.0)
     c.model.logit_bias_init = -10.0

@@ -4,7 +4,9 @@
       CONFIG_ARG  of shapes_contrastive.py (default tiny)
       OPTIMIZER   adamw (default) or sgd
       MESH        8-device meshes to compare with 1 device, e.g. data=8 (the
-                  default), data=2,fsdp=4 or data=4,model=2
+                  default), data=2,fsdp=4 or data=4,model=2; a "+sharded_loss"
+                  suffix runs that mesh with the sharded contrastive loss (the
+                  1-device reference keeps the plain one)
 
 Prints a JSON line {mesh: result} with the largest differences and the mesh
 axes that the parameters and optimizer state are split over;
@@ -39,8 +41,8 @@ def one_step(config, devices, batch, mesh_config):
   tx, schedule = trainer.make_optimizer(config.optim, total_steps=10, warmup_steps=0)
   with mesh, nn.logical_axis_rules(rules):
     _, shardings, init = trainer.create_train_state(model, tx, config, mesh, rules)
-    step = jax.jit(trainer.make_train_step(model, tx, schedule,
-                                           trainer.make_loss_fn(config), config),
+    loss_fn = trainer.make_loss_fn(config, mesh)
+    step = jax.jit(trainer.make_train_step(model, tx, schedule, loss_fn, config),
                    in_shardings=(shardings, sharding.batch_sharding(mesh)),
                    out_shardings=(shardings, sharding.replicated(mesh)))
     batch = sharding.global_batch(batch, mesh)
@@ -48,7 +50,8 @@ def one_step(config, devices, batch, mesh_config):
     state, second = step(state, batch)  # its loss depends on the first update
   return ([float(first["loss"]), float(second["loss"])], float(first["grad_norm"]),
           jax.device_get(state.params), jax.device_get(state.model_state),
-          split_axes(state.params), split_axes(state.opt_state))
+          split_axes(state.params), split_axes(state.opt_state),
+          getattr(loss_fn, "func", loss_fn).__name__)
 
 
 def split_axes(tree) -> list[str]:
@@ -75,17 +78,20 @@ def main():
   config.optim.name = sys.argv[2] if len(sys.argv) > 2 else "adamw"
   meshes = sys.argv[3:] or ["data=8"]
   batch = next(iter(pipeline.train_dataset(config)))
-  loss1, gnorm1, params1, state1, _, _ = one_step(config, jax.devices()[:1], batch, {})
+  loss1, gnorm1, params1, state1, _, _, _ = one_step(config, jax.devices()[:1], batch, {})
   out = {}
   for mesh in meshes:
-    mesh8 = config_utils.parse_arg(mesh, data=1, fsdp=1, model=1).to_dict()
-    loss8, gnorm8, params8, state8, param_axes, opt_axes = one_step(
+    axes, _, option = mesh.partition("+")
+    config.loss.sharded = option == "sharded_loss"
+    mesh8 = config_utils.parse_arg(axes, data=1, fsdp=1, model=1).to_dict()
+    loss8, gnorm8, params8, state8, param_axes, opt_axes, loss_name = one_step(
         config, jax.devices(), batch, mesh8)
     out[mesh] = {"loss1": loss1, "loss8": loss8, "grad_norm1": gnorm1,
                  "grad_norm8": gnorm8, "max_param_diff": max_diff(params1, params8),
                  "model_state_keys": sorted(state8),
                  "max_model_state_diff": max_diff(state1, state8),
-                 "param_axes": param_axes, "opt_state_axes": opt_axes}
+                 "param_axes": param_axes, "opt_state_axes": opt_axes,
+                 "loss_fn": loss_name}
   print(json.dumps(out))
 
 

@@ -21,7 +21,9 @@ from tests import helpers
 # parameters are compared at 1e-4. The BatchNorm case checks that batch
 # statistics are those of the global batch, not of each device's shard.
 RUNS = {  # (config argument, optimizer): {mesh: axes the parameters must be split over}
-    ("tiny", "sgd"): {"data=8": [], "data=2,fsdp=4": ["fsdp"], "data=4,model=2": ["model"]},
+    ("tiny", "sgd"): {"data=8": [], "data=2,fsdp=4": ["fsdp"], "data=4,model=2": ["model"],
+                      # The contrastive loss from per-device blocks (sharded_losses.py).
+                      "data=2,fsdp=2,model=2+sharded_loss": ["fsdp", "model"]},
     ("tiny,image=resnet_bn", "adamw"): {"data=2,fsdp=4": ["fsdp"]},
 }
 
@@ -46,6 +48,7 @@ def test_train_step_on_8_devices_matches_1_device(config_arg, optimizer):
     # The parameters and the optimizer state really are split as the mesh says.
     assert result["param_axes"] == meshes[mesh], (mesh, result)
     assert result["opt_state_axes"] == meshes[mesh], (mesh, result)
+    assert ("sharded" in result["loss_fn"]) == mesh.endswith("+sharded_loss"), result
     if "resnet_bn" in config_arg:
       assert result["model_state_keys"] == ["batch_stats"], (mesh, result)
     assert result["max_model_state_diff"] <= 1e-5, (mesh, result)
