@@ -6,6 +6,13 @@ r"""Train and evaluate a cmjax model.
       --workdir /tmp/cmjax-run
 
 Rerunning the same command in the same workdir resumes from the newest checkpoint.
+
+Several processes (hosts, or one per GPU) run the same command, each told who
+it is (see cmjax/distributed.py and the README's launch section):
+
+  python train.py --config ... --workdir gs://bucket/run \
+      --coordinator_address=10.0.0.1:1234 --num_processes=4 --process_id=$RANK
+  python train.py --config ... --workdir gs://bucket/run --distributed  # TPU pod
 """
 
 import os
@@ -15,6 +22,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from cmjax import distributed
 from cmjax import trainer
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -25,6 +33,13 @@ config_flags.DEFINE_config_file(
     lock_config=True)
 flags.DEFINE_string("workdir", None, "Where checkpoints, logs and metrics go.")
 flags.mark_flag_as_required("workdir")
+flags.DEFINE_string("coordinator_address", None,
+                    "host:port of process 0, for multi-process training "
+                    "(else $CMJAX_COORDINATOR_ADDRESS).")
+flags.DEFINE_integer("num_processes", None, "Number of processes (else $CMJAX_NUM_PROCESSES).")
+flags.DEFINE_integer("process_id", None, "This process's index (else $CMJAX_PROCESS_ID).")
+flags.DEFINE_bool("distributed", False,
+                  "Let JAX detect the processes itself (Cloud TPU, SLURM, MPI).")
 
 
 def main(argv):
@@ -34,6 +49,8 @@ def main(argv):
     # Progress goes to stdout; library INFO chatter (checkpoint threads) is
     # kept for --verbosity=0.
     logging.set_verbosity(logging.WARNING)
+  distributed.initialize(flags.FLAGS.coordinator_address, flags.FLAGS.num_processes,
+                         flags.FLAGS.process_id, auto=flags.FLAGS.distributed)
   trainer.train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
 
 

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
 from jax.sharding import PartitionSpec as P
 
 from cmjax import checkpoint as ckpt_lib
@@ -384,6 +385,24 @@ class _Preemption:
       signal.signal(signal.SIGTERM, self._previous)
 
 
+def _say(*args, **kwargs) -> None:
+  """Progress on stdout, from process 0 only (every process runs the same loop)."""
+  if jax.process_index() == 0:
+    print(*args, **kwargs)
+
+
+def host_local(tree: Any) -> Any:
+  """The full value of every (possibly multi-process) global array, on this host.
+
+  Evaluators run the model with plain `jax.jit` on each process's own device;
+  with several processes the train state's arrays span devices of other
+  processes, so they are gathered first (every process gets the same copy).
+  """
+  if jax.process_count() == 1:
+    return tree
+  return multihost_utils.process_allgather(tree, tiled=True)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains, checkpoints and evaluates; resumes from `workdir` if it holds a run.
 
@@ -425,10 +444,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     state, start = init_state(), 0
     logging.info("Starting a new run in %s", workdir)
   else:
-    print(f"Resumed from the checkpoint at step {start} in {workdir}", flush=True)
+    _say(f"Resumed from the checkpoint at step {start} in {workdir}", flush=True)
 
   num_params = sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(abstract.params))
-  print(f"Model {config.model.name}: {num_params:,} parameters; {total_steps} steps "
+  _say(f"Model {config.model.name}: {num_params:,} parameters; {total_steps} steps "
         f"of {config.batch_size} examples; mesh {dict(mesh.shape)}", flush=True)
 
   spec = batch_spec(config)
@@ -448,10 +467,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   def run_evals(step, final=False):
     results = {}
+    due = [ev for ev in evaluators.values()
+           if final or (ev.every_steps and step % ev.every_steps == 0)]
+    variables = host_local(state.variables()) if due else None
     for name, ev in evaluators.items():
       if final or (ev.every_steps and step % ev.every_steps == 0):
         t = time.time()
-        results.update(dict(ev.run(state.variables())))
+        results.update(dict(ev.run(variables)))
         results[f"{name}/seconds"] = time.time() - t
     if results:
       writer.write(step, results, prefix="eval ")
@@ -493,7 +515,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           train_metrics["mfu"] = flops_per_step / step_time / peak_total
         eta = (total_steps - step) * step_time
         writer.write(step, train_metrics, echo=False)
-        print(f"[{step}/{total_steps}] loss={train_metrics['loss']:.4f} "
+        _say(f"[{step}/{total_steps}] loss={train_metrics['loss']:.4f} "
               f"{train_metrics['examples_per_s']:.0f} ex/s "
               f"MFU={train_metrics.get('mfu', float('nan')):.1%} "
               f"data_wait={train_metrics['data_wait_frac']:.0%} "
@@ -504,7 +526,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       if preemption.requested:
         checkpointer.save(step, state, data_iter, force=True)
         checkpointer.close()
-        print(f"SIGTERM: saved a checkpoint at step {step}; rerun the same command "
+        _say(f"SIGTERM: saved a checkpoint at step {step}; rerun the same command "
               "to resume.", flush=True)
         preempted = True
         break
@@ -527,7 +549,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   result.update({"step": int(step), "wall_time_s": time.time() - t_start,
                  "num_params": num_params})
   metric_writer.write_json(os.path.join(workdir, "metrics.json"), result)
-  print("Final metrics:", flush=True)
+  _say("Final metrics:", flush=True)
   for k in sorted(last_eval):
-    print(f"  {k} = {last_eval[k]:.4f}", flush=True)
+    _say(f"  {k} = {last_eval[k]:.4f}", flush=True)
   return result

@@ -41,6 +41,18 @@ def test_resumed_iterator_continues_the_same_stream():
     np.testing.assert_array_equal(a, b)
 
 
+def test_global_batches_do_not_depend_on_the_number_of_processes():
+  c = _config()
+  one = iter(pipeline.train_dataset(c))
+  two = [iter(pipeline.train_dataset(c, process_index=p, process_count=2)) for p in (0, 1)]
+  for _ in range(3):  # batch 4 of 8 examples: crosses an epoch boundary
+    whole = next(one)
+    halves = [next(it) for it in two]
+    assert halves[0]["image"].shape[0] == 2
+    for key in ("image", "text", "audio"):
+      np.testing.assert_array_equal(np.concatenate([h[key] for h in halves]), whole[key])
+
+
 def test_tfds_source_feeds_the_same_pipeline(tmp_path):
   c = _config()
   opts = dict(num_examples=8, seed=c.seed, max_objects=c.data.max_objects,

@@ -2,8 +2,8 @@
 
 The training pipeline is a `grain.MapDataset` chain, so its iterator state (a few
 integers) is saved with every checkpoint and a resumed run sees exactly the
-batches an uninterrupted run would have seen. Each host reads only its own slice
-of the source (`source[process_index::process_count]`).
+batches an uninterrupted run would have seen. Each host reads only its own rows
+of every global batch (see `train_dataset`).
 """
 
 from __future__ import annotations
@@ -237,7 +237,12 @@ def make_preprocess(data_config: Mapping[str, Any], train: bool = True) -> Prepr
 
 def train_dataset(config, *, process_index: int = 0, process_count: int = 1,
                   source=None) -> grain.IterDataset:
-  """Infinite, shuffled, batched per-host training stream (`config.batch_size` global)."""
+  """Infinite, shuffled, batched per-host training stream (`config.batch_size` global).
+
+  Process `process_index` of `process_count` yields rows
+  `[process_index * b, (process_index + 1) * b)` of each global batch (`b` the
+  local batch), so the global batches do not depend on the process count.
+  """
   data = config.data
   if config.batch_size % process_count:
     raise ValueError(f"batch_size={config.batch_size} is not divisible by the "
@@ -251,10 +256,13 @@ def train_dataset(config, *, process_index: int = 0, process_count: int = 1,
       raise ValueError(f"config.data.resample={resample!r}; expected 'balanced' or None.")
     key = data.get("resample_key", "label")
     source = balance.ResampledSource(source, balance.labels_of(source, key), config.seed)
-  ds = grain.MapDataset.source(source)[process_index::process_count]
-  ds = ds.seed(config.seed).shuffle().repeat(None)
+  # Shuffle, augment and batch the whole stream the same way in every process,
+  # then process p keeps local batches p, p + count, ...: global batch t is the
+  # same examples (with the same augmentation) whatever the number of processes,
+  # and each process reads and preprocesses only its own rows.
+  ds = grain.MapDataset.source(source).seed(config.seed).shuffle().repeat(None)
   ds = ds.random_map(make_preprocess(data))
-  ds = ds.batch(local_batch, drop_remainder=True)
+  ds = ds.batch(local_batch, drop_remainder=True)[process_index::process_count]
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=1,
                                             prefetch_buffer_size=4))
   if data.get("num_workers", 0) > 0:
