@@ -6,6 +6,8 @@ import os
 import socket
 import subprocess
 
+import pytest
+
 from tests import helpers
 
 CONFIG = "shapes_contrastive.py:tiny,steps=4"
@@ -63,15 +65,7 @@ def test_process_settings_come_from_flags_or_environment(monkeypatch):
   assert distributed.resolve("10.0.0.1:1234") == {
       "coordinator_address": "10.0.0.1:1234", "num_processes": 4, "process_id": 3}
   monkeypatch.delenv("CMJAX_PROCESS_ID")
-  try:
+  with pytest.raises(ValueError, match=r"missing: --process_id \(or \$CMJAX_PROCESS_ID\)"):
     distributed.resolve("10.0.0.1:1234")
-  except ValueError as e:
-    assert "--process_id" in str(e) and "CMJAX_PROCESS_ID" in str(e)
-  else:
-    raise AssertionError("a missing process id was accepted")
-  try:
+  with pytest.raises(ValueError, match="process_id=4 is outside"):
     distributed.resolve("10.0.0.1:1234", 4, 4)
-  except ValueError as e:
-    assert "process_id=4" in str(e)
-  else:
-    raise AssertionError("process_id=4 of 4 was accepted")
