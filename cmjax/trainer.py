@@ -230,6 +230,23 @@ def balanced_class_weights(config) -> dict[str, np.ndarray]:
           for task, classes in config.model.heads.items()}
 
 
+def build_train_step(config, model, tx, schedule, mesh, rules):
+  """Returns `(abstract_state, state_shardings, init, step)` for `mesh`.
+
+  `step(state, global_batch) -> (state, metrics)` is the train step jitted
+  once with explicit shardings: the state as its logical axes and
+  `config.sharding_rules` say, the batch split over `data x fsdp`, metrics
+  replicated; the old state's buffers are donated to the new one.
+  """
+  with mesh, nn.logical_axis_rules(rules):
+    abstract, shardings, init = create_train_state(model, tx, config, mesh, rules)
+  step = jax.jit(make_train_step(model, tx, schedule, make_loss_fn(config, mesh), config),
+                 in_shardings=(shardings, sharding.batch_sharding(mesh)),
+                 out_shardings=(shardings, sharding.replicated(mesh)),
+                 donate_argnums=(0,))
+  return abstract, shardings, init, step
+
+
 def make_loss_fn(config, mesh=None):
   """`(outputs, batch) -> (loss, metrics)` for `config.loss.name`.
 
@@ -425,9 +442,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   tx, schedule = make_optimizer(config.optim, total_steps=total_steps,
                                 warmup_steps=warmup_steps)
 
-  with mesh, nn.logical_axis_rules(rules):
-    abstract, state_shardings, init_state = create_train_state(
-        model, tx, config, mesh, rules)
+  abstract, state_shardings, init_state, step_fn = build_train_step(
+      config, model, tx, schedule, mesh, rules)
 
   checkpointer = ckpt_lib.Checkpointer(
       workdir, every_steps=config.checkpoint_every_steps,
@@ -452,11 +468,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   spec = batch_spec(config)
   global_spec = batch_spec(config, local=False)
-  step_fn = jax.jit(
-      make_train_step(model, tx, schedule, make_loss_fn(config, mesh), config),
-      in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
-      out_shardings=(state_shardings, sharding.replicated(mesh)),
-      donate_argnums=(0,))
   compiled = step_fn.lower(abstract, global_spec).compile()
   flops_per_step = compiled_flops(compiled)
   peak = config.get("peak_flops") or measure_peak_flops()

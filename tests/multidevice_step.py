@@ -26,7 +26,6 @@ import jax  # noqa: E402
 # Avoids a rendezvous deadlock of simulated devices on 2 cores (see DESIGN.md).
 jax.config.update("jax_cpu_enable_async_dispatch", False)
 
-import flax.linen as nn  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cmjax import config_utils, sharding, trainer  # noqa: E402
@@ -39,15 +38,11 @@ def one_step(config, devices, batch, mesh_config):
   rules = sharding.logical_rules(config.sharding_rules)
   model = trainer.build_model(config)
   tx, schedule = trainer.make_optimizer(config.optim, total_steps=10, warmup_steps=0)
-  with mesh, nn.logical_axis_rules(rules):
-    _, shardings, init = trainer.create_train_state(model, tx, config, mesh, rules)
-    loss_fn = trainer.make_loss_fn(config, mesh)
-    step = jax.jit(trainer.make_train_step(model, tx, schedule, loss_fn, config),
-                   in_shardings=(shardings, sharding.batch_sharding(mesh)),
-                   out_shardings=(shardings, sharding.replicated(mesh)))
-    batch = sharding.global_batch(batch, mesh)
-    state, first = step(init(), batch)
-    state, second = step(state, batch)  # its loss depends on the first update
+  _, _, init, step = trainer.build_train_step(config, model, tx, schedule, mesh, rules)
+  batch = sharding.global_batch(batch, mesh)
+  state, first = step(init(), batch)
+  state, second = step(state, batch)  # its loss depends on the first update
+  loss_fn = trainer.make_loss_fn(config, mesh)
   return ([float(first["loss"]), float(second["loss"])], float(first["grad_norm"]),
           jax.device_get(state.params), jax.device_get(state.model_state),
           split_axes(state.params), split_axes(state.opt_state),
