@@ -26,6 +26,7 @@ from jax.sharding import PartitionSpec as P
 
 from cmjax import checkpoint as ckpt_lib
 from cmjax import config_utils
+from cmjax import grad_accum
 from cmjax import losses
 from cmjax import metric_writer
 from cmjax import sharding
@@ -188,27 +189,37 @@ def create_train_state(model, tx, config, mesh, rules):
 
 
 def make_train_step(model, tx, schedule, loss_fn, config):
-  """The pure train step `(state, batch) -> (state, metrics)`."""
+  """The pure train step `(state, batch) -> (state, metrics)`.
+
+  With `config.grad_accum_steps = k > 1` the batch is processed in k
+  micro-batches (`config.grad_accum`: 'mean' or 'cached_embeddings'; see
+  `cmjax/grad_accum.py` for which losses each reproduces exactly).
+  """
   base_rng = jax.random.key(config.seed + 1)
+  k = int(config.get("grad_accum_steps", 1))
+  method = config.get("grad_accum", "mean")
+  if k < 1 or method not in grad_accum.METHODS:
+    raise ValueError(f"config.grad_accum_steps={k}, config.grad_accum={method!r}: expected "
+                     f"a positive number of steps and one of {grad_accum.METHODS}.")
+
+  def apply_fn(params, model_state, batch, rng):
+    variables = {"params": params, **model_state}
+    if model_state:
+      # BatchNorm: batch statistics in, updated running averages out.
+      outputs, new_state = model.apply(variables, batch, train=True, rngs={"dropout": rng},
+                                       mutable=list(model_state))
+      return outputs, dict(new_state)
+    return model.apply(variables, batch, train=True, rngs={"dropout": rng}), {}
 
   def train_step(state: TrainState, batch):
     rng = jax.random.fold_in(base_rng, state.step)
-
-    def objective(params):
-      variables = {"params": params, **state.model_state}
-      if state.model_state:
-        # BatchNorm: batch statistics in, updated running averages out.
-        outputs, model_state = model.apply(variables, batch, train=True,
-                                           rngs={"dropout": rng},
-                                           mutable=list(state.model_state))
-      else:
-        outputs, model_state = model.apply(variables, batch, train=True,
-                                           rngs={"dropout": rng}), {}
-      loss, metrics = loss_fn(outputs, batch)
-      return loss, (metrics, model_state)
-
-    (loss, (metrics, model_state)), grads = jax.value_and_grad(
-        objective, has_aux=True)(state.params)
+    args = (apply_fn, loss_fn, state.params, state.model_state, batch, rng)
+    if k == 1:
+      loss, metrics, model_state, grads = grad_accum.full_batch_grads(*args)
+    elif method == "mean":
+      loss, metrics, model_state, grads = grad_accum.mean_microbatch_grads(*args, k)
+    else:
+      loss, metrics, model_state, grads = grad_accum.cached_embedding_grads(*args, k)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads),
