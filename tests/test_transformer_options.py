@@ -122,11 +122,12 @@ def test_default_transformer_param_tree_unchanged():
   assert shapes['block0']['mlp']['fc1']['kernel'] == (W, 32)
 
 
-def test_remat_equals_plain_outputs_and_grads():
+@pytest.mark.parametrize('policy', [True, 'dots'])
+def test_remat_equals_plain_outputs_and_grads(policy):
   x, mask = _x_mask()
   one = {**TINY, 'depth': 1}
   plain = Transformer(**one, dropout_rate=0.2)
-  remat = Transformer(**one, dropout_rate=0.2, remat=True)
+  remat = Transformer(**one, dropout_rate=0.2, remat=policy)
   params = nn.meta.unbox(_init(plain, x, mask))
   remat_shapes = jax.tree.map(jnp.shape, nn.meta.unbox(
       jax.eval_shape(remat.init, jax.random.PRNGKey(1), x, mask)))
@@ -144,6 +145,25 @@ def test_remat_equals_plain_outputs_and_grads():
   for a, b in zip(jax.tree.leaves(gr), jax.tree.leaves(gp)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
   assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(gp))
+
+
+def test_remat_policies_recompute_what_they_say():
+  """Matmuls in the lowered backward pass: 'full' recomputes all forward ones;
+  'dots' keeps the weight matmuls' results and recomputes only the attention
+  ones (which have batch dimensions)."""
+  x, mask = _x_mask()
+  one = {**TINY, 'depth': 1}
+  params = nn.meta.unbox(_init(Transformer(**one), x, mask))
+
+  def dots(remat):
+    model = Transformer(**one, remat=remat)
+    loss = lambda p: jnp.sum(model.apply(p, x, mask) ** 2)
+    return jax.jit(jax.grad(loss)).lower(params).as_text().count('dot_general')
+
+  none, full, saved = dots(False), dots('full'), dots('dots')
+  assert none < saved < full, (none, full, saved)
+  with pytest.raises(ValueError, match="remat='selective'"):
+    dots('selective')
 
 
 def test_scan_equals_unrolled_with_stacked_params():

@@ -67,6 +67,7 @@ class AudioSpectrogramViT(AudioFrontEnd):
   mlp_dim: int = 256
   dropout_rate: float = 0.0
   dtype: Dtype = jnp.float32
+  remat: bool | str = False  # transformer.remat_block: False, 'full' or 'dots'
 
   @nn.compact
   def __call__(self, audio: jax.Array, audio_mask: jax.Array, *,
@@ -106,7 +107,7 @@ class AudioSpectrogramViT(AudioFrontEnd):
     x = x.reshape(batch, steps * freq_patches, self.width)
     tmask = patch_mask(fmask, pt, freq_patches)
     x = Transformer(self.depth, self.num_heads, self.mlp_dim, self.dropout_rate,
-                    self.dtype, name='transformer')(x, tmask, deterministic=not train)
+                    self.dtype, remat=self.remat, name='transformer')(x, tmask, deterministic=not train)
     pooled = masked_mean(x, tmask)
     chex.assert_shape(x, (batch, steps * freq_patches, self.width))
     chex.assert_shape(pooled, (batch, self.width))

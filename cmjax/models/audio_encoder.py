@@ -35,6 +35,7 @@ class AudioTransformer(AudioFrontEnd):
   mlp_dim: int = 256
   dropout_rate: float = 0.0
   dtype: Dtype = jnp.float32
+  remat: bool | str = False  # transformer.remat_block: False, 'full' or 'dots'
 
   @nn.compact
   def __call__(self, audio: jax.Array, audio_mask: jax.Array, *,
@@ -66,7 +67,7 @@ class AudioTransformer(AudioFrontEnd):
     # Fixed positions: no maximum audio length baked into the parameters.
     x = x + sinusoidal_positions(x.shape[1], self.width).astype(self.dtype)[None]
     x = Transformer(self.depth, self.num_heads, self.mlp_dim, self.dropout_rate,
-                    self.dtype, name='transformer')(x, fmask, deterministic=not train)
+                    self.dtype, remat=self.remat, name='transformer')(x, fmask, deterministic=not train)
     pooled = masked_mean(x, fmask)
     chex.assert_shape(x, (batch, fmask.shape[1], self.width))
     chex.assert_shape(pooled, (batch, self.width))

@@ -44,7 +44,7 @@ class TextTransformer(nn.Module):
   dtype: Dtype = jnp.float32
   causal: bool = False
   positions: str = 'learned'
-  remat: bool = False
+  remat: bool | str = False
   scan: bool = False
   param_dtype: Dtype = jnp.float32
 

@@ -94,6 +94,30 @@ class EncoderBlock(nn.Module):
     return x + h
 
 
+# Activation rematerialisation: which intermediate values of a block are kept
+# for the backward pass (the rest are recomputed there).
+REMAT_POLICIES = {
+    'full': None,  # keep nothing but the block's input
+    # keep the weight matmuls' outputs; recompute attention scores and mixing
+    'dots': jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+def remat_block(block_cls: type, remat: bool | str) -> type:
+  """`block_cls`, wrapped in `nn.remat` with the policy `remat` names.
+
+  False / None / 'none': unchanged; True: 'full'; else a key of REMAT_POLICIES.
+  """
+  if remat in (False, None, 'none'):
+    return block_cls
+  name = 'full' if remat is True else remat
+  if name not in REMAT_POLICIES:
+    raise ValueError(f"remat={remat!r}; expected False, True, 'none' or one of "
+                     f"{sorted(REMAT_POLICIES)}")
+  # Positional (deterministic, causal) are static: argnums count `self`.
+  return nn.remat(block_cls, policy=REMAT_POLICIES[name], static_argnums=(3, 4))
+
+
 class _ScanStep(nn.Module):
   """One `EncoderBlock` as an `nn.scan` step: `(x, key_mask) -> (x, None)`."""
   num_heads: int
@@ -102,14 +126,13 @@ class _ScanStep(nn.Module):
   dtype: Dtype
   param_dtype: Dtype
   attention_dropout_rate: float
-  remat: bool
+  remat: bool | str
   deterministic: bool
   causal: bool
 
   @nn.compact
   def __call__(self, x: jax.Array, key_mask: jax.Array | None):
-    block_cls = (nn.remat(EncoderBlock, static_argnums=(3, 4)) if self.remat
-                 else EncoderBlock)
+    block_cls = remat_block(EncoderBlock, self.remat)
     x = block_cls(self.num_heads, self.mlp_dim, self.dropout_rate, self.dtype,
                   self.param_dtype, self.attention_dropout_rate, name='block')(
                       x, key_mask, self.deterministic, self.causal)
@@ -126,7 +149,9 @@ class Transformer(nn.Module):
     depth, num_heads, mlp_dim: sizes.
     dropout_rate: dropout on residual branches and in the MLP.
     dtype: compute dtype.
-    remat: recompute each block in the backward pass (`nn.remat`).
+    remat: what each block keeps for the backward pass (see `remat_block`):
+      False / 'none' everything, True / 'full' nothing (all recomputed),
+      'dots' the results of its weight matmuls.
     scan: run the blocks with `nn.scan` (params `blocks/block/...` with a
       leading `[depth]` axis).
     param_dtype: parameter dtype.
@@ -137,7 +162,7 @@ class Transformer(nn.Module):
   mlp_dim: int
   dropout_rate: float = 0.0
   dtype: Dtype = jnp.float32
-  remat: bool = False
+  remat: bool | str = False
   scan: bool = False
   param_dtype: Dtype = jnp.float32
   attention_dropout_rate: float = 0.0
@@ -164,9 +189,7 @@ class Transformer(nn.Module):
                    self.param_dtype, self.attention_dropout_rate, self.remat,
                    deterministic, causal, name='blocks')(x, key_mask)
     else:
-      # Positional (deterministic, causal) are static: argnums count `self`.
-      block_cls = (nn.remat(EncoderBlock, static_argnums=(3, 4)) if self.remat
-                   else EncoderBlock)
+      block_cls = remat_block(EncoderBlock, self.remat)
       for i in range(self.depth):
         x = block_cls(self.num_heads, self.mlp_dim, self.dropout_rate,
                       self.dtype, self.param_dtype, self.attention_dropout_rate,

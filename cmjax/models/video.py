@@ -41,6 +41,7 @@ class FrameTransformer(nn.Module):
   mlp_dim: int = 256
   dropout_rate: float = 0.0
   dtype: Dtype = jnp.float32
+  remat: bool | str = False  # transformer.remat_block: False, 'full' or 'dots'
 
   @nn.compact
   def __call__(self, video: jax.Array, *, train: bool = False) -> EncoderOutput:
@@ -65,7 +66,8 @@ class FrameTransformer(nn.Module):
     # Fixed positions: the frame count is not baked into the parameters.
     x = x + sinusoidal_positions(frames, self.width).astype(self.dtype)[None]
     x = Transformer(self.depth, self.num_heads, self.mlp_dim, self.dropout_rate,
-                    self.dtype, name='temporal_transformer')(x, deterministic=not train)
+                    self.dtype, remat=self.remat,
+                    name='temporal_transformer')(x, deterministic=not train)
     pooled = jnp.mean(x, axis=1)
     chex.assert_shape(x, (batch, frames, self.width))
     return EncoderOutput(x, pooled, jnp.ones((batch, frames), jnp.bool_))
@@ -90,6 +92,7 @@ class TubeletViT(nn.Module):
   mlp_dim: int = 256
   dropout_rate: float = 0.0
   dtype: Dtype = jnp.float32
+  remat: bool | str = False  # transformer.remat_block: False, 'full' or 'dots'
 
   @nn.compact
   def __call__(self, video: jax.Array, *, train: bool = False) -> EncoderOutput:
@@ -123,6 +126,6 @@ class TubeletViT(nn.Module):
          + time_pos.astype(self.dtype)[None, :, None])
     x = x.reshape(batch, steps * space, self.width)
     x = Transformer(self.depth, self.num_heads, self.mlp_dim, self.dropout_rate,
-                    self.dtype, name='transformer')(x, deterministic=not train)
+                    self.dtype, remat=self.remat, name='transformer')(x, deterministic=not train)
     pooled = jnp.mean(x, axis=1)
     return EncoderOutput(x, pooled, jnp.ones(x.shape[:2], jnp.bool_))

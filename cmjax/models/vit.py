@@ -46,6 +46,7 @@ class ViT(nn.Module):
   stem: str = 'patch'
   dropout_rate: float = 0.0
   dtype: Dtype = jnp.float32
+  remat: bool | str = False  # transformer.remat_block: False, 'full' or 'dots'
 
   @nn.compact
   def __call__(self, image: jax.Array, *, train: bool = False) -> EncoderOutput:
@@ -85,7 +86,7 @@ class ViT(nn.Module):
         nn.initializers.normal(0.02), ('pos', 'embed')), (x.shape[1], self.width))
     x = x + pos.astype(self.dtype)[None]
     x = Transformer(self.depth, self.num_heads, self.mlp_dim, self.dropout_rate,
-                    self.dtype, name='transformer')(x, deterministic=not train)
+                    self.dtype, remat=self.remat, name='transformer')(x, deterministic=not train)
     if self.pool == 'cls':
       pooled = x[:, 0]
     elif self.pool == 'map':
