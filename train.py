@@ -10,9 +10,9 @@ Rerunning the same command in the same workdir resumes from the newest checkpoin
 Several processes (hosts, or one per GPU) run the same command, each told who
 it is (see cmjax/distributed.py and the README's launch section):
 
-  python train.py --config ... --workdir gs://bucket/run \
+  python train.py --config ... --workdir /shared/runs/x \
       --coordinator_address=10.0.0.1:1234 --num_processes=4 --process_id=$RANK
-  python train.py --config ... --workdir gs://bucket/run --distributed  # TPU pod
+  python train.py --config ... --workdir /shared/runs/x --distributed  # TPU pod
 """
 
 import os
