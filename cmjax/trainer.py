@@ -222,7 +222,7 @@ def make_train_step(model, tx, schedule, loss_fn, config):
       loss, metrics, model_state, grads = grad_accum.cached_embedding_grads(*args, k)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads),
+    metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads),
                    lr=schedule(state.step))
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state,
                       model_state=dict(model_state)), metrics
