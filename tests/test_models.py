@@ -1,5 +1,7 @@
 """Encoders and the tri-modal contrastive model on tiny configs."""
 
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -255,6 +257,9 @@ def test_compute_dtype_keeps_float32_params_and_outputs():
   out = model.apply(params, b)
   assert out['image'].dtype == out['text'].dtype == jnp.float32
   np.testing.assert_allclose(np.linalg.norm(out['text'], axis=-1), 1.0, rtol=1e-5)
+  # ... while the matmuls inside do run in bfloat16.
+  jaxpr = str(jax.make_jaxpr(model.apply)(params, b))
+  assert re.search(r'bf16\[[\d,]*\] = dot_general', jaxpr)
   # Audio is not a modality of this model: an audio-only batch is rejected.
   with pytest.raises(ValueError, match='none of the model modalities'):
     model.apply(params, {'audio': _batch()['audio'], 'audio_mask': _batch()['audio_mask']})
