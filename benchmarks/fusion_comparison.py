@@ -110,8 +110,8 @@ def main(argv):
     print(f"\n### {dataset}: {steps_of(dataset)} steps, seeds {flags.FLAGS.seeds}\n")
     print(table(rows, modalities))
 
-  if flags.FLAGS.extras and "av_digits" in report:
-    fused = {k: v for k, v in report["av_digits"].items() if not k.endswith("_only")}
+  fused = {k: v for k, v in report.get("av_digits", {}).items() if not k.endswith("_only")}
+  if flags.FLAGS.extras and fused:  # needs a fusion row to pick the best one
     best = max(fused, key=lambda k: np.mean(fused[k]["accuracy"]))
     p = flags.FLAGS.modality_dropout
     dropped = summary(run_row("av_digits", f"{best}_modality_dropout{p:g}",
