@@ -4,7 +4,10 @@ r"""Every fusion method and each unimodal baseline, on av_digits and shapes, sev
   python benchmarks/fusion_comparison.py --datasets av_digits --seeds 0 --only concat,image_only
 
 Each (dataset, row, seed) is one `train.py` run in `<workdir>/<dataset>/<row>/seed<k>`
-(a finished run is reused, so the command can be stopped and rerun). It prints,
+(a finished run is reused, so the command can be stopped and rerun). The
+final metrics of every run are kept in `benchmarks/results/fusion_runs.json`,
+the record the README tables come from: a run found there is not trained
+again (`--record=''` keeps no record). It prints,
 per dataset, one markdown table: accuracy and macro-F1 (mean ± std over
 seeds), then the accuracy with each modality missing from every test example
 and with each modality corrupted at noise level 0.5 (see the classification
@@ -28,6 +31,10 @@ from benchmarks import runs  # noqa: E402
 from cmjax.models.fusion import known_fusions  # noqa: E402
 
 flags.DEFINE_string("workdir", "/tmp/cmjax-fusion", "Run folders go in here.")
+flags.DEFINE_string("record", os.path.join(runs.ROOT, "benchmarks", "results",
+                                           "fusion_runs.json"),
+                    "Final metrics of every run, by config argument: reused before "
+                    "training, extended after ('' for none).")
 flags.DEFINE_list("datasets", ["av_digits", "shapes"], "av_digits and/or shapes.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of every row.")
 flags.DEFINE_integer("steps", 0, "Training steps of each run (0: the dataset's own, "
@@ -67,7 +74,8 @@ def run_row(dataset: str, row: str, arg: str) -> list[dict]:
   for seed in flags.FLAGS.seeds:
     full = f"{config_file}:{arg},steps={steps},seed={seed}".replace(":,", ":")
     out.append(runs.train_or_reuse(
-        full, os.path.join(flags.FLAGS.workdir, dataset, row, f"seed{seed}"), steps))
+        full, os.path.join(flags.FLAGS.workdir, dataset, row, f"seed{seed}"), steps,
+        record=flags.FLAGS.record))
   return out
 
 
