@@ -113,7 +113,7 @@ def set_training_defaults(c) -> None:
   """Sets the entries every experiment config shares; the config then overrides.
 
   optim (AdamW, warmup + cosine), mesh (pure data parallel over all devices),
-  sharding_rules (logical axis -> mesh axes), dtype, logging and
+  sharding_rules (logical axis -> mesh axes), dtype, gradient accumulation, logging and
   checkpointing cadence, peak_flops (None: measured at start for MFU).
   """
   c.optim = dict(
@@ -129,6 +129,9 @@ def set_training_defaults(c) -> None:
       ["vocab", "model"],
   ]
   c.dtype = "float32"
+  # Micro-batches per step and how their gradients combine (cmjax/grad_accum.py).
+  c.grad_accum_steps = 1
+  c.grad_accum = "mean"
   c.log_every_steps = 50
   c.checkpoint_every_steps = 200
   c.keep_checkpoints = 2

@@ -56,3 +56,18 @@ def test_default_config_variants():
   assert sig.loss.name == "siglip" and sig.model.logit_bias_init == -10.0
   with pytest.raises(ValueError, match="tinny"):
     load_config("shapes_contrastive.py", "tinny")
+
+
+def test_every_config_has_the_keys_the_readme_overrides():
+  """`--config.X=...` only works for keys the config has (ml_collections refuses new ones)."""
+  for name in ("shapes_contrastive.py", "shapes_video.py", "shapes_classify.py",
+               "av_digits_classify.py"):
+    c = load_config(name, "tiny")
+    for key in ("grad_accum_steps", "grad_accum", "dtype", "mesh.data", "mesh.fsdp",
+                "mesh.model", "optim.lr", "optim.name", "batch_size", "total_steps"):
+      node = c
+      for part in key.split("."):
+        assert part in node, (name, key)
+        node = node[part]
+    if c.loss.name in ("clip", "siglip"):
+      assert "sharded" in c.loss, name
