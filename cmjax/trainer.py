@@ -489,14 +489,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   def run_evals(step, final=False):
     results = {}
-    due = [ev for ev in evaluators.values()
-           if final or (ev.every_steps and step % ev.every_steps == 0)]
+    due = {name: ev for name, ev in evaluators.items()
+           if final or (ev.every_steps and step % ev.every_steps == 0)}
     variables = host_local(state.variables()) if due else None
-    for name, ev in evaluators.items():
-      if final or (ev.every_steps and step % ev.every_steps == 0):
-        t = time.time()
-        results.update(dict(ev.run(variables)))
-        results[f"{name}/seconds"] = time.time() - t
+    for name, ev in due.items():
+      t = time.time()
+      results.update(dict(ev.run(variables)))
+      results[f"{name}/seconds"] = time.time() - t
     if results:
       writer.write(step, results, prefix="eval ")
     return results
