@@ -21,8 +21,8 @@ def _key_mask():
   return jnp.asarray(np.arange(KV)[None, :] < lengths[:, None])
 
 
-def _both(xq, xkv):
-  ours = MultiHeadAttention(num_heads=H)
+def _both(xq, xkv, implementation=None):
+  ours = MultiHeadAttention(num_heads=H, implementation=implementation)
   ref = nn.MultiHeadDotProductAttention(num_heads=H, qkv_features=D, out_features=D)
   our_vars = nn.meta.unbox(ours.init(jax.random.PRNGKey(1), xq, xkv))
   ref_vars = ref.init(jax.random.PRNGKey(2), xq, xkv)
@@ -41,10 +41,12 @@ def assert_matches_flax(ours, ref, params, xq, xkv, key_mask):
   return got
 
 
+@pytest.mark.parametrize('implementation', [None, 'xla'])
 @pytest.mark.parametrize('masked', [False, True])
-def test_matches_flax_reference(masked):
+def test_matches_flax_reference(masked, implementation):
+  """Ours (`attend`, or jax.nn.dot_product_attention's XLA kernel) equals flax's."""
   xq, xkv = _inputs()
-  ours, ref, params = _both(xq, xkv)
+  ours, ref, params = _both(xq, xkv, implementation)
   got = assert_matches_flax(ours, ref, params, xq, xkv,
                             _key_mask() if masked else None)
   assert got.shape == (B, Q, D)
@@ -71,6 +73,14 @@ def test_causal_matches_flax_reference():
   got = ours.apply(params, x, causal=True)
   want = ref.apply(params, x, mask=nn.make_causal_mask(jnp.ones((B, Q))))
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  # With padding as well, and through the gradient.
+  mask = _key_mask()[:, :Q]
+  ref_mask = nn.combine_masks(nn.make_causal_mask(jnp.ones((B, Q))),
+                              nn.make_attention_mask(jnp.ones((B, Q), bool), mask))
+  grad = lambda f: jax.grad(lambda p: jnp.sum(jnp.sin(f(p))))(params)
+  got = grad(lambda p: ours.apply(p, x, key_mask=mask, causal=True))
+  want = grad(lambda p: ref.apply(p, x, mask=ref_mask))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), got, want)
 
 
 def test_params_have_logical_axes():

@@ -1,4 +1,4 @@
-"""Multi-head attention built on `jax.nn.dot_product_attention`.
+"""Multi-head attention: `attend` (XLA, any backend) or a fused kernel.
 
 Parameter layout (names and shapes) is the same as
 `flax.linen.MultiHeadDotProductAttention`, so weights can be copied between the
@@ -7,10 +7,12 @@ two and checked for equal outputs:
   query/key/value: kernel [in_dim, heads, head_dim], bias [heads, head_dim]
   out:             kernel [heads, head_dim, out_dim], bias [out_dim]
 
-We call `jax.nn.dot_product_attention` with `implementation=None` by default so
-that JAX picks the kernel (XLA everywhere as of jax 0.11); `implementation=
-'cudnn'` selects the fused cuDNN kernel on NVIDIA GPUs (checked on an H100 to
-match XLA in bf16, with padding and causal masks).
+By default (`implementation=None`) the attention is `attend` below: plain
+einsums and a softmax normalised after the weighted sum, which XLA compiles
+well on every backend. `implementation='xla'` or `'cudnn'` call
+`jax.nn.dot_product_attention` with that kernel instead; 'cudnn' is the fused
+kernel on NVIDIA GPUs (checked on an H100 to match XLA in bf16, with padding
+and causal masks).
 
 Cross-attention: `inputs_kv` may have a different width from `inputs_q`; the
 key/value kernels are then `[kv_dim, heads, head_dim]` (as in flax).
@@ -18,11 +20,10 @@ key/value kernels are then `[kv_dim, heads, head_dim]` (as in flax).
 Attention dropout (`dropout_rate > 0` and `deterministic=False`) drops entries
 of the softmax weights `[batch, heads, q, kv]` independently, with the
 'dropout' rng, exactly like flax's reference with `broadcast_dropout=False`.
-It needs the weights, so that path computes attention explicitly (XLA) instead
-of calling `jax.nn.dot_product_attention`; evaluation is unaffected.
+It is done in `attend` (implementation=None).
 """
 
-from typing import Any
+from typing import Any, Callable
 
 import chex
 import flax.linen as nn
@@ -57,10 +58,10 @@ class MultiHeadAttention(nn.Module):
     use_bias: whether the q/k/v/out projections have biases.
     dtype: compute dtype (parameters stay `param_dtype`).
     param_dtype: parameter dtype.
-    implementation: passed to `jax.nn.dot_product_attention`. None lets JAX
-      choose (in jax 0.10/0.11 that is always XLA); 'cudnn' asks for the fused
-      GPU kernel (bf16/fp16 only), and then `key_mask` must be right-padded
-      (True on a prefix of each row), since it is passed as lengths.
+    implementation: None: `attend` (einsums, any backend, supports dropout);
+      else passed to `jax.nn.dot_product_attention`: 'xla', or 'cudnn' for
+      the fused GPU kernel (bf16/fp16 only; `key_mask` must then be
+      right-padded, True on a prefix of each row, as it is passed as lengths).
     dropout_rate: dropout on the attention weights (active only when called
       with `deterministic=False`; needs the 'dropout' rng).
   """
@@ -121,23 +122,26 @@ class MultiHeadAttention(nn.Module):
     chex.assert_shape(q, (batch, q_len, self.num_heads, head_dim))
     chex.assert_shape([k, v], (batch, kv_len, self.num_heads, head_dim))
 
-    use_dropout = self.dropout_rate > 0.0 and not deterministic
-    mask, kv_lengths = None, None
     if key_mask is not None:
       chex.assert_shape(key_mask, (batch, kv_len))
-      if self.implementation == 'cudnn' and not use_dropout:
-        # cuDNN rejects a broadcast [batch, 1, 1, kv] mask but has a fused
-        # padding mode driven by lengths. Exact for right-padded (prefix)
-        # masks, which is what our text and audio masks are. Clamped at 1 so
-        # an all-padding row stays finite (its output is unused anyway).
-        kv_lengths = jnp.maximum(jnp.sum(key_mask, axis=-1, dtype=jnp.int32), 1)
-      else:
-        # A boolean mask (not an additive bias) keeps fully masked rows
-        # finite: masked logits become a large negative number.
-        mask = key_mask_to_attention_mask(key_mask)
-    if use_dropout:
-      x = self._attend_with_dropout(q, k, v, mask, causal)
+    use_dropout = self.dropout_rate > 0.0 and not deterministic
+    if self.implementation is None:
+      drop = self._dropout_keep if use_dropout else None
+      x = attend(q, k, v, key_mask_to_attention_mask(key_mask), causal, drop)
     else:
+      mask, kv_lengths = None, None
+      if key_mask is not None:
+        if self.implementation == 'cudnn':
+          # cuDNN rejects a broadcast [batch, 1, 1, kv] mask but has a fused
+          # padding mode driven by lengths. Exact for right-padded (prefix)
+          # masks, which is what our text and audio masks are. Clamped at 1 so
+          # an all-padding row stays finite (its output is unused anyway).
+          kv_lengths = jnp.maximum(jnp.sum(key_mask, axis=-1, dtype=jnp.int32), 1)
+        else:
+          mask = key_mask_to_attention_mask(key_mask)
+      if use_dropout:
+        raise ValueError(f'attention dropout needs implementation=None, got '
+                         f'{self.implementation!r}')
       x = jax.nn.dot_product_attention(
           q, k, v, mask=mask, key_value_seq_lengths=kv_lengths,
           is_causal=causal, implementation=self.implementation)
@@ -152,31 +156,55 @@ class MultiHeadAttention(nn.Module):
     chex.assert_shape(out, (batch, q_len, out_features))
     return out
 
-  def _attend_with_dropout(self, q: jax.Array, k: jax.Array, v: jax.Array,
-                           mask: jax.Array | None, causal: bool) -> jax.Array:
-    """Softmax attention with dropout on the weights.
-
-    Args:
-      q: `[batch, q_tokens, heads, head_dim]`.
-      k, v: `[batch, kv_tokens, heads, head_dim]`.
-      mask: bool broadcastable to `[batch, heads, q_tokens, kv_tokens]`, or None.
-      causal: whether to add the causal mask.
-
-    Returns:
-      `[batch, q_tokens, heads, head_dim]`.
-    """
-    q_len, kv_len = q.shape[1], k.shape[1]
-    scale = jnp.asarray(q.shape[-1] ** -0.5, q.dtype)
-    # Logits and softmax in float32 (as jax.nn.dot_product_attention does).
-    logits = jnp.einsum('bqhd,bkhd->bhqk', q * scale, k,
-                        preferred_element_type=jnp.float32)
-    if causal:
-      tri = jnp.tril(jnp.ones((q_len, kv_len), jnp.bool_))[None, None]
-      mask = tri if mask is None else jnp.logical_and(mask, tri)
-    if mask is not None:
-      logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
-    weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
+  def _dropout_keep(self, shape: tuple[int, ...]) -> tuple[jax.Array, float]:
+    """A bool keep mask of `shape` (rng 'dropout') and the keep probability."""
     keep_prob = 1.0 - self.dropout_rate
-    keep = jax.random.bernoulli(self.make_rng('dropout'), keep_prob, weights.shape)
-    weights = weights * (keep.astype(self.dtype) / jnp.asarray(keep_prob, self.dtype))
-    return jnp.einsum('bhqk,bkhd->bqhd', weights, v)
+    return jax.random.bernoulli(self.make_rng('dropout'), keep_prob, shape), keep_prob
+
+
+def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None = None,
+           causal: bool = False,
+           dropout: Callable[[tuple[int, ...]], tuple[jax.Array, float]] | None = None
+           ) -> jax.Array:
+  """Softmax attention, normalised after the weighted sum.
+
+  Equal to `softmax(q.k / sqrt(d)) @ v` (as `jax.nn.dot_product_attention`),
+  but the division by the softmax denominator is applied to the
+  `[batch, q, heads, head_dim]` output instead of to the `[batch, heads, q, kv]`
+  weights, and the weights are never normalised on their own. On CPU that
+  halves the attention's time (fwd + bwd), since XLA's fusions over the small
+  last axis of the weights are slow; see benchmarks/train_throughput.py.
+
+  Args:
+    q: `[batch, q_tokens, heads, head_dim]`.
+    k, v: `[batch, kv_tokens, heads, head_dim]`.
+    mask: bool broadcastable to `[batch, heads, q_tokens, kv_tokens]`, or None.
+    causal: whether query i sees only keys j <= i.
+    dropout: optional `shape -> (keep mask, keep probability)`: dropout on the
+      softmax weights (each entry kept with that probability, scaled up).
+
+  Returns:
+    `[batch, q_tokens, heads, head_dim]` in q's dtype. Logits, exponentials and
+    the denominator are float32.
+  """
+  q_len, kv_len = q.shape[1], k.shape[1]
+  scale = jnp.asarray(q.shape[-1] ** -0.5, q.dtype)
+  logits = jnp.einsum('bqhd,bkhd->bhqk', q * scale, k,
+                      preferred_element_type=jnp.float32)
+  if causal:
+    tri = jnp.tril(jnp.ones((q_len, kv_len), jnp.bool_))[None, None]
+    mask = tri if mask is None else jnp.logical_and(mask, tri)
+  if mask is not None:
+    # A finite large negative keeps fully masked rows finite (uniform weights).
+    logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+  # The max is a constant shift of each row: it needs no gradient.
+  e = jnp.exp(logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True)))
+  denominator = jnp.sum(e, axis=-1)  # [batch, heads, q_tokens]
+  if dropout is not None:
+    keep, keep_prob = dropout(e.shape)
+    e = jnp.where(keep, e, 0.0)
+    denominator = denominator * keep_prob
+  out = jnp.einsum('bhqk,bkhd->bqhd', e.astype(v.dtype), v,
+                   preferred_element_type=jnp.float32)
+  out = out / jnp.transpose(denominator, (0, 2, 1))[..., None]
+  return out.astype(q.dtype)

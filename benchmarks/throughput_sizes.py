@@ -1,0 +1,114 @@
+"""The image + text contrastive model at the sizes the throughput benchmark times.
+
+Each size is the default experiment (`configs/shapes_contrastive.py`) with the
+speech tower left out, so that the PyTorch reference (`torch_reference.py`)
+can be the same model: ViT image tower, Transformer text tower, bias-free
+projections, CLIP loss, AdamW with global-norm clipping.
+
+  tiny   a few-second smoke size.
+  small  the default experiment's image and text towers, at its batch size.
+  base   about ViT-S: width 384, 6 heads, MLP 1536, 12 layers in each tower
+         (64 patch tokens of 8x8 pixels; 20 text tokens).
+
+Also here: random batches of the model's input spec (the same for both
+frameworks) and the analytic count of model FLOPs per train step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from cmjax import trainer
+from configs import shapes_contrastive
+
+
+def _vit(width, depth, heads, mlp, patch, stem="patch"):
+  return dict(name="vit", patch_size=patch, width=width, depth=depth, num_heads=heads,
+              mlp_dim=mlp, pool="mean", stem=stem)
+
+
+def _text(width, depth, heads, mlp):
+  return dict(name="transformer", width=width, depth=depth, num_heads=heads, mlp_dim=mlp)
+
+
+# size -> (image tower, text tower, batch size)
+SIZES = {
+    "tiny": (_vit(64, 2, 2, 256, 16), _text(64, 2, 2, 256), 64),
+    "small": (dict(shapes_contrastive.IMAGE_ENCODERS["vit"][0]),
+              dict(shapes_contrastive.TEXT_ENCODERS["transformer"][0]), 128),
+    "base": (_vit(384, 12, 6, 1536, 8), _text(384, 12, 6, 1536), 32),
+}
+
+
+def config_for(size: str, batch_size: int = 0, dtype: str = "float32"):
+  """The experiment config of `size` (image + text, CLIP loss)."""
+  if size not in SIZES:
+    raise ValueError(f"unknown size {size!r}; expected one of {sorted(SIZES)}")
+  image, text, default_batch = SIZES[size]
+  c = shapes_contrastive.get_config()
+  c.data.speech = False
+  c.model.image = image
+  c.model.text = text
+  c.model.modalities = ("image", "text")
+  c.batch_size = batch_size or default_batch
+  c.dtype = dtype
+  c.optim.warmup_steps = 10
+  c.total_steps = 1000
+  return c
+
+
+def random_batch(config, seed: int = 0) -> dict[str, np.ndarray]:
+  """A batch of the config's input spec: uint8 images, token ids, prefix masks."""
+  rng = np.random.default_rng(seed)
+  spec = trainer.batch_spec(config, local=False)
+  b, length = spec["text"].shape
+  vocab = trainer.model_kwargs(config)["text"]["vocab_size"]
+  lengths = rng.integers(3, length + 1, size=b)
+  mask = np.arange(length)[None, :] < lengths[:, None]
+  return {
+      "image": rng.integers(0, 256, size=spec["image"].shape, dtype=np.uint8),
+      "text": np.where(mask, rng.integers(1, vocab, size=(b, length)), 0).astype(np.int32),
+      "text_mask": mask,
+  }
+
+
+def _transformer_flops(tokens: int, width: int, depth: int, mlp: int) -> float:
+  """Forward matmul FLOPs of one sequence through a pre-LN Transformer stack."""
+  projections = 2 * tokens * (4 * width * width + 2 * width * mlp)  # qkv, out, MLP
+  attention = 2 * 2 * tokens * tokens * width  # q.k scores and the weighted sum of v
+  return depth * (projections + attention)
+
+
+def _vit_flops(image_size: int, enc: dict) -> float:
+  p, width = enc["patch_size"], enc["width"]
+  grid = image_size // p
+  if enc.get("stem", "patch") == "conv":
+    stem, channels, side = 0.0, 3, image_size
+    steps = int(math.log2(p))
+    for i in range(steps):
+      out = max(width >> (steps - 1 - i), 8)
+      side //= 2
+      stem += 2 * side * side * 9 * channels * out
+      channels = out
+  else:
+    stem = 2 * grid * grid * p * p * 3 * width
+  return stem + _transformer_flops(grid * grid, width, enc["depth"], enc["mlp_dim"])
+
+
+def model_flops_per_step(config) -> float:
+  """Analytic matmul FLOPs of one train step (forward + backward = 3x forward).
+
+  Counts the dense layers, convolutions, attention and the `[B, B]` logits;
+  not elementwise work (norms, softmax, GELU, optimizer), as MFU is usually
+  stated. The text tower's embedding lookup has no matmul.
+  """
+  b = config.batch_size
+  image, text, d = config.model.image, config.model.text, config.model.embed_dim
+  per_example = (_vit_flops(config.data.image_size, image)
+                 + _transformer_flops(config.data.max_text_len, text["width"],
+                                      text["depth"], text["mlp_dim"])
+                 + 2 * (image["width"] + text["width"]) * d)  # projections
+  logits = 2 * b * b * d
+  return 3 * (b * per_example + logits)
