@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from cmjax.models.encoders import EncoderOutput, register_encoder
+from cmjax.models.im2col import conv_as_matmul
 from cmjax.models.map_head import MAPHead
 from cmjax.models.transformer import Transformer
 
@@ -111,6 +112,7 @@ class ViT(nn.Module):
       last = i == steps - 1
       x = nn.Conv(features, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
                   dtype=self.dtype, name=f'stem_conv{i}',
+                  conv_general_dilated=conv_as_matmul,
                   kernel_init=nn.with_logical_partitioning(
                       nn.initializers.lecun_normal(),
                       (None, None, 'conv_in', 'embed' if last else None)),
