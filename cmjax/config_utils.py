@@ -132,6 +132,8 @@ def set_training_defaults(c) -> None:
   # Micro-batches per step and how their gradients combine (cmjax/grad_accum.py).
   c.grad_accum_steps = 1
   c.grad_accum = "mean"
+  # Train steps per compiled call (cmjax/multi_step.py): 1.4x faster on CPU at 4.
+  c.steps_per_call = 4
   c.log_every_steps = 50
   c.checkpoint_every_steps = 200
   c.keep_checkpoints = 2
@@ -180,6 +182,7 @@ def shrink_to_tiny(c) -> None:
   c.optim.warmup_steps = 2
   c.log_every_steps = 2
   c.checkpoint_every_steps = 3
+  c.steps_per_call = 1  # one executable to compile, not two
   c.peak_flops = 1e11  # skips measuring the machine's peak at start
   for entry in c.get("evals", {}).values():
     entry.update(num_examples=32, batch_size=16)

@@ -29,6 +29,7 @@ from cmjax import config_utils
 from cmjax import grad_accum
 from cmjax import losses
 from cmjax import metric_writer
+from cmjax import multi_step
 from cmjax import sharding
 from cmjax.data import balance
 from cmjax.data import pipeline
@@ -258,6 +259,19 @@ def build_train_step(config, model, tx, schedule, mesh, rules):
   return abstract, shardings, init, step
 
 
+def build_multi_step(config, model, tx, schedule, mesh, state_shardings):
+  """The jitted `(state, batches [steps, batch, ...]) -> (state, metrics [steps])`.
+
+  Runs `config.steps_per_call` (or fewer) train steps in one call; see
+  `cmjax/multi_step.py` for why. Shardings and donation as `build_train_step`.
+  """
+  run = multi_step.scan_steps(
+      make_train_step(model, tx, schedule, make_loss_fn(config, mesh), config))
+  return jax.jit(run, in_shardings=(state_shardings, multi_step.stacked_batch_sharding(mesh)),
+                 out_shardings=(state_shardings, sharding.replicated(mesh)),
+                 donate_argnums=(0,))
+
+
 def make_loss_fn(config, mesh=None):
   """`(outputs, batch) -> (loss, metrics)` for `config.loss.name`.
 
@@ -360,6 +374,10 @@ def validate_config(config, num_devices: int | None = None) -> None:
   if "image" in modalities and patch and config.data.image_size % patch:
     raise ValueError(f"config.data.image_size={config.data.image_size} is not divisible "
                      f"by config.model.image.patch_size={patch}.")
+  steps_per_call = config.get("steps_per_call", 1)
+  if not isinstance(steps_per_call, int) or steps_per_call < 1:
+    raise ValueError(f"config.steps_per_call={steps_per_call!r}: expected a positive "
+                     "integer (train steps per compiled call; 1 = one step per call).")
   for name, value in (("log_every_steps", config.log_every_steps),
                       ("checkpoint_every_steps", config.checkpoint_every_steps)):
     if value <= 0:
@@ -500,6 +518,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       writer.write(step, results, prefix="eval ")
     return results
 
+  steps_per_call = int(config.get("steps_per_call", 1))
+  intervals = [config.log_every_steps, config.checkpoint_every_steps] + [
+      ev.every_steps for ev in evaluators.values()]
+  multi_fn = (build_multi_step(config, model, tx, schedule, mesh, state_shardings)
+              if steps_per_call > 1 else None)
+
   last_eval = {}
   train_metrics = {}
   preempted = False
@@ -507,18 +531,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   with _Preemption() as preemption:
     step = start
     while step < total_steps:
+      n = multi_step.chunk_length(step, total_steps, steps_per_call, intervals)
       t_wait = time.perf_counter()
-      local = next(data_iter)
+      local = [next(data_iter) for _ in range(n)]
       wait_window += time.perf_counter() - t_wait
       if step == start:
-        check_batch(local, spec)
-      batch = sharding.global_batch(local, mesh)
-      state, metrics = compiled(state, batch)
-      step += 1
-      steps_window += 1
+        check_batch(local[0], spec)
+      # Dispatch is asynchronous: the next iteration reads and places its
+      # batches on the devices while this step still runs.
+      if n == 1:
+        state, metrics = compiled(state, sharding.global_batch(local[0], mesh))
+      else:
+        state, metrics = multi_fn(state, multi_step.global_stacked_batch(local, mesh))
+      step += n
+      steps_window += n
 
       if step % config.log_every_steps == 0 or step == total_steps:
-        metrics = jax.device_get(metrics)
+        metrics = jax.device_get(metrics if n == 1 else multi_step.last(metrics))
         if not np.isfinite(metrics["loss"]):
           checkpointer.close()
           raise FloatingPointError(
