@@ -10,7 +10,7 @@ import time
 
 import jax
 
-from cmjax import sharding, trainer
+from cmjax import multi_step, sharding, trainer
 from cmjax.data import pipeline
 
 
@@ -29,25 +29,39 @@ class CompiledStep:
     tx, self.schedule = trainer.make_optimizer(
         config.optim, total_steps=1000,
         warmup_steps=min(config.optim.get("warmup_steps") or 0, 1000))
-    _, _, init, self.step = trainer.build_train_step(
+    _, shardings, init, self.step = trainer.build_train_step(
         config, model, tx, self.schedule, self.mesh, rules)
     self.state = init()
     if batch is None:
       batch = next(iter(pipeline.train_dataset(config)))
     self.batch = sharding.global_batch(batch, self.mesh)
     self.batch_size = config.batch_size
+    # As the trainer: k steps per compiled call (cmjax/multi_step.py).
+    self.steps_per_call = int(config.get("steps_per_call", 1))
+    if self.steps_per_call > 1:
+      self.multi = trainer.build_multi_step(config, model, tx, self.schedule, self.mesh,
+                                            shardings)
+      self.batches = multi_step.global_stacked_batch([batch] * self.steps_per_call,
+                                                     self.mesh)
     self.metrics = None
-    if warm_up:
-      self.run(1)  # compile and warm up
+    if warm_up:  # compile and warm up both executables
+      self.run(1)
+      if self.steps_per_call > 1:
+        self.run(self.steps_per_call)
 
   def compiled(self):
-    """The step's compiled executable (for XLA's cost analysis and HLO)."""
+    """The single step's compiled executable (for XLA's cost analysis and HLO)."""
     return self.step.lower(self.state, self.batch).compile()
 
   def run(self, steps: int) -> float:
-    """Runs `steps` steps; returns examples/s."""
+    """Runs `steps` steps (whole calls of `steps_per_call`, then single steps);
+    returns examples/s."""
     t = time.perf_counter()
-    for _ in range(steps):
+    calls, single = divmod(steps, self.steps_per_call) if self.steps_per_call > 1 else (0, steps)
+    for _ in range(calls):
+      self.state, metrics = self.multi(self.state, self.batches)
+      self.metrics = multi_step.last(metrics)
+    for _ in range(single):
       self.state, self.metrics = self.step(self.state, self.batch)
     jax.block_until_ready(self.metrics)
     return steps * self.batch_size / (time.perf_counter() - t)

@@ -11,7 +11,9 @@ One run measures, on this machine:
   2. for each model size (`throughput_sizes.py`): the full train step (forward,
      backward, clipping, AdamW) of cmjax's jitted step and of the PyTorch
      reference (`torch_reference.py`, same weights, same batch), timed after
-     warm-up in alternation, `--repeats` times; medians. Model FLOPs per step
+     warm-up in alternation, `--repeats` times; medians. cmjax runs as the
+     trainer does (`config.steps_per_call` steps per compiled call) and, for
+     comparison, at one step per call. Model FLOPs per step
      come from the analytic count and are cross-checked against XLA's cost
      analysis of the compiled step;
   3. the input pipeline of the default experiment alone (examples/s) against
@@ -84,11 +86,18 @@ def time_size(size: str, torch, repeats: int, seconds: float, dtype: str) -> dic
   config = throughput_sizes.config_for(size, dtype=dtype)
   batch = throughput_sizes.random_batch(config)
   jax_step = step_timing.CompiledStep(config, batch)
+  # The same step at one step per compiled call, to show what steps_per_call buys.
+  config_k1 = throughput_sizes.config_for(size, dtype=dtype)
+  config_k1.steps_per_call = 1
+  jax_k1 = step_timing.CompiledStep(config_k1, batch)
   row = {"size": size, "batch_size": config.batch_size,
          "params": sum(int(np.size(p)) for p in jax.tree.leaves(jax_step.state.params)),
          "flops_analytic": throughput_sizes.model_flops_per_step(config),
          "flops_xla": trainer.compiled_flops(jax_step.compiled())}
-  runners = {"cmjax": lambda k: jax_step.run(k)}
+  k = jax_step.steps_per_call
+  # Whole calls only: `n` rounded up to a multiple of the steps per call.
+  runners = {"cmjax": lambda n: jax_step.run(-(-n // k) * k),
+             "cmjax_1_per_call": jax_k1.run}
   if torch is not None:
     from benchmarks import torch_reference  # pylint: disable=g-import-not-at-top
     params = jax.tree.map(np.asarray, jax_step.state.params)
@@ -108,6 +117,8 @@ def time_size(size: str, torch, repeats: int, seconds: float, dtype: str) -> dic
     t = time.perf_counter()
     run(1)
     steps[name] = _steps_for(seconds, time.perf_counter() - t)
+  steps["cmjax"] = -(-steps["cmjax"] // k) * k
+  row["steps_per_call"] = k
   times = {name: [] for name in runners}
   for r in range(repeats):
     for name, run in runners.items():
@@ -168,16 +179,16 @@ def main(argv):
 
   print(f"\nTrain step, {FLAGS.dtype}, median of {FLAGS.repeats} alternating rounds; "
         f"MFU against {f32_peak:.0f} GFLOP/s (best {FLAGS.dtype} matmul above)")
-  print("| size | params | batch | GFLOP/step (analytic / XLA) | cmjax ex/s | PyTorch ex/s "
-        "| cmjax / PyTorch | cmjax MFU | PyTorch MFU |")
-  print("|---|---|---|---|---|---|---|---|---|")
+  print("| size | params | batch | GFLOP/step (analytic / XLA) | cmjax ex/s (steps/call) "
+        "| cmjax ex/s, 1 step/call | PyTorch ex/s | cmjax / PyTorch | cmjax MFU | PyTorch MFU |")
+  print("|---|---|---|---|---|---|---|---|---|---|")
   for r in rows:
     b, flops = r["batch_size"], r["flops_analytic"]
-    jt, tt = r["cmjax/step_s"], r.get("torch/step_s")
+    jt, j1, tt = r["cmjax/step_s"], r["cmjax_1_per_call/step_s"], r.get("torch/step_s")
     print(f"| {r['size']} | {r['params'] / 1e6:.2f} M | {b} | {flops / 1e9:.2f} / "
-          f"{_fmt(r['flops_xla'] and r['flops_xla'] / 1e9, '.2f')} | {b / jt:.0f} | "
-          f"{_fmt(tt and b / tt, '.0f')} | {_fmt(tt and tt / jt, '.2f')}x | "
-          f"{100 * flops / jt / 1e9 / f32_peak:.0f}% | "
+          f"{_fmt(r['flops_xla'] and r['flops_xla'] / 1e9, '.2f')} | {b / jt:.1f} "
+          f"({r['steps_per_call']}) | {b / j1:.1f} | {_fmt(tt and b / tt, '.1f')} | "
+          f"{_fmt(tt and tt / jt, '.2f')}x | {100 * flops / jt / 1e9 / f32_peak:.0f}% | "
           f"{_fmt(tt and 100 * flops / tt / 1e9 / f32_peak, '.0f')}% |")
 
   if FLAGS.pipeline:
