@@ -25,6 +25,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import PartitionSpec as P
 
 from cmjax import checkpoint as ckpt_lib
+from cmjax import clipping
 from cmjax import config_utils
 from cmjax import grad_accum
 from cmjax import losses
@@ -113,7 +114,7 @@ def make_optimizer(optim, *, total_steps: int, warmup_steps: int):
       decay_steps=max(total_steps, 1), end_value=optim.lr * optim.get("min_lr_ratio", 0.0))
   parts = []
   if optim.get("grad_clip_norm"):
-    parts.append(optax.clip_by_global_norm(optim.grad_clip_norm))
+    parts.append(clipping.clip_by_global_norm(optim.grad_clip_norm))
   if name == "adamw":
     parts.append(optax.adamw(schedule, b1=optim.get("b1", 0.9), b2=optim.get("b2", 0.999),
                              weight_decay=optim.get("weight_decay", 0.0), mask=_decay_mask))

@@ -170,7 +170,7 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None = No
 
   Equal to `softmax(q.k / sqrt(d)) @ v` (as `jax.nn.dot_product_attention`),
   but the division by the softmax denominator is applied to the
-  `[batch, q, heads, head_dim]` output instead of to the `[batch, heads, q, kv]`
+  `[batch, heads, q, head_dim]` output instead of to the `[batch, heads, q, kv]`
   weights, and the weights are never normalised on their own. On CPU that
   halves the attention's time (fwd + bwd), since XLA's fusions over the small
   last axis of the weights are slow; see benchmarks/train_throughput.py.
@@ -189,8 +189,12 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None = No
   """
   q_len, kv_len = q.shape[1], k.shape[1]
   scale = jnp.asarray(q.shape[-1] ** -0.5, q.dtype)
-  logits = jnp.einsum('bqhd,bkhd->bhqk', q * scale, k,
-                      preferred_element_type=jnp.float32)
+  # Heads-major [batch, heads, tokens, head_dim] once, up front: both einsums
+  # below are then plain batched matmuls, where the token-major layout made
+  # XLA:CPU transpose their operands and output on every call (2-3% of the
+  # default experiment's step; benchmarks/train_throughput.py).
+  qh, kh, vh = (jnp.swapaxes(a, 1, 2) for a in (q * scale, k, v))
+  logits = jnp.einsum('bhqd,bhkd->bhqk', qh, kh, preferred_element_type=jnp.float32)
   if causal:
     tri = jnp.tril(jnp.ones((q_len, kv_len), jnp.bool_))[None, None]
     mask = tri if mask is None else jnp.logical_and(mask, tri)
@@ -199,12 +203,11 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None = No
     logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
   # The max is a constant shift of each row: it needs no gradient.
   e = jnp.exp(logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True)))
-  denominator = jnp.sum(e, axis=-1)  # [batch, heads, q_tokens]
+  denominator = jnp.sum(e, axis=-1, keepdims=True)  # [batch, heads, q_tokens, 1]
   if dropout is not None:
     keep, keep_prob = dropout(e.shape)
     e = jnp.where(keep, e, 0.0)
     denominator = denominator * keep_prob
-  out = jnp.einsum('bhqk,bkhd->bqhd', e.astype(v.dtype), v,
-                   preferred_element_type=jnp.float32)
-  out = out / jnp.transpose(denominator, (0, 2, 1))[..., None]
-  return out.astype(q.dtype)
+  out = jnp.einsum('bhqk,bhkd->bhqd', e.astype(v.dtype), vh,
+                   preferred_element_type=jnp.float32) / denominator
+  return jnp.swapaxes(out, 1, 2).astype(q.dtype)
