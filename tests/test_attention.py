@@ -89,3 +89,22 @@ def test_params_have_logical_axes():
   specs = nn.get_partition_spec(variables)['params']
   assert tuple(specs['query']['kernel']) == ('embed', 'heads', 'head_dim')
   assert tuple(specs['out']['kernel']) == ('heads', 'head_dim', 'embed')
+
+
+@pytest.mark.parametrize("kernel_init,bias_init", [
+    (nn.initializers.lecun_normal(), nn.initializers.zeros_init()),
+    (nn.initializers.normal(0.3), nn.initializers.normal(0.1)),
+])
+def test_fused_self_attention_initialises_as_flax(kernel_init, bias_init):
+  """Self-attention builds q/k/v from one matmul over its own parameters; they
+  must still initialise exactly as flax's separate DenseGeneral projections
+  (same names, shapes, fan-in and rng path)."""
+  x = jax.random.normal(jax.random.PRNGKey(1), (2, 5, 16))
+  ours = MultiHeadAttention(4, kernel_init=kernel_init, bias_init=bias_init).init(
+      jax.random.PRNGKey(0), x)
+  ref = nn.MultiHeadDotProductAttention(4, kernel_init=kernel_init, bias_init=bias_init).init(
+      jax.random.PRNGKey(0), x)
+  ours, ref = nn.unbox(ours), nn.unbox(ref)
+  assert jax.tree.structure(ours) == jax.tree.structure(ref)
+  for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref)):
+    np.testing.assert_array_equal(a, b)

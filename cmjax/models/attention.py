@@ -23,6 +23,7 @@ of the softmax weights `[batch, heads, q, kv]` independently, with the
 It is done in `attend` (implementation=None).
 """
 
+import math
 from typing import Any, Callable
 
 import chex
@@ -94,7 +95,8 @@ class MultiHeadAttention(nn.Module):
     Returns:
       `[batch, q_tokens, out_features]`.
     """
-    if inputs_kv is None:
+    self_attention = inputs_kv is None
+    if self_attention:
       inputs_kv = inputs_q
     chex.assert_rank([inputs_q, inputs_kv], 3)
     batch, q_len, in_dim = inputs_q.shape
@@ -116,9 +118,12 @@ class MultiHeadAttention(nn.Module):
               self.bias_init, ('heads', 'head_dim')))
 
     # [batch, tokens, heads, head_dim]: the layout dot_product_attention wants.
-    q = proj('query')(inputs_q)
-    k = proj('key')(inputs_kv)
-    v = proj('value')(inputs_kv)
+    if self_attention:
+      q, k, v = self._fused_qkv(inputs_q, head_dim)
+    else:
+      q = proj('query')(inputs_q)
+      k = proj('key')(inputs_kv)
+      v = proj('value')(inputs_kv)
     chex.assert_shape(q, (batch, q_len, self.num_heads, head_dim))
     chex.assert_shape([k, v], (batch, kv_len, self.num_heads, head_dim))
 
@@ -156,10 +161,58 @@ class MultiHeadAttention(nn.Module):
     chex.assert_shape(out, (batch, q_len, out_features))
     return out
 
+  def _fused_qkv(self, x: jax.Array, head_dim: int):
+    """Self-attention's q, k, v `[batch, tokens, heads, head_dim]` from one matmul.
+
+    The parameters are the same three `query`/`key`/`value` kernels (and
+    biases) as the separate projections, concatenated along the heads axis at
+    apply time, so checkpoints and the flax layout are unchanged.
+    """
+    shapes = (x.shape[-1], self.num_heads, head_dim), (self.num_heads, head_dim)
+    kernels, biases = [], []
+    for name in ('query', 'key', 'value'):
+      kernel, bias = _ProjectionParams(shapes, self.use_bias, self.param_dtype,
+                                       self.kernel_init, self.bias_init, name=name)()
+      kernels.append(kernel)
+      biases.append(bias)
+    x, kernel = nn.dtypes.promote_dtype(x, jnp.concatenate(kernels, axis=1), dtype=self.dtype)
+    qkv = jnp.einsum('bte,ehd->bthd', x, kernel)  # [batch, tokens, 3 * heads, head_dim]
+    if self.use_bias:
+      qkv = qkv + jnp.concatenate(biases, axis=0).astype(qkv.dtype)
+    return jnp.split(qkv, 3, axis=2)
+
   def _dropout_keep(self, shape: tuple[int, ...]) -> tuple[jax.Array, float]:
     """A bool keep mask of `shape` (rng 'dropout') and the keep probability."""
     keep_prob = 1.0 - self.dropout_rate
     return jax.random.bernoulli(self.make_rng('dropout'), keep_prob, shape), keep_prob
+
+
+class _ProjectionParams(nn.Module):
+  """The kernel `[in_dim, heads, head_dim]` and bias `[heads, head_dim]` of one
+  projection, named as `nn.DenseGeneral`'s; returns them (bias None without bias)."""
+  shapes: tuple
+  use_bias: bool
+  param_dtype: Dtype
+  kernel_init: Any
+  bias_init: Any
+
+  @nn.compact
+  def __call__(self):
+    kernel_shape, bias_shape = self.shapes
+    # Initialised as nn.DenseGeneral does: on the flattened `[in, out]` shape
+    # (so fan-in is in_dim), then reshaped; same rng path, same values.
+    def flat(init, lead):
+      def init_fn(rng, shape, dtype=jnp.float32):
+        return jnp.reshape(init(rng, shape[:lead] + (math.prod(shape[lead:]),), dtype), shape)
+      return init_fn
+
+    kernel = self.param('kernel', nn.with_logical_partitioning(
+        flat(self.kernel_init, 1), ('embed', 'heads', 'head_dim')), kernel_shape,
+        self.param_dtype)
+    bias = self.param('bias', nn.with_logical_partitioning(
+        flat(self.bias_init, 0), ('heads', 'head_dim')), bias_shape,
+        self.param_dtype) if self.use_bias else None
+    return kernel, bias
 
 
 def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None = None,
