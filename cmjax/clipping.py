@@ -5,8 +5,8 @@ Same result as `optax.clip_by_global_norm` (to rounding), computed as
 inside a select; XLA counts a divide as expensive and will not repeat it in
 each consumer, so every clipped gradient was written out once more before
 AdamW read it: an extra pass over all parameters per step (about 400 such
-fusions in the throughput benchmark's base-size step, ~43M parameters). A multiply by one
-scalar fuses into AdamW's update instead.
+fusions in the throughput benchmark's base-size step, ~43M parameters). A
+multiply by one scalar fuses into AdamW's update instead.
 """
 
 import jax
@@ -33,4 +33,4 @@ def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
     scale = max_norm / jnp.maximum(norm, max_norm)  # exactly 1.0 below the threshold
     return jax.tree.map(lambda g: g * scale.astype(g.dtype), updates), state
 
-  return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+  return optax.GradientTransformation(optax.init_empty_state, update_fn)

@@ -108,3 +108,13 @@ def test_fused_self_attention_initialises_as_flax(kernel_init, bias_init):
   assert jax.tree.structure(ours) == jax.tree.structure(ref)
   for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref)):
     np.testing.assert_array_equal(a, b)
+
+
+def test_self_attention_matches_flax_reference():
+  """Self-attention (inputs_kv=None: q, k, v from one fused matmul) equals flax's."""
+  xq, _ = _inputs(3)
+  ours = MultiHeadAttention(num_heads=H)
+  ref = nn.MultiHeadDotProductAttention(num_heads=H, qkv_features=D, out_features=D)
+  params = nn.meta.unbox(ours.init(jax.random.PRNGKey(1), xq))
+  np.testing.assert_allclose(ours.apply(params, xq), ref.apply(params, xq),
+                             rtol=1e-5, atol=1e-5)
