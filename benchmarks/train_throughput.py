@@ -37,7 +37,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import step_timing, throughput_sizes  # noqa: E402
-from cmjax import trainer  # noqa: E402
+from cmjax import host_memory, trainer  # noqa: E402
 from configs import shapes_contrastive  # noqa: E402
 
 flags.DEFINE_list("sizes", ["tiny", "small", "base"], "Model sizes to time.")
@@ -47,6 +47,9 @@ flags.DEFINE_integer("matmul_size", 2048, "Side of the square matmuls of the pea
 flags.DEFINE_string("dtype", "float32", "Compute dtype of the cmjax model.")
 flags.DEFINE_bool("pipeline", True, "Also time the default experiment's input pipeline.")
 flags.DEFINE_bool("torch", True, "Time the PyTorch reference (needs torch).")
+flags.DEFINE_bool("keep_freed_host_memory", True,
+                  "As train.py: malloc reuses freed memory (cmjax/host_memory.py); "
+                  "applies to both frameworks, which share the process.")
 flags.DEFINE_string("out", None, "Write every number to this JSON file.")
 FLAGS = flags.FLAGS
 
@@ -168,6 +171,8 @@ def _fmt(x, spec):
 
 def main(argv):
   del argv
+  # First, before JAX or PyTorch start threads (see cmjax/host_memory.py).
+  kept = FLAGS.keep_freed_host_memory and host_memory.keep_freed_memory()
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError:
@@ -177,6 +182,7 @@ def main(argv):
     torch = None
   results = {"device": str(jax.devices()[0].device_kind), "jax": jax.__version__,
              "torch": torch.__version__ if torch else None,
+             "keep_freed_host_memory": kept,
              "threads": {"cpu_count": os.cpu_count(),
                          "torch": torch.get_num_threads() if torch else None}}
 
