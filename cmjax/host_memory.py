@@ -7,7 +7,9 @@ fresh `mmap` and unmaps it on free, so each call faults in every page again,
 and the kernel zeroes each one: ~123k page faults and ~0.3 s of system time per
 train step of the small benchmark model on a 2-core CPU, a third of the step.
 With one arena, no `mmap` for large blocks and no trimming, the freed buffer
-stays in the heap and the next call reuses it: zero faults per step.
+stays in the heap and the next call reuses it: zero faults per step once the
+heap has grown to fit (the first few calls may still extend it while other
+threads' small blocks split the freed region).
 
 The cost: the process keeps its peak heap (it never returns freed memory to
 the system), and all threads share one arena's lock, which a train loop whose

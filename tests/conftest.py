@@ -1,4 +1,5 @@
-"""Test-wide settings: CPU only, and a dataset cache private to this test session."""
+"""Test-wide settings: CPU only, freed host memory kept for reuse, and a dataset cache
+private to this test session."""
 
 import atexit
 import os
@@ -6,6 +7,14 @@ import shutil
 import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+# As train.py does: XLA:CPU's per-call temporaries reuse freed host memory
+# instead of faulting in fresh pages on every call (cmjax/host_memory.py).
+# It must run before the first JAX computation, which no test has done yet.
+from cmjax import host_memory  # pylint: disable=g-import-not-at-top  # noqa: E402
+
+host_memory.keep_freed_memory()
+
 # Generated splits are cached on disk; tests share one throwaway cache folder
 # (inherited by the train.py subprocesses they start), removed when pytest exits.
 if "CMJAX_CACHE_DIR" not in os.environ:
