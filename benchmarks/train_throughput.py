@@ -82,10 +82,11 @@ def matmul_peak(n: int, torch=None, repeats: int = 5) -> dict:
     if torch is not None:
       tx, ty = (torch.from_numpy(v).to(getattr(torch, dtype)) for v in (a, b))
       # A CPU without bfloat16 units runs PyTorch's bfloat16 matmul at ~0.3
-      # GFLOP/s: a minute per 2048^2 matmul. A 256^2 probe tells it first.
+      # GFLOP/s: a minute per 2048^2 matmul. A 256^2 probe tells it first
+      # (bfloat16 only: a cold float32 probe once read 2 GFLOP/s).
       p = 256
-      probe = 2 * p**3 / _seconds(lambda: tx[:p, :p] @ ty[:p, :p], 1) / 1e9
-      out[f"torch/{dtype}"] = probe if probe < 5.0 else (
+      probe = 2 * p**3 / _seconds(lambda: tx[:p, :p] @ ty[:p, :p], 3, min) / 1e9
+      out[f"torch/{dtype}"] = probe if dtype == "bfloat16" and probe < 5.0 else (
           2 * n**3 / _seconds(lambda: tx @ ty, repeats, min) / 1e9)
   return out
 

@@ -1,13 +1,15 @@
 """Several train steps in one compiled call (`config.steps_per_call = k`).
 
-Why: XLA:CPU maps a fresh temporary buffer for every execution of a compiled
-function (about 0.5 GB for the default experiment's step) and the kernel zeroes
-each of its pages on first touch, which measured as ~120k page faults and 0.4 s
-of system time per step on a 2-core CPU. Inside one call the k steps reuse the
-same temporaries, so the faults are paid once per call (see
-benchmarks/train_throughput.py for the speed-up). On accelerators it also
-removes k-1 dispatches per call. The cost is compile time: the k steps are
-unrolled into one executable (about twice the compile time of one step at k=4).
+Why: XLA:CPU allocates a fresh temporary buffer for every execution of a
+compiled function (about 0.5 GB for the default experiment's step); with
+glibc's default malloc settings the kernel zeroes each of its pages on first
+touch, ~120k page faults and 0.4 s of system time per step on a 2-core CPU.
+Inside one call the k steps reuse the same temporaries, so the faults are paid
+once per call. `cmjax/host_memory.py` (on in train.py) now removes those faults
+for every call, which leaves k=4 only ~3% ahead of k=1 on CPU
+(benchmarks/train_throughput.py). On accelerators it also removes k-1
+dispatches per call. The cost is compile time: the k steps are unrolled into
+one executable (about twice the compile time of one step at k=4).
 
 The trainer never lets a call cross a step where it logs, checkpoints or
 evaluates (`chunk_length`), so those happen at the same steps as with k=1, and
