@@ -1,5 +1,5 @@
-"""Test-wide settings: CPU only, freed host memory kept for reuse, and a dataset cache
-private to this test session."""
+"""Test-wide settings: CPU only, freed host memory kept for reuse, and a compilation
+cache and a dataset cache private to this test session."""
 
 import atexit
 import os
@@ -15,19 +15,24 @@ from cmjax import host_memory  # pylint: disable=g-import-not-at-top  # noqa: E4
 
 host_memory.keep_freed_memory()
 
+
+def _session_folder(env_var: str, prefix: str) -> bool:
+  """Points `env_var` at a fresh temp folder removed at exit, unless it is set;
+  subprocesses (train.py runs) inherit it. Returns whether it made one."""
+  if env_var in os.environ:
+    return False
+  os.environ[env_var] = tempfile.mkdtemp(prefix=prefix)
+  atexit.register(shutil.rmtree, os.environ[env_var], ignore_errors=True)
+  return True
+
+
 # Compiled executables are cached on disk for the test session: the suite
 # compiles the same tiny train steps and evaluators again and again (train.py
-# subprocesses, resumed runs, one model per test). A folder of its own, like the
-# dataset cache below, inherited by the subprocesses and removed at exit.
-if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="cmjax-test-xla-cache-")
-  atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+# subprocesses, resumed runs, one model per test).
+if _session_folder("JAX_COMPILATION_CACHE_DIR", "cmjax-test-xla-cache-"):
   # Every executable, not only those that took over a second to compile.
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
-# Generated splits are cached on disk; tests share one throwaway cache folder
-# (inherited by the train.py subprocesses they start), removed when pytest exits.
-if "CMJAX_CACHE_DIR" not in os.environ:
-  os.environ["CMJAX_CACHE_DIR"] = tempfile.mkdtemp(prefix="cmjax-test-cache-")
-  atexit.register(shutil.rmtree, os.environ["CMJAX_CACHE_DIR"], ignore_errors=True)
+# Generated splits are cached on disk; tests share one throwaway cache folder.
+_session_folder("CMJAX_CACHE_DIR", "cmjax-test-cache-")
