@@ -31,6 +31,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cmjax.models.dense import flat_matmul
+
 Dtype = Any
 
 
@@ -142,12 +144,14 @@ class MultiHeadAttention(nn.Module):
           is_causal=causal, implementation=self.implementation)
     chex.assert_shape(x, (batch, q_len, self.num_heads, head_dim))
 
-    out = nn.DenseGeneral(
-        features=out_features, axis=(-2, -1), use_bias=self.use_bias,
-        dtype=self.dtype, param_dtype=self.param_dtype, name='out',
-        kernel_init=nn.with_logical_partitioning(
-            self.kernel_init, ('heads', 'head_dim', 'embed')),
-        bias_init=nn.with_logical_partitioning(self.bias_init, ('embed',)))(x)
+    kernel, bias = _ProjectionParams(
+        ((self.num_heads, head_dim, out_features), (out_features,)), self.use_bias,
+        self.param_dtype, self.kernel_init, self.bias_init,
+        axes=(('heads', 'head_dim', 'embed'), ('embed',)), name='out')()
+    x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
+    out = flat_matmul(x, kernel, contract=2)  # one [batch * q, heads * head_dim] matmul
+    if self.use_bias:
+      out = out + bias.astype(out.dtype)
     chex.assert_shape(out, (batch, q_len, out_features))
     return out
 
@@ -168,7 +172,7 @@ class MultiHeadAttention(nn.Module):
       kernels.append(kernel)
       biases.append(bias)
     x, kernel = nn.dtypes.promote_dtype(x, jnp.concatenate(kernels, axis=1), dtype=self.dtype)
-    out = jnp.einsum('bte,ehd->bthd', x, kernel)  # [batch, tokens, len(names) * heads, head_dim]
+    out = flat_matmul(x, kernel)  # [batch, tokens, len(names) * heads, head_dim]
     if self.use_bias:
       out = out + jnp.concatenate(biases, axis=0).astype(out.dtype)
     return jnp.split(out, len(names), axis=2)
@@ -180,29 +184,38 @@ class MultiHeadAttention(nn.Module):
 
 
 class _ProjectionParams(nn.Module):
-  """The kernel `[in_dim, heads, head_dim]` and bias `[heads, head_dim]` of one
-  projection, named as `nn.DenseGeneral`'s; returns them (bias None without bias)."""
+  """A kernel and bias named as `nn.DenseGeneral`'s; returns them (bias None without bias).
+
+  `shapes` is `(kernel shape, bias shape)`; the kernel's input axes are all but
+  the bias's trailing ones: `[in_dim, heads, head_dim]` with bias `[heads, head_dim]`
+  for q/k/v, `[heads, head_dim, out_dim]` with bias `[out_dim]` for the output.
+  """
   shapes: tuple
   use_bias: bool
   param_dtype: Dtype
   kernel_init: Any
   bias_init: Any
+  axes: tuple = (('embed', 'heads', 'head_dim'), ('heads', 'head_dim'))
 
   @nn.compact
   def __call__(self):
     kernel_shape, bias_shape = self.shapes
+    kernel_axes, bias_axes = self.axes
     # Initialised as nn.DenseGeneral does: on the flattened `[in, out]` shape
-    # (so fan-in is in_dim), then reshaped; same rng path, same values.
+    # (so fan-in is the product of the input axes), then reshaped; same rng
+    # path, same values.
     def flat(init, lead):
       def init_fn(rng, shape, dtype=jnp.float32):
-        return jnp.reshape(init(rng, shape[:lead] + (math.prod(shape[lead:]),), dtype), shape)
+        flat_shape = (math.prod(shape[:lead]), math.prod(shape[lead:]))
+        return jnp.reshape(init(rng, flat_shape[1:] if lead == 0 else flat_shape, dtype),
+                           shape)
       return init_fn
 
     kernel = self.param('kernel', nn.with_logical_partitioning(
-        flat(self.kernel_init, 1), ('embed', 'heads', 'head_dim')), kernel_shape,
-        self.param_dtype)
+        flat(self.kernel_init, len(kernel_shape) - len(bias_shape)), kernel_axes),
+        kernel_shape, self.param_dtype)
     bias = self.param('bias', nn.with_logical_partitioning(
-        flat(self.bias_init, 0), ('heads', 'head_dim')), bias_shape,
+        flat(self.bias_init, 0), bias_axes), bias_shape,
         self.param_dtype) if self.use_bias else None
     return kernel, bias
 

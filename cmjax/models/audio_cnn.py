@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from cmjax.models.audio_front_end import AudioFrontEnd, subsample_mask
+from cmjax.models.dense import Dense
 from cmjax.models.encoders import EncoderOutput, register_encoder
 from cmjax.models.pooling import masked_mean
 
@@ -77,11 +78,11 @@ class AudioCNN(AudioFrontEnd):
       fmask = subsample_mask(fmask)
       chex.assert_equal(x.shape[1], fmask.shape[1])
       x = x * fmask[..., None].astype(x.dtype)
-    x = nn.Dense(self.width, dtype=self.dtype, name='proj',
-                 kernel_init=nn.with_logical_partitioning(
-                     nn.initializers.lecun_normal(), ('conv_in', 'embed')),
-                 bias_init=nn.with_logical_partitioning(
-                     nn.initializers.zeros_init(), ('embed',)))(x)
+    x = Dense(self.width, dtype=self.dtype, name='proj',
+              kernel_init=nn.with_logical_partitioning(
+                  nn.initializers.lecun_normal(), ('conv_in', 'embed')),
+              bias_init=nn.with_logical_partitioning(
+                  nn.initializers.zeros_init(), ('embed',)))(x)
     x = x * fmask[..., None].astype(x.dtype)
     pooled = masked_mean(x, fmask)
     chex.assert_shape(x, (batch, fmask.shape[1], self.width))

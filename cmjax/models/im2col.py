@@ -14,6 +14,8 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
+from cmjax.models.dense import flat_matmul
+
 
 def conv_as_matmul(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int],
                    padding: Sequence[tuple[int, int]], lhs_dilation=None, rhs_dilation=None,
@@ -53,5 +55,4 @@ def conv_as_matmul(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int]
   patches = jnp.concatenate(
       [x[:, i:i + sh * (out_h - 1) + 1:sh, j:j + sw * (out_w - 1) + 1:sw, :]
        for i in range(kh) for j in range(kw)], axis=-1)
-  return jnp.einsum('bhwk,ko->bhwo', patches, rhs.reshape(kh * kw * c, o),
-                    precision=precision)
+  return flat_matmul(patches, rhs.reshape(kh * kw * c, o), precision=precision)

@@ -22,6 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cmjax.models.dense import Dense
 from cmjax.models.encoders import EncoderOutput, register_encoder
 from cmjax.models.pooling import last_token, masked_mean
 
@@ -110,12 +111,12 @@ class TextRNN(nn.Module):
       x = layer(x, seq_lengths=lengths)
     if self.bidirectional:
       chex.assert_shape(x, (batch, length, 2 * self.width))
-      proj = nn.Dense(self.width, dtype=self.dtype, param_dtype=self.param_dtype,
-                      name='out_proj',
-                      kernel_init=nn.with_logical_partitioning(
-                          nn.initializers.lecun_normal(), ('mlp', 'embed')),
-                      bias_init=nn.with_logical_partitioning(
-                          nn.initializers.zeros_init(), ('embed',)))
+      proj = Dense(self.width, dtype=self.dtype, param_dtype=self.param_dtype,
+                   name='out_proj',
+                   kernel_init=nn.with_logical_partitioning(
+                       nn.initializers.lecun_normal(), ('mlp', 'embed')),
+                   bias_init=nn.with_logical_partitioning(
+                       nn.initializers.zeros_init(), ('embed',)))
       # Forward state after the last real token; backward state after reading
       # the row from its last real token back to the first one.
       last = jnp.concatenate([last_token(x[..., :self.width], mask),

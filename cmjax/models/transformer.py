@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from cmjax.models.attention import MultiHeadAttention
+from cmjax.models.dense import Dense
 
 Dtype = Any
 
@@ -40,14 +41,14 @@ class MlpBlock(nn.Module):
   def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
     width = x.shape[-1]
     init = nn.initializers.xavier_uniform()
-    h = nn.Dense(self.mlp_dim, dtype=self.dtype, param_dtype=self.param_dtype,
+    h = Dense(self.mlp_dim, dtype=self.dtype, param_dtype=self.param_dtype,
                  name='fc1',
                  kernel_init=nn.with_logical_partitioning(init, ('embed', 'mlp')),
                  bias_init=nn.with_logical_partitioning(
                      nn.initializers.zeros_init(), ('mlp',)))(x)
     h = nn.gelu(h)
     h = nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)
-    return nn.Dense(width, dtype=self.dtype, param_dtype=self.param_dtype,
+    return Dense(width, dtype=self.dtype, param_dtype=self.param_dtype,
                     name='fc2',
                     kernel_init=nn.with_logical_partitioning(init, ('mlp', 'embed')),
                     bias_init=nn.with_logical_partitioning(

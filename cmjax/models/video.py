@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cmjax.models.dense import Dense
 from cmjax.models.encoders import EncoderOutput, build_encoder, register_encoder
 from cmjax.models.pooling import sinusoidal_positions
 from cmjax.models.transformer import Transformer
@@ -58,11 +59,11 @@ class FrameTransformer(nn.Module):
     per_frame = encoder(video.reshape((batch * frames,) + video.shape[2:]),
                         train=train).pooled
     x = per_frame.reshape(batch, frames, per_frame.shape[-1])
-    x = nn.Dense(self.width, dtype=self.dtype, name='frame_proj',
-                 kernel_init=nn.with_logical_partitioning(
-                     nn.initializers.lecun_normal(), ('conv_in', 'embed')),
-                 bias_init=nn.with_logical_partitioning(
-                     nn.initializers.zeros_init(), ('embed',)))(x)
+    x = Dense(self.width, dtype=self.dtype, name='frame_proj',
+              kernel_init=nn.with_logical_partitioning(
+                  nn.initializers.lecun_normal(), ('conv_in', 'embed')),
+              bias_init=nn.with_logical_partitioning(
+                  nn.initializers.zeros_init(), ('embed',)))(x)
     # Fixed positions: the frame count is not baked into the parameters.
     x = x + sinusoidal_positions(frames, self.width).astype(self.dtype)[None]
     x = Transformer(self.depth, self.num_heads, self.mlp_dim, self.dropout_rate,

@@ -23,6 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cmjax.models.dense import Dense
 from cmjax.models.encoders import EncoderOutput
 from cmjax.registry import Registry
 
@@ -78,12 +79,12 @@ def zero_missing(x: jax.Array, present: jax.Array) -> jax.Array:
 
 
 def dense(features: int, name: str, dtype: Dtype, use_bias: bool = True,
-          in_axis: str = 'embed', out_axis: str = 'mlp') -> nn.Dense:
-  return nn.Dense(features, use_bias=use_bias, dtype=dtype, name=name,
-                  kernel_init=nn.with_logical_partitioning(
-                      nn.initializers.lecun_normal(), (in_axis, out_axis)),
-                  bias_init=nn.with_logical_partitioning(
-                      nn.initializers.zeros_init(), (out_axis,)))
+          in_axis: str = 'embed', out_axis: str = 'mlp') -> Dense:
+  return Dense(features, use_bias=use_bias, dtype=dtype, name=name,
+               kernel_init=nn.with_logical_partitioning(
+                   nn.initializers.lecun_normal(), (in_axis, out_axis)),
+               bias_init=nn.with_logical_partitioning(
+                   nn.initializers.zeros_init(), (out_axis,)))
 
 
 def masked_softmax(logits: jax.Array, valid: jax.Array, axis: int) -> jax.Array:
