@@ -9,6 +9,11 @@ projections, CLIP loss, AdamW with global-norm clipping.
   small  the default experiment's image and text towers, at its batch size.
   base   about ViT-S: width 384, 6 heads, MLP 1536, 12 layers in each tower
          (64 patch tokens of 8x8 pixels; 20 text tokens).
+  vit_b16  CLIP ViT-B/16's towers for accelerators: a ViT-B/16 image tower
+         (width 768, 12 heads, MLP 3072, 12 layers) on 224x224 images (196
+         patch tokens), a width-512, 8-head, 12-layer text tower, embeddings
+         of 512. Not among the CPU benchmark's default sizes: one train step
+         there takes minutes.
 
 Also here: random batches of the model's input spec (the same for both
 frameworks) and the analytic count of model FLOPs per train step.
@@ -39,7 +44,10 @@ SIZES = {
     "small": (dict(shapes_contrastive.IMAGE_ENCODERS["vit"][0]),
               dict(shapes_contrastive.TEXT_ENCODERS["transformer"][0]), 128),
     "base": (_vit(384, 12, 6, 1536, 8), _text(384, 12, 6, 1536), 32),
+    "vit_b16": (_vit(768, 12, 12, 3072, 16), _text(512, 12, 8, 2048), 256),
 }
+# Settings other than the towers where a size differs from the default experiment.
+OVERRIDES = {"vit_b16": {"image_size": 224, "embed_dim": 512}}
 
 
 def config_for(size: str, batch_size: int = 0, dtype: str = "float32"):
@@ -53,6 +61,11 @@ def config_for(size: str, batch_size: int = 0, dtype: str = "float32"):
   c.model.text = text
   c.model.modalities = ("image", "text")
   c.batch_size = batch_size or default_batch
+  overrides = OVERRIDES.get(size, {})
+  if "image_size" in overrides:
+    c.data.image_size = overrides["image_size"]
+  if "embed_dim" in overrides:
+    c.model.embed_dim = overrides["embed_dim"]
   c.dtype = dtype
   c.optim.warmup_steps = 10
   c.total_steps = 1000

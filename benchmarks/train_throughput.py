@@ -3,6 +3,9 @@ r"""Train-step speed of cmjax against a PyTorch reference, and against the hardw
   pip install -e ".[bench]"          # PyTorch, for the reference
   python benchmarks/train_throughput.py                     # tiny, small, base
   python benchmarks/train_throughput.py --sizes=base --repeats=9
+  # on a GPU: bfloat16 compute, the base and CLIP ViT-B/16-sized models, no PyTorch
+  python benchmarks/train_throughput.py --sizes=base,vit_b16 --dtype=bfloat16 \
+      --torch=false --pipeline=false --out=train_throughput_gpu.json
 
 One run measures, on this machine:
   1. the matmul peak: large square matmuls, float32 and bfloat16, in JAX and
