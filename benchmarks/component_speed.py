@@ -82,21 +82,13 @@ class _ConvStem(vit.ViT):
     return self._conv_stem(x)  # pylint: disable=protected-access
 
 
-def _torch_stack(torch, part, layers, width, heads, mlp):
+def _torch_stack(part, layers, width, heads, mlp):
   """The same stack from the reference's layers; returns `x -> output`."""
-  import torch.nn.functional as F  # pylint: disable=g-import-not-at-top
   from benchmarks import torch_reference  # pylint: disable=g-import-not-at-top
   blocks = [torch_reference.Block(width, heads, mlp) for _ in range(layers)]
-
-  def attention(b, x):
-    n, t, d = x.shape
-    q, k, v = b.qkv(x).view(n, t, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
-    o = F.scaled_dot_product_attention(q, k, v)
-    return b.out(o.transpose(1, 2).reshape(n, t, d))
-
   one = {"layer_norm": lambda b, x: x + b.ln_attn(x),
-         "attention": lambda b, x: x + attention(b, x),
-         "mlp": lambda b, x: x + b.fc2(F.gelu(b.fc1(x), approximate="tanh")),
+         "attention": lambda b, x: x + b.attention(x),
+         "mlp": lambda b, x: x + b.mlp(x),
          "block": lambda b, x: b(x, None)}[part]
 
   def run(x):
@@ -125,16 +117,9 @@ def _pair(size: str, part: str, torch, layers: int, batch_size: int = 0):
     torch_fn = None
     if torch is not None:
       from benchmarks import torch_reference  # pylint: disable=g-import-not-at-top
-      stem = torch_reference.ViT(side, image["patch_size"], width, 1, 1, 4, stem="conv").stem
+      reference = torch_reference.ViT(side, image["patch_size"], width, 1, 1, 4, stem="conv")
       tx = torch.randn(batch, 3, side, side)
-
-      def torch_fn():
-        h = tx
-        for i, conv in enumerate(stem):
-          h = conv(h)
-          if i < len(stem) - 1:
-            h = torch.nn.functional.gelu(h, approximate="tanh")
-        (h ** 2).sum().backward()
+      torch_fn = lambda: (reference.apply_stem(tx) ** 2).sum().backward()
     return jax_fn, torch_fn
   tokens = (config.data.image_size // image["patch_size"]) ** 2
   heads, mlp = image["num_heads"], image["mlp_dim"]
@@ -157,7 +142,7 @@ def _pair(size: str, part: str, torch, layers: int, batch_size: int = 0):
   jax_fn = lambda: jax.block_until_ready(grad(params, x))
   torch_fn = None
   if torch is not None:
-    run = _torch_stack(torch, part, layers, width, heads, mlp)
+    run = _torch_stack(part, layers, width, heads, mlp)
     tx = torch.randn(batch, tokens, width, requires_grad=True)
     torch_fn = lambda: (run(tx) ** 2).sum().backward()
   return jax_fn, torch_fn

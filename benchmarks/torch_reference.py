@@ -39,13 +39,20 @@ class Block(nn.Module):
 
   def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
     """x: `[batch, tokens, width]`; key_mask: bool `[batch, tokens]` or None."""
+    x = x + self.attention(self.ln_attn(x), key_mask)
+    return x + self.mlp(self.ln_mlp(x))
+
+  def attention(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Multi-head self-attention (fused q/k/v projection, output projection)."""
     b, n, d = x.shape
-    qkv = self.qkv(self.ln_attn(x)).view(b, n, 3, self.heads, d // self.heads)
+    qkv = self.qkv(x).view(b, n, 3, self.heads, d // self.heads)
     q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [batch, heads, tokens, head_dim]
     mask = None if key_mask is None else key_mask[:, None, None, :]
     h = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    x = x + self.out(h.transpose(1, 2).reshape(b, n, d))
-    return x + self.fc2(F.gelu(self.fc1(self.ln_mlp(x)), approximate="tanh"))
+    return self.out(h.transpose(1, 2).reshape(b, n, d))
+
+  def mlp(self, x: torch.Tensor) -> torch.Tensor:
+    return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
 
 
 class Encoder(nn.Module):
@@ -83,13 +90,17 @@ class ViT(nn.Module):
     self.encoder = Encoder(width, depth, num_heads, mlp_dim)
 
   def forward(self, image: torch.Tensor) -> torch.Tensor:
-    x = image.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    x = self.apply_stem(image.permute(0, 3, 1, 2).float() / 127.5 - 1.0)
+    x = x.flatten(2).transpose(1, 2) + self.pos_embedding  # [batch, tokens, width]
+    return self.encoder(x).mean(dim=1)
+
+  def apply_stem(self, x: torch.Tensor) -> torch.Tensor:
+    """`[batch, 3, H, W]` in [-1, 1] -> `[batch, width, H/p, W/p]`."""
     for i, conv in enumerate(self.stem):
       x = conv(x)
       if i < len(self.stem) - 1:
         x = F.gelu(x, approximate="tanh")
-    x = x.flatten(2).transpose(1, 2) + self.pos_embedding  # [batch, tokens, width]
-    return self.encoder(x).mean(dim=1)
+    return x
 
 
 class TextTransformer(nn.Module):
