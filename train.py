@@ -16,12 +16,15 @@ it is (see cmjax/distributed.py and the README's launch section):
 """
 
 import os
+import re
+import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from cmjax import config_utils
 from cmjax import distributed
 from cmjax import host_memory
 from cmjax import trainer
@@ -29,9 +32,66 @@ from cmjax import trainer
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                "configs", "shapes_contrastive.py")
 
-config_flags.DEFINE_config_file(
-    "config", _DEFAULT_CONFIG, "Experiment config file (configs/NAME.py[:args]).",
-    lock_config=True)
+
+def _config_argument(argv) -> str:
+  """The value of --config in `argv` (`--config=V` or `--config V`), else the default."""
+  for i, arg in enumerate(argv[1:], 1):
+    match = re.match(r"^--?config(=|$)", arg)
+    if match and match.group(1):
+      return arg.split("=", 1)[1]
+    if match and i + 1 < len(argv):
+      return argv[i + 1]
+  return _DEFAULT_CONFIG
+
+
+def _unknown_override_message(argv) -> str | None:
+  """One line naming the first `--config.x.y` in `argv` the config lacks, else None."""
+  try:
+    config = config_utils.load_config(_config_argument(argv))
+  except Exception:  # noqa: BLE001  # pylint: disable=broad-except
+    # The config itself does not load: not ours to explain; the caller re-raises
+    # the original error.
+    return None
+  for arg in argv[1:]:
+    match = re.match(r"^--?(?:no)?config\.([^=]+)", arg)
+    message = match and config_utils.unknown_override_message(config, match.group(1))
+    if message:
+      return message
+  return None
+
+
+def _stop_on_unknown_override(parse, argv):
+  """Returns `parse(argv)`, but an unknown `--config.x.y` override stops with one line.
+
+  ml_collections raises AttributeError (KeyError for some paths) from deep
+  inside flag parsing, shown as a 50-line traceback; the user needs the key and
+  its closest valid spellings. It raises at two moments: when the config flag is
+  defined (no --config given: the default config is parsed then) and when
+  app.run parses the flags. Any other error is re-raised.
+  """
+  try:
+    return parse(argv)
+  except (AttributeError, KeyError):
+    message = _unknown_override_message(argv)
+    if message is None:
+      raise
+    print(f"FATAL Flags parsing error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def _parse_flags(argv):
+  """app.run's flag parser: absl's own, with the one-line unknown-override error."""
+  return _stop_on_unknown_override(app.parse_flags_with_usage, argv)
+
+
+# Without --config on the command line, ml_collections parses the default config
+# and its overrides right here, at definition: the first moment one can be unknown.
+_stop_on_unknown_override(
+    lambda _: config_flags.DEFINE_config_file(
+        "config", _DEFAULT_CONFIG, "Experiment config file (configs/NAME.py[:args]).",
+        lock_config=True),
+    sys.argv)
+
 flags.DEFINE_string("workdir", None, "Where checkpoints, logs and metrics go.")
 flags.mark_flag_as_required("workdir")
 flags.DEFINE_string("coordinator_address", None,
@@ -62,4 +122,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -21,7 +21,7 @@ import jax  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from benchmarks import step_timing  # noqa: E402
-from cmjax.data import pipeline  # noqa: E402
+from cmjax.data import datasets, pipeline  # noqa: E402
 
 config_flags.DEFINE_config_file(
     "config", os.path.join(os.path.dirname(__file__), "..", "configs",
@@ -45,7 +45,7 @@ def generator_rate(config, num_examples: int = 256) -> float:
   import functools  # pylint: disable=g-import-not-at-top
   import tempfile  # pylint: disable=g-import-not-at-top
   from cmjax.data import cache  # pylint: disable=g-import-not-at-top
-  ds = pipeline.dataset(config.data)
+  ds = datasets.build(config.data)
   kwargs = {k: config.data[k] for k in ds.option_keys if k in config.data}
   factory = functools.partial(ds.source_cls, split="train", seed=123,
                               num_examples=num_examples, **kwargs)

@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags  # noqa: E402
 import jax  # noqa: E402
 
-from cmjax import config_utils, sharding, trainer  # noqa: E402
+from cmjax import config_utils, experiment, sharding  # noqa: E402
 
 flags.DEFINE_string("config_arg", "", "Argument of configs/shapes_contrastive.py.")
 flags.DEFINE_list("devices", ["1", "2", "4", "8"], "Device counts.")
@@ -42,11 +42,10 @@ def state_bytes(abstract) -> int:
 
 def measure(config, n: int, axis: str) -> dict:
   mesh = sharding.make_mesh({axis: n}, devices=jax.devices()[:n])
-  model = trainer.build_model(config)
-  tx, schedule = trainer.make_optimizer(config.optim, total_steps=10, warmup_steps=1)
-  abstract, _, _, step = trainer.build_train_step(
-      config, model, tx, schedule, mesh, sharding.logical_rules(config.sharding_rules))
-  spec = trainer.batch_spec(config, local=False)
+  exp = experiment.build(config, mesh, total_steps=10, warmup_steps=1)
+  abstract, shardings, _ = exp.init_state()
+  step = exp.jit_step(shardings)
+  spec = exp.batch_spec(local=False)
   batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sharding.batch_sharding(mesh))
            for k, v in spec.items()}
   mem = step.lower(abstract, batch).compile().memory_analysis()

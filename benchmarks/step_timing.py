@@ -2,7 +2,7 @@
 
 The benchmarks time the step this way, apart from training, so that every
 measurement sees the same batch and no data loading, logging or evaluation.
-The step is the trainer's own (`trainer.build_train_step`): jitted once with
+The step is the trainer's own (`cmjax.experiment`, `cmjax.steps`): jitted once with
 explicit shardings and the state donated.
 """
 
@@ -10,7 +10,7 @@ import time
 
 import jax
 
-from cmjax import multi_step, sharding, trainer
+from cmjax import experiment, multi_step, sharding
 from cmjax.data import pipeline
 
 
@@ -23,14 +23,12 @@ class CompiledStep:
 
   def __init__(self, config, batch=None, warm_up: bool = True):
     self.mesh = sharding.make_mesh(config.mesh)
-    rules = sharding.logical_rules(config.sharding_rules)
-    model = trainer.build_model(config)
     # A fixed schedule length: the benchmarks run far fewer steps than that.
-    tx, self.schedule = trainer.make_optimizer(
-        config.optim, total_steps=1000,
-        warmup_steps=min(config.optim.get("warmup_steps") or 0, 1000))
-    _, shardings, init, self.step = trainer.build_train_step(
-        config, model, tx, self.schedule, self.mesh, rules)
+    exp = experiment.build(config, self.mesh, total_steps=1000,
+                           warmup_steps=min(config.optim.get("warmup_steps") or 0, 1000))
+    self.schedule = exp.schedule
+    _, shardings, init = exp.init_state()
+    self.step = exp.jit_step(shardings)
     self.state = init()
     if batch is None:
       batch = next(iter(pipeline.train_dataset(config)))
@@ -39,8 +37,7 @@ class CompiledStep:
     # As the trainer: k steps per compiled call (cmjax/multi_step.py).
     self.steps_per_call = int(config.get("steps_per_call", 1))
     if self.steps_per_call > 1:
-      self.multi = trainer.build_multi_step(config, model, tx, self.schedule, self.mesh,
-                                            shardings)
+      self.multi = exp.jit_multi_step(shardings)
       self.batches = multi_step.global_stacked_batch([batch] * self.steps_per_call,
                                                      self.mesh)
     self.metrics = None

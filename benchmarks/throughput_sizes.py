@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from cmjax import trainer
+from cmjax.data import datasets
 from configs import shapes_contrastive
 
 
@@ -75,9 +75,10 @@ def config_for(size: str, batch_size: int = 0, dtype: str = "float32"):
 def random_batch(config, seed: int = 0) -> dict[str, np.ndarray]:
   """A batch of the config's input spec: uint8 images, token ids, prefix masks."""
   rng = np.random.default_rng(seed)
-  spec = trainer.batch_spec(config, local=False)
+  data = datasets.build(config.data).spec
+  spec = data.batch(config.batch_size)
   b, length = spec["text"].shape
-  vocab = trainer.model_kwargs(config)["text"]["vocab_size"]
+  vocab = data.vocab_size
   lengths = rng.integers(3, length + 1, size=b)
   mask = np.arange(length)[None, :] < lengths[:, None]
   return {

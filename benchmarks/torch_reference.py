@@ -151,9 +151,12 @@ class ContrastiveModel(nn.Module):
 
 def build(config) -> ContrastiveModel:
   """The reference model of a cmjax image + text config (see `throughput_sizes`)."""
-  from cmjax import trainer  # pylint: disable=g-import-not-at-top
-  kw = trainer.model_kwargs(config)
-  return ContrastiveModel(config.data.image_size, kw["image"], kw["text"], kw["embed_dim"])
+  from cmjax.data import datasets  # pylint: disable=g-import-not-at-top
+  from cmjax.models import encoders  # pylint: disable=g-import-not-at-top
+  data = datasets.build(config.data).spec
+  image = encoders.complete_from_data("image", config.model.image, data)
+  text = encoders.complete_from_data("text", config.model.text, data)
+  return ContrastiveModel(config.data.image_size, image, text, config.model.embed_dim)
 
 
 # ---------------------------------------------------------------------------

@@ -40,7 +40,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import step_timing, throughput_sizes  # noqa: E402
-from cmjax import host_memory, trainer  # noqa: E402
+from cmjax import host_memory, perf  # noqa: E402
 from configs import shapes_contrastive  # noqa: E402
 
 flags.DEFINE_list("sizes", ["tiny", "small", "base"], "Model sizes to time.")
@@ -110,7 +110,7 @@ def time_size(size: str, torch, repeats: int, seconds: float, dtype: str) -> dic
   row = {"size": size, "batch_size": config.batch_size,
          "params": sum(int(np.size(p)) for p in jax.tree.leaves(jax_step.state.params)),
          "flops_analytic": throughput_sizes.model_flops_per_step(config),
-         "flops_xla": trainer.compiled_flops(jax_step.compiled())}
+         "flops_xla": perf.compiled_flops(jax_step.compiled())}
   k = jax_step.steps_per_call
 
   def whole_calls(n):  # cmjax runs whole calls only: n rounded up to a multiple of k

@@ -10,6 +10,7 @@ instead of being silently ignored.
 from __future__ import annotations
 
 import ast
+import difflib
 import importlib.util
 import os
 from typing import Any
@@ -77,6 +78,82 @@ def load_config(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
   return module.get_config(arg)
 
 
+def config_key_paths(config: Any, prefix: str = "") -> list[str]:
+  """Dotted paths of every entry of `config`: nested dicts and their fields alike.
+
+  `{"optim": {"lr": 1}}` gives `["optim", "optim.lr"]`; lists are leaves.
+  """
+  paths = []
+  for key in config:
+    path = f"{prefix}{key}"
+    paths.append(path)
+    value = config[key]
+    if isinstance(value, (ml_collections.ConfigDict, dict)):
+      paths.extend(config_key_paths(value, path + "."))
+  return paths
+
+
+def missing_key_prefix(config: Any, path: str) -> str | None:
+  """The shortest prefix of the dotted `path` that `config` lacks, or None.
+
+  Only dict entries are judged: a path through a list index (`a[0]`) or into a
+  non-dict value is left to ml_collections, which knows those forms.
+  """
+  holder, parts = config, path.split(".")
+  for i, part in enumerate(parts):
+    if "[" in part or not isinstance(holder, (ml_collections.ConfigDict, dict)):
+      return None
+    if part not in holder:
+      return ".".join(parts[:i + 1])
+    holder = holder[part]
+  return None
+
+
+def close_config_keys(config: Any, path: str, n: int = 3) -> list[str]:
+  """Up to `n` valid dotted keys of `config` closest to the unknown `path`.
+
+  Names are compared by their last component only (a shared `optim.` prefix
+  says nothing of `optim.zzz`): keys at the same level when similar
+  (`optim.lrr` -> `optim.lr`), keys elsewhere when nearly identical, which
+  finds a field given at the wrong level (`image_size` -> `data.image_size`).
+  Same-level keys get a small bonus, so `bacth_size` suggests `batch_size`
+  before `evals.retrieval.batch_size`.
+  """
+  parent, _, leaf = path.rpartition(".")
+  scored = []
+  for p in config_key_paths(config):
+    p_parent, _, p_leaf = p.rpartition(".")
+    ratio = difflib.SequenceMatcher(None, leaf, p_leaf).ratio()
+    if p_parent == parent and ratio >= 0.6:
+      scored.append((-(ratio + 0.15), p))
+    elif ratio >= 0.8:
+      scored.append((-ratio, p))
+  return [p for _, p in sorted(scored)[:n]]
+
+
+def unknown_override_message(config: Any, path: str, name: str = "config") -> str | None:
+  """One line for the override `--{name}.{path}` of a key `config` lacks, else None.
+
+  It names the unknown key and the closest valid ones (or, with none close,
+  the keys at that level), instead of ml_collections' traceback.
+  """
+  missing = missing_key_prefix(config, path)
+  if missing is None:
+    return None
+  close = close_config_keys(config, missing)
+  if close:
+    hint = "closest valid keys: " + ", ".join(f"{name}.{k}" for k in close)
+  else:
+    parent = missing.rpartition(".")[0]
+    holder = config
+    for part in parent.split(".") if parent else []:
+      holder = holder[part]
+    level = f"{name}.{parent}" if parent else name
+    hint = f"{level} has: " + ", ".join(sorted(holder.keys()))
+  shown = f"{name}.{path}" if missing == path else f"{name}.{missing} (in {name}.{path})"
+  return f"Unknown config key {shown}; {hint}."
+
+
 _UNITS = ("steps", "epochs", "examples")
 
 
@@ -129,6 +206,10 @@ def set_training_defaults(c) -> None:
       ["vocab", "model"],
   ]
   c.dtype = "float32"
+  # The train step (cmjax/steps.py): 'standard', 'ema', or one a config.imports module registers.
+  c.step = "standard"
+  if "imports" not in c:
+    c.imports = ()  # modules imported first, whose registered parts configs may name
   # Micro-batches per step and how their gradients combine (cmjax/grad_accum.py).
   c.grad_accum_steps = 1
   c.grad_accum = "mean"
@@ -142,9 +223,18 @@ def set_training_defaults(c) -> None:
 
 
 def apply_common_overrides(c, arg) -> None:
-  """The `steps=`, `batch_size=` and `workers=` config arguments (0 / -1: unset)."""
+  """The `steps=`, `batch_size=` and `workers=` config arguments (0 / -1: unset).
+
+  With `tiny`, `steps=N` also moves the periodic evaluators to step N:
+  `shrink_to_tiny` had set them to its own 6 steps, which would evaluate every
+  6 steps of a longer tiny run. Log and checkpoint intervals stay as they are.
+  """
   if arg.steps:
     c.total_steps = arg.steps
+    if arg.get("tiny"):
+      for entry in c.get("evals", {}).values():
+        if entry.get("every_steps"):  # 0: final evaluation only; stays so
+          entry.every_steps = c.total_steps
   if arg.batch_size:
     c.batch_size = arg.batch_size
   if arg.workers >= 0:
@@ -164,7 +254,7 @@ def apply_imbalance_options(c, arg) -> None:
   if arg.balance not in ("none", "weights", "resample"):
     raise ValueError(f"config argument balance={arg.balance!r}; expected none, weights "
                      "or resample")
-  c.loss.class_weights = "balanced" if arg.balance == "weights" else None
+  c.objectives.classification.class_weights = "balanced" if arg.balance == "weights" else None
   c.data.resample = "balanced" if arg.balance == "resample" else None
   c.data.augment_shift = arg.augment
 
@@ -196,7 +286,7 @@ def shrink_to_tiny(c) -> None:
 def set_classification_defaults(c, *, missing_fractions, noise_levels) -> None:
   """Loss, optimiser, bookkeeping and the final test-set evaluator of a
   supervised classification config (shapes_classify, av_digits_classify)."""
-  c.loss = dict(name="classification")
+  c.objectives = dict(classification=dict(type="classification", class_weights=None))
   set_training_defaults(c)
   c.optim.lr = 1e-3
   c.optim.warmup_steps = 50

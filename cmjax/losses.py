@@ -7,7 +7,6 @@ and row i of y form the positive pair.
 import functools
 import itertools
 import math
-from typing import Callable
 
 import chex
 import jax
@@ -219,18 +218,3 @@ def classification_loss(outputs: dict, batch: dict, *,
     total = total + outputs['aux_loss']
     metrics['loss/aux'] = outputs['aux_loss']
   return total, metrics
-
-
-_LOSSES: dict[str, Callable] = {
-    'clip': clip_loss,
-    'siglip': siglip_loss,
-    'multimodal_contrastive': multimodal_contrastive_loss,
-    'classification': classification_loss,
-}
-
-
-def get_loss(name: str) -> Callable:
-  """Returns the loss function registered under `name`."""
-  if name not in _LOSSES:
-    raise ValueError(f'unknown loss {name!r}; known losses: {sorted(_LOSSES)}')
-  return _LOSSES[name]

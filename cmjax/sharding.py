@@ -71,6 +71,18 @@ def tree_shardings(abstract_boxed_tree: Any, mesh: Mesh, rules: tuple) -> Any:
   return nn.logical_to_mesh_sharding(specs, mesh, rules)
 
 
+def unbox(tree: Any) -> Any:
+  """The values of a tree whose leaves may be boxed (`nn.Partitioned`), without
+  sharding constraints: the shardings are given to `jax.jit` explicitly, and
+  flax's `nn.meta.unbox` under `jax.set_mesh` would constrain abstract values."""
+  def value(x):
+    if isinstance(x, nn.Partitioned):
+      return x.unbox(apply_constraint=False)
+    return x.unbox() if isinstance(x, nn.meta.AxisMetadata) else x
+
+  return jax.tree_util.tree_map(value, tree, is_leaf=lambda x: isinstance(x, nn.meta.AxisMetadata))
+
+
 def global_batch(local_batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict:
   """Assembles per-host numpy arrays into global jax.Arrays sharded over batch.
 

@@ -7,7 +7,7 @@ This is the default experiment of `train.py`:
 
 Variants (after the colon, comma separated):
   tiny          a few steps of a very small model (the tests run it end to end)
-  loss=siglip   sigmoid contrastive loss instead of softmax (CLIP) loss
+  loss=siglip   sigmoid contrastive objective instead of softmax (CLIP)
   steps=N       override the number of training steps
   batch_size=N  global batch size
   image=E       image encoder: vit (default), resnet_gn (ResNet, GroupNorm),
@@ -32,6 +32,7 @@ import math
 import ml_collections
 
 from cmjax import config_utils
+from cmjax.data import shapes_text
 
 # Encoder choices: (full size, tiny size) config entries per variant name.
 IMAGE_ENCODERS = {
@@ -78,6 +79,17 @@ def encoder_entry(choices: dict, variant: str, key: str, tiny: bool) -> dict:
   return dict(choices[variant][int(tiny)])
 
 
+def zeroshot_tasks() -> dict:
+  """Zero-shot prompts on single-object scenes: a shape class is prompted in every
+  colour ("a red circle", "a green circle", ...), a colour in every shape."""
+  return dict(
+      shape=dict(label="shape_label", classes=list(shapes_text.SHAPES),
+                 templates=[f"a {c} {{}}" for c in shapes_text.COLORS]),
+      color=dict(label="color_label", classes=list(shapes_text.COLORS),
+                 templates=[f"a {{}} {s}" for s in shapes_text.SHAPES]),
+  )
+
+
 def get_config(arg=None):
   arg = config_utils.parse_arg(
       arg, tiny=False, loss="clip", steps=0, batch_size=0, workers=-1,
@@ -117,8 +129,9 @@ def get_config(arg=None):
       logit_scale_init=math.log(1 / 0.07),
       logit_bias_init=0.0,
   )
-  # sharded: the loss from per-device blocks, never the [B, B] logits (many devices).
-  c.loss = dict(name=arg.loss, sharded=False)
+  # One weighted term (cmjax/objectives); sharded: the loss from per-device
+  # blocks, never the [B, B] logits (many devices).
+  c.objectives = dict(contrastive=dict(type=arg.loss, weight=1.0, sharded=False))
   if arg.loss == "siglip":
     c.model.logit_scale_init = math.log(10.0)
     c.model.logit_bias_init = -10.0
@@ -130,7 +143,8 @@ def get_config(arg=None):
       retrieval=dict(type="retrieval", every_steps=400, split="test",
                      num_examples=1000, num_captions=5, batch_size=250),
       zeroshot=dict(type="zeroshot", every_steps=400, split="test",
-                    num_examples=1000, batch_size=250),
+                    num_examples=1000, batch_size=250, tasks=zeroshot_tasks(),
+                    source_options=dict(min_objects=1, max_objects=1, speech=False)),
   )
 
   if arg.tiny:

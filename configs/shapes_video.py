@@ -80,7 +80,7 @@ def get_config(arg=None):
       logit_scale_init=math.log(1 / 0.07),
       logit_bias_init=0.0,
   )
-  c.loss = dict(name="clip", sharded=False)  # sharded: see shapes_contrastive.py
+  c.objectives = dict(contrastive=dict(type="clip", sharded=False))  # see shapes_contrastive.py
   config_utils.set_training_defaults(c)
 
   c.evals = dict(

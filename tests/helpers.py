@@ -38,6 +38,24 @@ def run_train(workdir, config_arg, *overrides, check=True, timeout=600):
   return proc
 
 
+def eval_context(config):
+  """The `EvalContext` evaluators of `config` are built from."""
+  from cmjax import experiment
+  from cmjax.data import datasets
+  from cmjax.evaluators import EvalContext
+  dataset = datasets.build(config.data)
+  return EvalContext(config=config, dataset=dataset,
+                     model=experiment.build_model(config, dataset.spec))
+
+
+def build_step(config, mesh, *, total_steps: int = 10):
+  """`(experiment, abstract_state, init, jitted step)` of `config` on `mesh`."""
+  from cmjax import experiment
+  exp = experiment.build(config, mesh, total_steps=total_steps, warmup_steps=0)
+  abstract, shardings, init = exp.init_state()
+  return exp, abstract, init, exp.jit_step(shardings)
+
+
 def load_params(workdir: str, step: int) -> dict[str, np.ndarray]:
   """Flat `{path: array}` of the params saved at `step` in `workdir`."""
   import jax

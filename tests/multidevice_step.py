@@ -28,25 +28,22 @@ jax.config.update("jax_cpu_enable_async_dispatch", False)
 
 import numpy as np  # noqa: E402
 
-from cmjax import config_utils, sharding, trainer  # noqa: E402
+from cmjax import config_utils, sharding  # noqa: E402
 from cmjax.data import pipeline  # noqa: E402
 from tests import helpers  # noqa: E402
 
 
 def one_step(config, devices, batch, mesh_config):
   mesh = sharding.make_mesh(mesh_config, devices=devices)
-  rules = sharding.logical_rules(config.sharding_rules)
-  model = trainer.build_model(config)
-  tx, schedule = trainer.make_optimizer(config.optim, total_steps=10, warmup_steps=0)
-  _, _, init, step = trainer.build_train_step(config, model, tx, schedule, mesh, rules)
+  exp, _, init, step = helpers.build_step(config, mesh)
   batch = sharding.global_batch(batch, mesh)
   state, first = step(init(), batch)
   state, second = step(state, batch)  # its loss depends on the first update
-  loss_fn = trainer.make_loss_fn(config, mesh)
+  term, _ = exp.objective.terms["contrastive"]
   return ([float(first["loss"]), float(second["loss"])], float(first["grad_norm"]),
           jax.device_get(state.params), jax.device_get(state.model_state),
           split_axes(state.params), split_axes(state.opt_state),
-          getattr(loss_fn, "func", loss_fn).__name__)
+          "sharded" if term.sharded and term.mesh is not None else "plain")
 
 
 def split_axes(tree) -> list[str]:
@@ -77,7 +74,7 @@ def main():
   out = {}
   for mesh in meshes:
     axes, _, option = mesh.partition("+")
-    config.loss.sharded = option == "sharded_loss"
+    config.objectives.contrastive.sharded = option == "sharded_loss"
     mesh8 = config_utils.parse_arg(axes, data=1, fsdp=1, model=1).to_dict()
     loss8, gnorm8, params8, state8, param_axes, opt_axes, loss_name = one_step(
         config, jax.devices(), batch, mesh8)

@@ -99,11 +99,9 @@ def test_classification_run_end_to_end(tmp_path):
 
 
 def test_corruption_touches_only_its_modality_and_scales_with_level():
-  from cmjax import trainer  # pylint: disable=g-import-not-at-top
   from cmjax.evaluators.classification import ClassificationEvaluator
   config = helpers.load_config('shapes_classify.py', 'tiny')
-  ev = ClassificationEvaluator(dict(config.evals.classification), model=trainer.build_model(config),
-                               config=config)
+  ev = ClassificationEvaluator(dict(config.evals.classification), helpers.eval_context(config))
   for m in ('image', 'text', 'audio'):
     low, high = ev.corrupted(m, 0.1), ev.corrupted(m, 0.8)
     for key, value in ev.arrays.items():
@@ -176,14 +174,12 @@ def test_av_digits_run_end_to_end_with_imbalance_remedies(tmp_path):
 
 
 def test_test_split_is_the_same_whatever_the_run_seed():
-  from cmjax import trainer  # pylint: disable=g-import-not-at-top
   from cmjax.evaluators.classification import ClassificationEvaluator
 
   def images(arg, **entry_update):
     config = helpers.load_config('av_digits_classify.py', arg)
     entry = dict(config.evals.classification, **entry_update)
-    return ClassificationEvaluator(entry, model=trainer.build_model(config),
-                                   config=config).arrays['image']
+    return ClassificationEvaluator(entry, helpers.eval_context(config)).arrays['image']
 
   seed0 = images('tiny')
   np.testing.assert_array_equal(images('tiny,seed=3'), seed0)

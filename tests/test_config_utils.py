@@ -53,7 +53,7 @@ def test_default_config_variants():
   tiny = load_config("shapes_contrastive.py", "tiny")
   assert tiny.total_steps < base.total_steps and tiny.batch_size < base.batch_size
   sig = load_config("shapes_contrastive.py", "loss=siglip")
-  assert sig.loss.name == "siglip" and sig.model.logit_bias_init == -10.0
+  assert sig.objectives.contrastive.type == "siglip" and sig.model.logit_bias_init == -10.0
   with pytest.raises(ValueError, match="tinny"):
     load_config("shapes_contrastive.py", "tinny")
 
@@ -64,10 +64,12 @@ def test_every_config_has_the_keys_the_readme_overrides():
                "av_digits_classify.py"):
     c = load_config(name, "tiny")
     for key in ("grad_accum_steps", "grad_accum", "dtype", "mesh.data", "mesh.fsdp",
-                "mesh.model", "optim.lr", "optim.name", "batch_size", "total_steps"):
+                "mesh.model", "optim.lr", "optim.name", "batch_size", "total_steps", "step",
+                "imports"):
       node = c
       for part in key.split("."):
         assert part in node, (name, key)
         node = node[part]
-    if c.loss.name in ("clip", "siglip"):
-      assert "sharded" in c.loss, name
+    for term in c.objectives.values():
+      if term.type in ("clip", "siglip"):
+        assert "sharded" in term, name

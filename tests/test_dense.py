@@ -1,4 +1,4 @@
-"""cmjax.models.dense: the 2-D matmul form of dense layers equals flax's."""
+"""cmjax.models.layers.Dense / flat_matmul: the 2-D matmul form of dense layers equals flax's."""
 
 import chex
 import flax.linen as nn
@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cmjax.models.dense import Dense, flat_matmul
+from cmjax.models.layers import Dense, flat_matmul
 
 
 @pytest.mark.parametrize('shape', [(5, 7), (2, 5, 7), (2, 3, 4, 7)])

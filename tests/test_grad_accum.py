@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from cmjax import grad_accum, sharding, trainer
+from cmjax import grad_accum, sharding, steps
 from cmjax.data import pipeline
 from tests import helpers
 
@@ -15,10 +15,7 @@ def _one_step(config, k, method="mean"):
   config.grad_accum_steps, config.grad_accum = k, method
   config.optim.update(name="sgd", lr=1.0, weight_decay=0.0, grad_clip_norm=None)
   mesh = sharding.make_mesh({}, devices=jax.devices()[:1])
-  model = trainer.build_model(config)
-  tx, schedule = trainer.make_optimizer(config.optim, total_steps=10, warmup_steps=0)
-  _, _, init, step = trainer.build_train_step(
-      config, model, tx, schedule, mesh, sharding.logical_rules(config.sharding_rules))
+  _, _, init, step = helpers.build_step(config, mesh)
   batch = next(iter(pipeline.train_dataset(config)))
   state, metrics = step(init(), sharding.global_batch(batch, mesh))
   return float(metrics["loss"]), jax.device_get(state.params)
@@ -57,7 +54,7 @@ def test_bad_accumulation_settings_are_refused():
   config = helpers.load_config("shapes_classify.py", "tiny")
   config.grad_accum_steps, config.grad_accum = 2, "gradcache"
   with pytest.raises(ValueError, match="grad_accum='gradcache'"):
-    trainer.make_train_step(None, None, None, None, config)
+    steps.StandardStep(config, None, None, None, None)
 
 
 def test_microbatch_i_takes_every_kth_row():

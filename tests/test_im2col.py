@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cmjax.models.im2col import conv_as_matmul
+from cmjax.models.layers import conv_as_matmul
 
 DN = ('NHWC', 'HWIO', 'NHWC')
 

@@ -2,7 +2,9 @@
 
 import numpy as np
 
+from cmjax.data import datasets
 from cmjax.data import pipeline
+from cmjax.data import spec as spec_lib
 from cmjax.data import shapes_tfds
 from tests import helpers
 
@@ -24,7 +26,9 @@ def test_batches_have_the_documented_keys_shapes_and_dtypes():
   assert batch["text_mask"].dtype == bool and batch["text_mask"][:, 0].all()
   assert batch["audio"].shape == (4, t) and batch["audio_mask"].shape == (4, t)
   assert batch["audio_mask"].any(axis=1).all()  # every example has speech
-  assert set(pipeline.label_keys(c.data)) <= set(batch) and "shape_label" in batch
+  spec = datasets.build(c.data).spec
+  assert set(spec.labels) <= set(batch) and "shape_label" in batch
+  spec_lib.check_batch(batch, spec.batch(4))  # exactly what the dataset declares
 
 
 def test_resumed_iterator_continues_the_same_stream():

@@ -67,8 +67,8 @@ def test_analytic_flops_match_xla_for_the_dense_part():
   config.batch_size = 16
   batch = throughput_sizes.random_batch(config)
   compiled = step_timing.CompiledStep(config, batch, warm_up=False).compiled()
-  from cmjax import trainer  # pylint: disable=g-import-not-at-top
-  xla = trainer.compiled_flops(compiled)
+  from cmjax import perf  # pylint: disable=g-import-not-at-top
+  xla = perf.compiled_flops(compiled)
   analytic = throughput_sizes.model_flops_per_step(config)
   assert xla is not None
   assert 0.9 < xla / analytic < 1.6, (xla, analytic)

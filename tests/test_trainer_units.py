@@ -6,7 +6,9 @@ import numpy as np
 
 import pytest
 
-from cmjax import trainer
+from cmjax import experiment, optimizer
+from cmjax.data import datasets
+from cmjax.data import spec as spec_lib
 from tests import helpers
 
 
@@ -20,23 +22,23 @@ def _batch(spec):
 
 
 def test_check_batch_accepts_the_pipeline_spec_and_names_bad_keys(tiny):
-  spec = trainer.batch_spec(tiny)
+  spec = datasets.build(tiny.data).spec.batch(tiny.batch_size)
   good = _batch(spec)
-  trainer.check_batch(good, spec)
+  spec_lib.check_batch(good, spec)
   missing = dict(good)
   del missing["text_mask"]
   with pytest.raises(ValueError, match="missing key.*text_mask"):
-    trainer.check_batch(missing, spec)
+    spec_lib.check_batch(missing, spec)
   wrong_shape = dict(good, image=np.zeros((16, 32, 32, 3), np.uint8))
   with pytest.raises(ValueError, match="'image' has shape"):
-    trainer.check_batch(wrong_shape, spec)
+    spec_lib.check_batch(wrong_shape, spec)
   wrong_dtype = dict(good, audio=good["audio"].astype(np.float64))
   with pytest.raises(ValueError, match="'audio' has dtype"):
-    trainer.check_batch(wrong_dtype, spec)
+    spec_lib.check_batch(wrong_dtype, spec)
 
 
 def test_weight_decay_skips_scalars_and_vectors(tiny):
-  tx, schedule = trainer.make_optimizer(tiny.optim, total_steps=10, warmup_steps=2)
+  tx, schedule = optimizer.make_optimizer(tiny.optim, total_steps=10, warmup_steps=2)
   params = {"w": jnp.ones((3, 3)), "b": jnp.ones((3,)), "logit_scale": jnp.ones(())}
   zero = jax.tree_util.tree_map(jnp.zeros_like, params)
   state = tx.init(params)
@@ -51,7 +53,7 @@ def test_weight_decay_skips_scalars_and_vectors(tiny):
 def test_sgd_follows_the_momentum_and_l2_formula(tiny):
   tiny.optim.update(name="sgd", lr=0.1, weight_decay=0.01, grad_clip_norm=None)
   tiny.optim.momentum = 0.5
-  tx, schedule = trainer.make_optimizer(tiny.optim, total_steps=100, warmup_steps=0)
+  tx, schedule = optimizer.make_optimizer(tiny.optim, total_steps=100, warmup_steps=0)
   rng = np.random.default_rng(0)
   params = {"w": jnp.asarray(rng.normal(size=(3, 2)), jnp.float32),
             "b": jnp.asarray(rng.normal(size=(2,)), jnp.float32)}
@@ -74,22 +76,29 @@ def test_sgd_follows_the_momentum_and_l2_formula(tiny):
 def test_unknown_optimizer_is_refused(tiny):
   tiny.optim.name = "lion"
   with pytest.raises(ValueError, match="optim.name='lion'.*'sgd'"):
-    trainer.make_optimizer(tiny.optim, total_steps=5, warmup_steps=0)
+    optimizer.make_optimizer(tiny.optim, total_steps=5, warmup_steps=0)
 
 
 def test_warmup_longer_than_training_is_refused(tiny):
   with pytest.raises(ValueError, match="warmup"):
-    trainer.make_optimizer(tiny.optim, total_steps=5, warmup_steps=10)
+    optimizer.make_optimizer(tiny.optim, total_steps=5, warmup_steps=10)
 
 
 def test_batch_size_must_divide_over_devices(tiny):
   tiny.batch_size = 12
   with pytest.raises(ValueError, match="batch_size=12 is not divisible by the 8"):
-    trainer.validate_config(tiny, num_devices=8)
+    experiment.validate_config(tiny, num_devices=8)
 
 
-def test_unknown_loss_is_refused(tiny):
-  tiny.loss.name = "triplet"
-  with pytest.raises(ValueError, match="loss.name='triplet'"):
-    trainer.validate_config(tiny, num_devices=1)
+def test_unknown_objective_is_refused(tiny):
+  tiny.objectives.contrastive.type = "triplet"
+  with pytest.raises(ValueError, match="unknown objective 'triplet'.*config.objectives.contrastive.type"):
+    experiment.validate_config(tiny, num_devices=1)
+
+
+def test_an_old_style_loss_entry_says_what_replaced_it(tiny):
+  del tiny.objectives
+  tiny.loss = dict(name="clip")
+  with pytest.raises(ValueError, match="config.loss was replaced by config.objectives"):
+    experiment.validate_config(tiny, num_devices=1)
 

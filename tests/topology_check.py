@@ -23,7 +23,7 @@ import jax  # noqa: E402
 # Avoids a rendezvous deadlock of simulated devices on 2 cores (see DESIGN.md).
 jax.config.update("jax_cpu_enable_async_dispatch", False)
 
-from cmjax import checkpoint, sharding, trainer  # noqa: E402
+from cmjax import checkpoint, sharding  # noqa: E402
 from cmjax.data import pipeline  # noqa: E402
 from tests import helpers  # noqa: E402
 from tests.multidevice_step import split_axes  # noqa: E402
@@ -39,10 +39,7 @@ TARGETS = {  # name: (mesh, number of devices)
 
 def setup(config, mesh_config, n):
   mesh = sharding.make_mesh(mesh_config, devices=jax.devices()[:n])
-  model = trainer.build_model(config)
-  tx, schedule = trainer.make_optimizer(config.optim, total_steps=10, warmup_steps=0)
-  abstract, _, init, step = trainer.build_train_step(
-      config, model, tx, schedule, mesh, sharding.logical_rules(config.sharding_rules))
+  _, abstract, init, step = helpers.build_step(config, mesh)
   return mesh, abstract, init, step
 
 

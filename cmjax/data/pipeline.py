@@ -10,81 +10,27 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping
 
 import grain
 import numpy as np
 
-from cmjax.data import av_digits
 from cmjax.data import balance
 from cmjax.data import cache
-from cmjax.data import shapes
 from cmjax.data import tokenizers
 
 
-class Dataset(NamedTuple):
-  """A built-in dataset: its source class and what its examples hold."""
-  source_cls: type
-  option_keys: tuple[str, ...]  # config.data keys passed to the source
-  label_keys: tuple[str, ...]   # int32 labels copied into every batch
-  has_text: bool                # captions to tokenize
-  default_num_examples: dict
-
-
-DATASETS = {
-    "shapes": Dataset(shapes.ShapesSource,
-                      ("image_size", "min_objects", "max_objects", "domain", "class_skew",
-                       "speech", "sample_rate", "max_speech_seconds", "video_frames",
-                       "video_size"),
-                      ("label", "shape_label", "color_label", "size_label"), True,
-                      shapes.DEFAULT_NUM_EXAMPLES),
-    "av_digits": Dataset(av_digits.AVDigitsSource,
-                         ("image_size", "image_noise", "occlusion", "speech", "sample_rate",
-                          "snr_db", "class_skew"),
-                         ("label",), False, av_digits.DEFAULT_NUM_EXAMPLES),
-}
-
-
-def dataset(data_config: Mapping[str, Any]) -> Dataset:
-  name = data_config.get("name", "shapes")
-  if name not in DATASETS:
-    raise ValueError(f"config.data.name={name!r} is not a known dataset; known: "
-                     f"{sorted(DATASETS)}, or 'tfds:NAME' for a prepared TFDS dataset.")
-  return DATASETS[name]
-
-
-def label_keys(data_config: Mapping[str, Any]) -> tuple[str, ...]:
-  """The int32 label keys of the dataset's batches."""
-  name = data_config.get("name", "shapes")
-  if name.startswith("tfds:"):
-    return DATASETS["shapes"].label_keys
-  return dataset(data_config).label_keys
-
-
-def has_text(data_config: Mapping[str, Any]) -> bool:
-  name = data_config.get("name", "shapes")
-  return name.startswith("tfds:") or dataset(data_config).has_text
-
-
-def make_source(data_config: Mapping[str, Any], split: str, *, seed: int,
-                num_examples: int | None = None, **overrides):
-  """The built-in dataset named by `config.data.name` ('shapes' or 'av_digits').
+def generated_source(data_config: Mapping[str, Any], source_cls: type, split: str, seed: int,
+                     num_examples: int, options: dict):
+  """`source_cls(split=, seed=, num_examples=, **options)`, generated once into a cache.
 
   With `config.data.cache` (the default) the split is generated once by all
   cores into the cache folder (`config.data.cache_dir`, else $CMJAX_CACHE_DIR,
   else ~/.cache/cmjax) and read from there; otherwise every read generates.
   """
   name = data_config.get("name", "shapes")
-  if name.startswith("tfds:"):
-    return tfds_source(name[len("tfds:"):], split, data_config.get("tfds_data_dir"))
-  ds = dataset(data_config)
-  kwargs = {k: data_config[k] for k in ds.option_keys if k in data_config}
-  kwargs.update(overrides)
-  if num_examples is None:
-    num_examples = (data_config.get("num_train") if split == "train" else
-                    ds.default_num_examples[split])
-  kwargs.update(split=split, seed=seed, num_examples=num_examples)
-  factory = functools.partial(ds.source_cls, **kwargs)
+  kwargs = dict(options, split=split, seed=seed, num_examples=num_examples)
+  factory = functools.partial(source_cls, **kwargs)
   if not data_config.get("cache", True):
     return factory()
   directory = os.path.join(data_config.get("cache_dir") or cache.default_cache_dir(),
@@ -196,7 +142,7 @@ class Preprocess(grain.transforms.RandomMap):
   def __init__(self, tokenizer, max_text_len: int, max_samples: int,
                with_speech: bool, with_video: bool = False,
                text_field: str | None = "captions",
-               label_keys: tuple[str, ...] = DATASETS["shapes"].label_keys,
+               label_keys: tuple[str, ...] = (),
                max_shift: int = 0):
     self.tokenizer = tokenizer
     self.max_text_len = max_text_len
@@ -222,20 +168,7 @@ class Preprocess(grain.transforms.RandomMap):
     return out
 
 
-def make_preprocess(data_config: Mapping[str, Any], train: bool = True) -> Preprocess:
-  """The `Preprocess` of the data config: the model-ready form of a record.
-
-  Augmentation (`config.data.augment_shift`) applies only with `train`.
-  """
-  return Preprocess(make_tokenizer(data_config), data_config.get("max_text_len", 0),
-                    max_audio_samples(data_config), data_config["speech"],
-                    with_video=has_video(data_config),
-                    text_field=text_field(data_config) if has_text(data_config) else None,
-                    label_keys=label_keys(data_config),
-                    max_shift=int(data_config.get("augment_shift", 0)) if train else 0)
-
-
-def train_dataset(config, *, process_index: int = 0, process_count: int = 1,
+def train_dataset(config, dataset=None, *, process_index: int = 0, process_count: int = 1,
                   source=None) -> grain.IterDataset:
   """Infinite, shuffled, batched per-host training stream (`config.batch_size` global).
 
@@ -244,12 +177,15 @@ def train_dataset(config, *, process_index: int = 0, process_count: int = 1,
   local batch), so the global batches do not depend on the process count.
   """
   data = config.data
+  if dataset is None:
+    from cmjax.data import datasets  # pylint: disable=g-import-not-at-top  (it imports this module)
+    dataset = datasets.build(data)
   if config.batch_size % process_count:
     raise ValueError(f"batch_size={config.batch_size} is not divisible by the "
                      f"{process_count} processes.")
   local_batch = config.batch_size // process_count
   if source is None:
-    source = make_source(data, "train", seed=config.seed)
+    source = dataset.source("train", seed=config.seed)
   resample = data.get("resample")
   if resample:
     if resample != "balanced":
@@ -261,7 +197,7 @@ def train_dataset(config, *, process_index: int = 0, process_count: int = 1,
   # same examples (with the same augmentation) whatever the number of processes,
   # and each process reads and preprocesses only its own rows.
   ds = grain.MapDataset.source(source).seed(config.seed).shuffle().repeat(None)
-  ds = ds.random_map(make_preprocess(data))
+  ds = ds.random_map(dataset.preprocess(train=True))
   ds = ds.batch(local_batch, drop_remainder=True)[process_index::process_count]
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=1,
                                             prefetch_buffer_size=4))

@@ -22,6 +22,7 @@ import jax
 import numpy as np
 
 from cmjax.data import pipeline
+from cmjax.data import spec as spec_lib
 from cmjax.evaluators import common
 from cmjax.evaluators import metrics
 
@@ -29,21 +30,22 @@ from cmjax.evaluators import metrics
 @common.register("classification")
 class ClassificationEvaluator:
 
-  def __init__(self, entry, *, model, config):
-    # Imported here: the trainer imports the evaluators.
-    from cmjax import trainer  # pylint: disable=g-import-not-at-top
-    data = config.data
+  def __init__(self, entry, ctx: common.EvalContext):
+    model, dataset = ctx.model, ctx.dataset
     self.every_steps = common.every(entry, 0)
-    self.modalities = trainer.model_modalities(config)
-    self.heads = dict(config.model.heads)
+    self.modalities = ctx.modalities
+    self.heads = dict(getattr(model, "heads", None) or {})
+    if not self.heads:
+      raise ValueError("the classification evaluator needs a model with class heads "
+                       "(config.model.heads = {task: classes}).")
     self.batch_size = int(entry.get("batch_size", 250))
     self.missing_fractions = [float(f) for f in entry.get("missing_fractions", ())]
     self.noise_levels = [float(s) for s in entry.get("noise_levels", ())]
-    self.vocab_size = pipeline.make_tokenizer(data).vocab_size
+    self.vocab_size = dataset.spec.vocab_size
     self.confusion = {}
-    source = pipeline.make_source(data, entry.get("split", "test"), seed=common.split_seed(entry),
-                                  num_examples=int(entry.get("num_examples", 1000)))
-    preprocess = pipeline.make_preprocess(data, train=False)
+    source = dataset.source(entry.get("split", "test"), seed=common.split_seed(entry),
+                            num_examples=int(entry.get("num_examples", 1000)))
+    preprocess = dataset.preprocess(train=False)
     # A fixed caption per example: the same inputs at every evaluation.
     self.arrays = pipeline.materialize(
         source, lambda r: preprocess.random_map(r, np.random.default_rng(int(r["index"]))))
@@ -58,8 +60,8 @@ class ClassificationEvaluator:
     """{task: int `[n]` predicted classes}; `present`: {modality: bool `[n]`};
     `arrays`: inputs to use instead of the held-out ones (e.g. corrupted)."""
     arrays = self.arrays if arrays is None else arrays
-    keys = [k for k in self.arrays if k in ("image", "text", "text_mask", "audio",
-                                             "audio_mask", "video")]
+    inputs = {k for m in self.modalities for k in spec_lib.modality(m).keys}
+    keys = [k for k in self.arrays if k in inputs]
     preds = {t: [] for t in self.heads}
     for start in range(0, self.n, self.batch_size):
       rows = np.arange(start, min(start + self.batch_size, self.n))

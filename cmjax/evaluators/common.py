@@ -1,7 +1,25 @@
-"""Shared pieces of the evaluators: the registry and batched, jitted encoding."""
+"""The evaluator contract, the registry, and batched, jitted encoding.
+
+An evaluator is a class registered by `type` and built once per run from its
+config entry (`config.evals.<name>`) and an `EvalContext`:
+
+  @register("my_eval")
+  class MyEvaluator:
+    def __init__(self, entry, ctx: EvalContext):
+      self.every_steps = every(entry, 0)     # 0: only at the end of training
+      ...                                    # held-out data, jitted predict functions
+    def run(self, variables):                # {'params': ..., **model state}
+      yield "my_eval/accuracy", 0.93         # (metric name, float) pairs
+    def artifacts(self) -> dict: ...         # optional: JSON written to <workdir>/<name>.json
+
+Evaluators read the dataset (its `spec`, held-out `source`s, `preprocess`,
+`tokenizer`) and call the model's methods (`encode_<modality>`, `apply`); they
+never import the trainer.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -11,6 +29,28 @@ from cmjax.registry import Registry
 
 EVALUATORS = Registry("evaluator type")  # filled by the evaluator modules (see __init__)
 register = EVALUATORS.register
+
+
+@dataclasses.dataclass
+class EvalContext:
+  """What an evaluator is built from besides its config entry.
+
+  Attributes:
+    config: the experiment config.
+    dataset: the `cmjax.data.datasets.Dataset` of `config.data`.
+    model: the flax module (unbound; `run` gets the variables).
+  """
+
+  config: Any
+  dataset: Any
+  model: Any
+
+  @property
+  def modalities(self) -> tuple[str, ...]:
+    """The modalities the model consumes."""
+    from cmjax.models.registry import input_modalities  # pylint: disable=g-import-not-at-top
+
+    return input_modalities(self.model)
 
 
 def get_evaluator_cls(name: str, config_key: str = "config.evals.<name>.type") -> type:

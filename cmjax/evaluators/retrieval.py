@@ -17,30 +17,25 @@ import time
 import numpy as np
 
 from cmjax.data import pipeline
+from cmjax.data import spec as spec_lib
 from cmjax.evaluators import common
 from cmjax.evaluators import metrics
 
-_INPUT_KEYS = {"image": ("image",), "audio": ("audio", "audio_mask"), "video": ("video",)}
-_METHOD = {"image": "encode_image", "text": "encode_text", "audio": "encode_audio",
-           "video": "encode_video"}
 
 
 @common.register("retrieval")
 class RetrievalEvaluator:
 
-  def __init__(self, entry, *, model, config):
+  def __init__(self, entry, ctx: common.EvalContext):
     t0 = time.time()
-    data = config.data
+    data, dataset, model = ctx.config.data, ctx.dataset, ctx.model
     self.every_steps = common.every(entry, 0)
     k = int(entry.get("num_captions", 5))
-    # Imported here: the trainer imports the evaluators.
-    from cmjax import trainer  # pylint: disable=g-import-not-at-top
-    modalities = trainer.model_modalities(config)
+    modalities = ctx.modalities
     field = pipeline.text_field(data)
-    source = pipeline.make_source(
-        data, entry.get("split", "test"), seed=common.split_seed(entry),
-        num_examples=int(entry.get("num_examples", 1000)), num_captions=k)
-    tokenizer = pipeline.make_tokenizer(data)
+    source = dataset.source(entry.get("split", "test"), seed=common.split_seed(entry),
+                            num_examples=int(entry.get("num_examples", 1000)), num_captions=k)
+    tokenizer = dataset.tokenizer
     max_samples = pipeline.max_audio_samples(data)
 
     def prep(rec):
@@ -67,10 +62,11 @@ class RetrievalEvaluator:
                           arrays["text_mask"].reshape(n * k, -1))
         self.owner[m] = np.repeat(np.arange(n), k)
       else:
-        self.inputs[m] = tuple(arrays[key] for key in _INPUT_KEYS[m])
+        self.inputs[m] = tuple(arrays[key] for key in spec_lib.modality(m).keys)
         self.owner[m] = np.arange(n)
     bs = int(entry.get("batch_size", 250))
-    self.encoders = {m: common.Encoder(model, _METHOD[m], bs) for m in self.inputs}
+    self.encoders = {m: common.Encoder(model, spec_lib.modality(m).encode_method, bs)
+                     for m in self.inputs}
     self.pairs = list(itertools.combinations(list(self.inputs), 2))
     logging.info("retrieval evaluator: %d examples x %d captions ready in %.1fs",
                  n, k, time.time() - t0)

@@ -31,9 +31,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cmjax.models.dense import flat_matmul
-
-Dtype = Any
+from cmjax.models.layers import Dtype, flat_matmul
 
 
 def key_mask_to_attention_mask(key_mask: jax.Array | None) -> jax.Array | None:

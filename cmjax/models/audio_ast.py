@@ -11,8 +11,6 @@ then the next), so a prefix frame mask gives a prefix (right-padded) token
 mask and appending masked audio only appends masked tokens.
 """
 
-from typing import Any
-
 import chex
 import flax.linen as nn
 import jax
@@ -20,10 +18,9 @@ import jax.numpy as jnp
 
 from cmjax.models.audio_front_end import AudioFrontEnd
 from cmjax.models.encoders import EncoderOutput, register_encoder
+from cmjax.models.layers import Dtype, patch_embed
 from cmjax.models.pooling import masked_mean, sinusoidal_positions
 from cmjax.models.transformer import Transformer
-
-Dtype = Any
 
 
 def patch_mask(frame_mask: jax.Array, patch_time: int, freq_patches: int) -> jax.Array:
@@ -88,14 +85,9 @@ class AudioSpectrogramViT(AudioFrontEnd):
     x = jnp.pad(x, ((0, 0), (0, extra), (0, 0)))
     fmask = jnp.pad(fmask, ((0, 0), (0, extra)))
     steps, freq_patches = x.shape[1] // pt, self.n_mels // pf
-    # Conv with stride = kernel = patch is a per-patch linear map.
-    x = nn.Conv(self.width, (pt, pf), strides=(pt, pf), padding='VALID',
-                dtype=self.dtype, name='patch_embed',
-                kernel_init=nn.with_logical_partitioning(
-                    nn.initializers.lecun_normal(), (None, None, 'conv_in', 'embed')),
-                bias_init=nn.with_logical_partitioning(
-                    nn.initializers.zeros_init(), ('embed',)))(
-                        x.astype(self.dtype)[..., None])
+    # The spectrogram as a one-channel image `[batch, frames, n_mels, 1]`.
+    x = patch_embed(self.width, (pt, pf), 'patch_embed', self.dtype)(
+        x.astype(self.dtype)[..., None])
     chex.assert_shape(x, (batch, steps, freq_patches, self.width))
     # Frequency positions are learned (the mel axis has a fixed size); time
     # positions are fixed, so no maximum audio length is baked in.

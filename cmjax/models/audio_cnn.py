@@ -8,7 +8,7 @@ appending masked padding leaves the valid tokens and the pooled vector
 unchanged (up to float round-off).
 """
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import chex
 import flax.linen as nn
@@ -16,11 +16,9 @@ import jax
 import jax.numpy as jnp
 
 from cmjax.models.audio_front_end import AudioFrontEnd, subsample_mask
-from cmjax.models.dense import Dense
 from cmjax.models.encoders import EncoderOutput, register_encoder
+from cmjax.models.layers import Dtype, conv, dense, layer_norm
 from cmjax.models.pooling import masked_mean
-
-Dtype = Any
 
 
 @register_encoder('audio', 'cnn')
@@ -61,28 +59,16 @@ class AudioCNN(AudioFrontEnd):
     for i, features in enumerate(self.widths):
       # Explicit symmetric padding (not 'SAME'): output j covers inputs
       # 2j-half..2j+half whatever the length, so padding stays invisible.
-      x = nn.Conv(features, (self.kernel_size,), strides=(2,), padding=((half, half),),
-                  dtype=self.dtype, name=f'conv{i}',
-                  kernel_init=nn.with_logical_partitioning(
-                      nn.initializers.lecun_normal(),
-                      (None, 'mels' if i == 0 else 'conv_in', 'mlp')),
-                  bias_init=nn.with_logical_partitioning(
-                      nn.initializers.zeros_init(), ('mlp',)))(x)
+      x = conv(features, (self.kernel_size,), (2,), ((half, half),), f'conv{i}', self.dtype,
+               (None, 'mels' if i == 0 else 'conv_in', 'mlp'))(x)
       # Per-frame LayerNorm (no statistics across time or batch, unlike
       # BatchNorm/GroupNorm, so padding cannot leak in).
-      x = nn.LayerNorm(
-          dtype=self.dtype, name=f'norm{i}',
-          scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), ('mlp',)),
-          bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), ('mlp',)))(x)
+      x = layer_norm(f'norm{i}', self.dtype, axis='mlp')(x)
       x = nn.gelu(x)
       fmask = subsample_mask(fmask)
       chex.assert_equal(x.shape[1], fmask.shape[1])
       x = x * fmask[..., None].astype(x.dtype)
-    x = Dense(self.width, dtype=self.dtype, name='proj',
-              kernel_init=nn.with_logical_partitioning(
-                  nn.initializers.lecun_normal(), ('conv_in', 'embed')),
-              bias_init=nn.with_logical_partitioning(
-                  nn.initializers.zeros_init(), ('embed',)))(x)
+    x = dense(self.width, 'proj', self.dtype, in_axis='conv_in', out_axis='embed')(x)
     x = x * fmask[..., None].astype(x.dtype)
     pooled = masked_mean(x, fmask)
     chex.assert_shape(x, (batch, fmask.shape[1], self.width))

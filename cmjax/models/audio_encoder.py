@@ -4,8 +4,6 @@
 Transformer with key mask -> masked mean.
 """
 
-from typing import Any
-
 import chex
 import flax.linen as nn
 import jax
@@ -13,10 +11,9 @@ import jax.numpy as jnp
 
 from cmjax.models.audio_front_end import AudioFrontEnd, subsample_mask
 from cmjax.models.encoders import EncoderOutput, register_encoder
+from cmjax.models.layers import Dtype, conv
 from cmjax.models.pooling import masked_mean, sinusoidal_positions
 from cmjax.models.transformer import Transformer
-
-Dtype = Any
 
 
 @register_encoder('audio', 'transformer')
@@ -53,12 +50,7 @@ class AudioTransformer(AudioFrontEnd):
     # Explicit (1, 1) padding (not 'SAME') so output j always covers inputs
     # 2j-1..2j+1 whatever the sequence length: padding stays invisible.
     for i, names in enumerate([(None, 'mels', 'embed'), (None, 'conv_in', 'embed')]):
-      x = nn.Conv(self.width, (3,), strides=(2,), padding=((1, 1),),
-                  dtype=self.dtype, name=f'conv{i}',
-                  kernel_init=nn.with_logical_partitioning(
-                      nn.initializers.lecun_normal(), names),
-                  bias_init=nn.with_logical_partitioning(
-                      nn.initializers.zeros_init(), ('embed',)))(x)
+      x = conv(self.width, (3,), (2,), ((1, 1),), f'conv{i}', self.dtype, names)(x)
       x = nn.gelu(x)
       fmask = subsample_mask(fmask)
       chex.assert_equal(x.shape[1], fmask.shape[1])

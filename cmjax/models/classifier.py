@@ -22,19 +22,18 @@ A missing modality (flag False) is handled by the `missing` strategy:
 
 from __future__ import annotations
 
-from typing import Any
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from cmjax.models.contrastive import validate_batch
-from cmjax.models.encoders import MODALITY_INPUTS, build_encoder
+from cmjax.data.spec import ElementSpec
+from cmjax.models.encoders import MODALITY_INPUTS, build_encoder, complete_from_data
 from cmjax.models.fusion import get_fusion_cls
 from cmjax.models.fusion.common import zero_missing
-from cmjax.models.registry import register
+from cmjax.models.layers import Dtype
+from cmjax.models.registry import input_modalities, register
 
-Dtype = Any
 MISSING_STRATEGIES = ('mask', 'learned', 'mean', 'predict')
 
 
@@ -58,7 +57,8 @@ class FusionClassifier(nn.Module):
   """Encoders + fusion + per-task linear heads.
 
   Attributes:
-    modalities: the modalities used, in a fixed order.
+    modalities: the modalities used, in a fixed order (default: those of `data`).
+    data: the dataset's `ElementSpec` (completes the encoders' settings).
     image, text, audio, video: encoder configs ('name' + kwargs), as in the
       contrastive model.
     fusion: fusion config: 'name' (default 'concat') + the method's kwargs
@@ -71,7 +71,8 @@ class FusionClassifier(nn.Module):
     imputation_momentum: running-mean momentum of the 'mean' strategy.
     dtype: compute dtype.
   """
-  modalities: tuple[str, ...] = ('image', 'text', 'audio')
+  modalities: tuple[str, ...] | None = None
+  data: ElementSpec | None = None
   image: dict | None = None
   text: dict | None = None
   audio: dict | None = None
@@ -84,22 +85,24 @@ class FusionClassifier(nn.Module):
   dtype: Dtype = jnp.float32
 
   def setup(self):
+    self.used = input_modalities(self)
     if self.missing not in MISSING_STRATEGIES:
       raise ValueError(f'config.model.missing={self.missing!r}; expected one of '
                        f'{MISSING_STRATEGIES}')
-    self.imputer = MissingModalityImputer(tuple(self.modalities), self.missing,
+    self.imputer = MissingModalityImputer(tuple(self.used), self.missing,
                                           self.imputation_momentum, self.dtype,
                                           name='imputer')
-    unknown = set(self.modalities) - set(MODALITY_INPUTS)
+    unknown = set(self.used) - set(MODALITY_INPUTS)
     if unknown:
       raise ValueError(f'unknown modalities {sorted(unknown)}; known: {sorted(MODALITY_INPUTS)}')
     if not self.heads:
       raise ValueError('config.model.heads is empty; give {task: num_classes}')
-    self.encoders = {m: build_encoder(m, getattr(self, m), dtype=self.dtype,
-                                      name=f'{m}_encoder') for m in self.modalities}
+    self.encoders = {m: build_encoder(m, complete_from_data(m, getattr(self, m), self.data),
+                                      dtype=self.dtype, name=f'{m}_encoder')
+                     for m in self.used}
     kw = dict(self.fusion or {})
     cls = get_fusion_cls(kw.pop('name', 'concat'))
-    kw.update(modalities=tuple(self.modalities), dtype=self.dtype)
+    kw.update(modalities=tuple(self.used), dtype=self.dtype)
     if cls.outputs_logits:
       self.fusions = {t: cls(**kw, num_classes=n, name=f'fusion_{t}')
                       for t, n in self.heads.items()}
@@ -112,26 +115,26 @@ class FusionClassifier(nn.Module):
   def presence(self, batch: dict, train: bool
                ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
     """({modality: bool `[B]`} after modality dropout, {...} as the batch gives them)."""
-    batch_size = batch[MODALITY_INPUTS[self.modalities[0]][0]].shape[0]
+    batch_size = batch[MODALITY_INPUTS[self.used[0]][0]].shape[0]
     given = jnp.stack([jnp.asarray(batch.get(f'{m}_present', jnp.ones((batch_size,), bool))
-                                   ).astype(jnp.bool_) for m in self.modalities], axis=1)
+                                   ).astype(jnp.bool_) for m in self.used], axis=1)
     flags = given
     if train and self.modality_dropout > 0:
       flags = modality_dropout(self.make_rng('dropout'), flags, self.modality_dropout)
-    return ({m: flags[:, i] for i, m in enumerate(self.modalities)},
-            {m: given[:, i] for i, m in enumerate(self.modalities)})
+    return ({m: flags[:, i] for i, m in enumerate(self.used)},
+            {m: given[:, i] for i, m in enumerate(self.used)})
 
   def __call__(self, batch: dict, *, train: bool = False) -> dict:
     """Returns {'logits/<task>': float32 `[B, classes]`, 'present/<m>': bool `[B]`,
     and 'aux_loss' (scalar) with the 'predict' strategy}."""
-    missing = [m for m in self.modalities if MODALITY_INPUTS[m][0] not in batch]
+    missing = [m for m in self.used if MODALITY_INPUTS[m][0] not in batch]
     if missing:
-      raise KeyError(f'batch lacks {missing}; this classifier uses {list(self.modalities)}; '
+      raise KeyError(f'batch lacks {missing}; this classifier uses {list(self.used)}; '
                      'mark a missing modality with "<modality>_present" = False instead')
-    validate_batch(batch, tuple(self.modalities))
+    validate_batch(batch, tuple(self.used))
     present, given = self.presence(batch, train)
     features = {m: self.encoders[m](*[batch[k] for k in MODALITY_INPUTS[m]], train=train)
-                for m in self.modalities}
+                for m in self.used}
     out = {f'present/{m}': p for m, p in present.items()}
     features, fusion_present, aux = self.imputer(features, present, given, train)
     if self.missing == 'predict':

@@ -12,10 +12,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cmjax.models.encoders import MODALITY_INPUTS, build_encoder
-from cmjax.models.registry import register
-
-Dtype = Any
+from cmjax.data.spec import ElementSpec
+from cmjax.models.encoders import MODALITY_INPUTS, build_encoder, complete_from_data
+from cmjax.models.layers import Dtype
+from cmjax.models.registry import input_modalities, register
 
 # Batch keys each modality needs; the first one says the modality is present.
 MODALITY_KEYS = MODALITY_INPUTS
@@ -81,7 +81,9 @@ class TriModalContrastive(nn.Module):
     image, text, audio, video: encoder configs: 'name' (see
       `encoders.known_encoders()`; default ViT, Transformer, Transformer,
       FrameTransformer) plus the encoder's keyword arguments.
-    modalities: towers this model has.
+    modalities: towers this model has (default: every modality of `data`).
+    data: the dataset's `ElementSpec`; completes the encoders' settings
+      (vocabulary size, text length, sample rate) and the default modalities.
     logit_scale_init: initial log inverse temperature (log(1/0.07) for CLIP,
       log(10) for SigLIP).
     logit_bias_init: initial logit bias (0 for CLIP, -10 for SigLIP).
@@ -92,34 +94,36 @@ class TriModalContrastive(nn.Module):
   text: dict | None = None
   audio: dict | None = None
   video: dict | None = None
-  modalities: tuple[str, ...] = ('image', 'text', 'audio')
+  modalities: tuple[str, ...] | None = None
+  data: ElementSpec | None = None
   logit_scale_init: float = math.log(1 / 0.07)
   logit_bias_init: float = 0.0
   dtype: Dtype = jnp.float32
 
   def setup(self):
-    unknown = set(self.modalities) - set(MODALITY_KEYS)
+    self.used = input_modalities(self)
+    unknown = set(self.used) - set(MODALITY_KEYS)
     if unknown:
       raise ValueError(f'unknown modalities {sorted(unknown)}; '
                        f'supported: {sorted(MODALITY_KEYS)}')
-    self.towers = {m: build_encoder(m, getattr(self, m), dtype=self.dtype,
-                                    name=f'{m}_encoder')
-                   for m in self.modalities}
+    self.towers = {m: build_encoder(m, complete_from_data(m, getattr(self, m), self.data),
+                                    dtype=self.dtype, name=f'{m}_encoder')
+                   for m in self.used}
     # Bias-free projection so that the zero vector stays meaningless.
     self.projections = {m: nn.Dense(
         self.embed_dim, use_bias=False, dtype=self.dtype, name=f'{m}_proj',
         kernel_init=nn.with_logical_partitioning(
             nn.initializers.lecun_normal(), ('embed', None)))
-                        for m in self.modalities}
+                        for m in self.used}
     self.logit_scale = self.param(
         'logit_scale', nn.initializers.constant(self.logit_scale_init), ())
     self.logit_bias = self.param(
         'logit_bias', nn.initializers.constant(self.logit_bias_init), ())
 
   def _embed(self, modality: str, *inputs, train: bool) -> jax.Array:
-    if modality not in self.modalities:
+    if modality not in self.used:
       raise ValueError(f'this model has no {modality} tower; '
-                       f'modalities={self.modalities}')
+                       f'modalities={self.used}')
     pooled = self.towers[modality](*inputs, train=train).pooled
     z = l2_normalize(self.projections[modality](pooled))
     chex.assert_shape(z, (inputs[0].shape[0], self.embed_dim))
@@ -148,14 +152,14 @@ class TriModalContrastive(nn.Module):
     return self._embed('video', video, train=train)
 
   def __call__(self, batch: dict, *, train: bool = False) -> dict:
-    """Embeds every modality of `self.modalities` present in `batch`.
+    """Embeds every modality of the model present in `batch`.
 
     Returns {'image'|'text'|'audio'|'video': float32 `[B, D]` (unit norm), ...,
     'logit_scale': scalar, 'logit_bias': scalar}, plus bool `[B]`
     '<modality>_present' copied from the batch where the batch has it.
     """
     out = {}
-    for m in validate_batch(batch, tuple(self.modalities)):
+    for m in validate_batch(batch, tuple(self.used)):
       inputs = [batch[k] for k in MODALITY_KEYS[m]]
       out[m] = self._embed(m, *inputs, train=train)
       if f'{m}_present' in batch:

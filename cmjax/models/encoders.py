@@ -104,3 +104,25 @@ def build_encoder(modality: str, config: dict | None, **extra: Any):
     raise ValueError(f'config.model.{modality} has keys {unknown} that the {modality} '
                      f'encoder {name!r} does not take; it takes {allowed}')
   return cls(**kwargs, **extra)
+
+
+def complete_from_data(modality: str, config: dict | None, data: Any) -> dict:
+  """An encoder's config entry completed from the dataset's `ElementSpec` `data`.
+
+  The data decide what the encoder must fit: a text encoder's `vocab_size` (the
+  tokenizer's) and `max_len` (the batches' text length, where the encoder has a
+  position table), an audio encoder's `sample_rate`. Without `data` the entry
+  is returned as it is.
+  """
+  entry = dict(config or {})
+  if data is None:
+    return entry
+  name = entry.get('name', DEFAULT_ENCODER.get(modality))
+  fields = getattr(get_encoder_cls(modality, name), '__dataclass_fields__', {})
+  if modality == 'text':
+    entry['vocab_size'] = data.vocab_size
+    if 'max_len' in fields:
+      entry['max_len'] = data.text_length()
+  if modality == 'audio' and 'sample_rate' in fields:
+    entry['sample_rate'] = data.sample_rate
+  return entry

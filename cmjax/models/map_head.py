@@ -1,16 +1,13 @@
 """Multihead attention pooling (MAP): a learned probe attends over the tokens."""
 
-from typing import Any
-
 import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from cmjax.models.attention import MultiHeadAttention
-from cmjax.models.transformer import MlpBlock, layer_norm
-
-Dtype = Any
+from cmjax.models.layers import Dtype, layer_norm
+from cmjax.models.transformer import MlpBlock
 
 
 class MAPHead(nn.Module):

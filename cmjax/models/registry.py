@@ -22,3 +22,16 @@ def known_models() -> list[str]:
 def get_model(name: str, **kwargs) -> Any:
   """Builds the model registered as `name` with `kwargs` (e.g. config.model)."""
   return MODELS.get(name)(**kwargs)
+
+
+DEFAULT_MODALITIES = ('image', 'text', 'audio')
+
+
+def input_modalities(model) -> tuple[str, ...]:
+  """The modalities a model consumes: its `modalities` setting, else every
+  modality of its `data` spec, else image, text and audio."""
+  explicit = getattr(model, 'modalities', None)
+  if explicit:
+    return tuple(explicit)
+  data = getattr(model, 'data', None)
+  return tuple(data.modalities) if data is not None else DEFAULT_MODALITIES

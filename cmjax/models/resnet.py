@@ -11,7 +11,7 @@ evaluation uses the running averages (`train=False`). Under `jit` over a
 sharded batch, the batch statistics are those of the global batch.
 """
 
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import chex
 import flax.linen as nn
@@ -19,20 +19,21 @@ import jax
 import jax.numpy as jnp
 
 from cmjax.models.encoders import EncoderOutput, register_encoder
+from cmjax.models.layers import Dtype, conv
 from cmjax.models.vit import image_to_float
-
-Dtype = Any
 
 _CONV_INIT = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 
 
 def _conv(features: int, kernel: int, stride: int, dtype: Dtype, name: str) -> nn.Conv:
+  """Square `kernel` conv `[batch, H, W, in] -> [batch, H/stride, W/stride, features]`.
+
+  No bias (a norm follows every conv) and He (fan-out) initialisation, as in ResNet.
+  """
   pad = kernel // 2
-  return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
-                 padding=((pad, pad), (pad, pad)), use_bias=False, dtype=dtype,
-                 name=name,
-                 kernel_init=nn.with_logical_partitioning(
-                     _CONV_INIT, (None, None, 'conv_in', 'conv_out')))
+  return conv(features, (kernel, kernel), (stride, stride), ((pad, pad), (pad, pad)),
+              name, dtype, (None, None, 'conv_in', 'conv_out'), use_bias=False,
+              kernel_init=_CONV_INIT)
 
 
 class ResidualBlock(nn.Module):

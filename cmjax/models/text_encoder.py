@@ -1,17 +1,14 @@
 """Text Transformer: token ids `[batch, L]` + mask -> tokens and pooled vector."""
 
-from typing import Any
-
 import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from cmjax.models.encoders import EncoderOutput, register_encoder
+from cmjax.models.layers import Dtype, token_embed
 from cmjax.models.pooling import last_token, masked_mean, sinusoidal_positions
 from cmjax.models.transformer import Transformer
-
-Dtype = Any
 
 
 @register_encoder('text', 'transformer')
@@ -67,10 +64,7 @@ class TextTransformer(nn.Module):
     if self.positions == 'learned' and length > self.max_len:
       raise ValueError(f'text length {length} exceeds max_len {self.max_len}')
     mask = text_mask.astype(jnp.bool_)
-    x = nn.Embed(self.vocab_size, self.width, dtype=self.dtype,
-                 param_dtype=self.param_dtype, name='token_embed',
-                 embedding_init=nn.with_logical_partitioning(
-                     nn.initializers.normal(0.02), ('vocab', 'embed')))(text)
+    x = token_embed(self.vocab_size, self.width, self.dtype, self.param_dtype)(text)
     if self.positions == 'learned':
       pos = self.param('pos_embedding', nn.with_logical_partitioning(
           nn.initializers.normal(0.01), ('pos', 'embed')),

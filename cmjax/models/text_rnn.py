@@ -15,18 +15,14 @@ with the cell's input kernels `('embed', 'mlp')`, recurrent kernels
 bidirectional encoder has `out_proj` `[2 * width, width]` `('mlp', 'embed')`.
 """
 
-from typing import Any
-
 import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cmjax.models.dense import Dense
 from cmjax.models.encoders import EncoderOutput, register_encoder
+from cmjax.models.layers import Dtype, dense, token_embed
 from cmjax.models.pooling import last_token, masked_mean
-
-Dtype = Any
 
 
 def _orthogonal_f32(key: jax.Array, shape: tuple[int, ...], dtype: Dtype = jnp.float32):
@@ -96,10 +92,7 @@ class TextRNN(nn.Module):
     batch, length = text.shape
     mask = text_mask.astype(jnp.bool_)
     lengths = jnp.sum(mask, axis=1, dtype=jnp.int32)
-    x = nn.Embed(self.vocab_size, self.width, dtype=self.dtype,
-                 param_dtype=self.param_dtype, name='token_embed',
-                 embedding_init=nn.with_logical_partitioning(
-                     nn.initializers.normal(0.02), ('vocab', 'embed')))(text)
+    x = token_embed(self.vocab_size, self.width, self.dtype, self.param_dtype)(text)
     for i in range(self.depth):
       x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
       if self.bidirectional:
@@ -111,12 +104,8 @@ class TextRNN(nn.Module):
       x = layer(x, seq_lengths=lengths)
     if self.bidirectional:
       chex.assert_shape(x, (batch, length, 2 * self.width))
-      proj = Dense(self.width, dtype=self.dtype, param_dtype=self.param_dtype,
-                   name='out_proj',
-                   kernel_init=nn.with_logical_partitioning(
-                       nn.initializers.lecun_normal(), ('mlp', 'embed')),
-                   bias_init=nn.with_logical_partitioning(
-                       nn.initializers.zeros_init(), ('embed',)))
+      proj = dense(self.width, 'out_proj', self.dtype, in_axis='mlp', out_axis='embed',
+                   param_dtype=self.param_dtype)
       # Forward state after the last real token; backward state after reading
       # the row from its last real token back to the first one.
       last = jnp.concatenate([last_token(x[..., :self.width], mask),

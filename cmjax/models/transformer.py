@@ -16,18 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from cmjax.models.attention import MultiHeadAttention
-from cmjax.models.dense import Dense
-
-Dtype = Any
-
-
-def layer_norm(name: str | None = None, dtype: Dtype = jnp.float32,
-               param_dtype: Dtype = jnp.float32) -> nn.LayerNorm:
-  """LayerNorm whose scale/bias carry the 'embed' logical axis."""
-  return nn.LayerNorm(
-      dtype=dtype, param_dtype=param_dtype, name=name,
-      scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), ('embed',)),
-      bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), ('embed',)))
+from cmjax.models.layers import Dtype, dense, layer_norm
 
 
 class MlpBlock(nn.Module):
@@ -41,18 +30,12 @@ class MlpBlock(nn.Module):
   def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
     width = x.shape[-1]
     init = nn.initializers.xavier_uniform()
-    h = Dense(self.mlp_dim, dtype=self.dtype, param_dtype=self.param_dtype,
-                 name='fc1',
-                 kernel_init=nn.with_logical_partitioning(init, ('embed', 'mlp')),
-                 bias_init=nn.with_logical_partitioning(
-                     nn.initializers.zeros_init(), ('mlp',)))(x)
+    h = dense(self.mlp_dim, 'fc1', self.dtype, in_axis='embed', out_axis='mlp',
+              kernel_init=init, param_dtype=self.param_dtype)(x)
     h = nn.gelu(h)
     h = nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)
-    return Dense(width, dtype=self.dtype, param_dtype=self.param_dtype,
-                    name='fc2',
-                    kernel_init=nn.with_logical_partitioning(init, ('mlp', 'embed')),
-                    bias_init=nn.with_logical_partitioning(
-                        nn.initializers.zeros_init(), ('embed',)))(h)
+    return dense(width, 'fc2', self.dtype, in_axis='mlp', out_axis='embed',
+                 kernel_init=init, param_dtype=self.param_dtype)(h)
 
 
 class EncoderBlock(nn.Module):

@@ -8,20 +8,16 @@
   (ViViT's tubelet embedding), and one Transformer attends over all of them.
 """
 
-from typing import Any
-
 import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cmjax.models.dense import Dense
 from cmjax.models.encoders import EncoderOutput, build_encoder, register_encoder
+from cmjax.models.layers import Dtype, dense, patch_embed
 from cmjax.models.pooling import sinusoidal_positions
 from cmjax.models.transformer import Transformer
 from cmjax.models.vit import image_to_float
-
-Dtype = Any
 
 
 @register_encoder('video', 'frames')
@@ -59,11 +55,7 @@ class FrameTransformer(nn.Module):
     per_frame = encoder(video.reshape((batch * frames,) + video.shape[2:]),
                         train=train).pooled
     x = per_frame.reshape(batch, frames, per_frame.shape[-1])
-    x = Dense(self.width, dtype=self.dtype, name='frame_proj',
-              kernel_init=nn.with_logical_partitioning(
-                  nn.initializers.lecun_normal(), ('conv_in', 'embed')),
-              bias_init=nn.with_logical_partitioning(
-                  nn.initializers.zeros_init(), ('embed',)))(x)
+    x = dense(self.width, 'frame_proj', self.dtype, in_axis='conv_in', out_axis='embed')(x)
     # Fixed positions: the frame count is not baked into the parameters.
     x = x + sinusoidal_positions(frames, self.width).astype(self.dtype)[None]
     x = Transformer(self.depth, self.num_heads, self.mlp_dim, self.dropout_rate,
@@ -110,13 +102,7 @@ class TubeletViT(nn.Module):
                        f'tubelets of {t} frames x {p}x{p} pixels '
                        '(tubelet_frames, patch_size)')
     x = image_to_float(video).astype(self.dtype)
-    # 3-D conv with stride = kernel = tubelet is a per-tubelet linear map.
-    x = nn.Conv(self.width, (t, p, p), strides=(t, p, p), padding='VALID',
-                dtype=self.dtype, name='tubelet_embed',
-                kernel_init=nn.with_logical_partitioning(
-                    nn.initializers.lecun_normal(), (None, None, None, 'conv_in', 'embed')),
-                bias_init=nn.with_logical_partitioning(
-                    nn.initializers.zeros_init(), ('embed',)))(x)
+    x = patch_embed(self.width, (t, p, p), 'tubelet_embed', self.dtype)(x)
     steps, space = f // t, (h // p) * (w // p)
     x = x.reshape(batch, steps, space, self.width)
     # Factorised positions: learned over space, fixed (sinusoidal) over time.

@@ -1,18 +1,14 @@
 """Vision Transformer: image `[batch, H, W, 3]` -> tokens and pooled vector."""
 
-from typing import Any
-
 import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from cmjax.models.encoders import EncoderOutput, register_encoder
-from cmjax.models.im2col import conv_as_matmul
+from cmjax.models.layers import Dtype, conv, conv_as_matmul, patch_embed
 from cmjax.models.map_head import MAPHead
 from cmjax.models.transformer import Transformer
-
-Dtype = Any
 
 
 def image_to_float(image: jax.Array) -> jax.Array:
@@ -69,13 +65,7 @@ class ViT(nn.Module):
     if self.stem == 'conv':
       x = self._conv_stem(x)
     else:
-      # Conv with stride = kernel = patch is a per-patch linear map.
-      x = nn.Conv(self.width, (p, p), strides=(p, p), padding='VALID',
-                  dtype=self.dtype, name='patch_embed',
-                  kernel_init=nn.with_logical_partitioning(
-                      nn.initializers.lecun_normal(), (None, None, 'conv_in', 'embed')),
-                  bias_init=nn.with_logical_partitioning(
-                      nn.initializers.zeros_init(), ('embed',)))(x)
+      x = patch_embed(self.width, (p, p), 'patch_embed', self.dtype)(x)
     n = (h // p) * (w // p)
     x = x.reshape(batch, n, self.width)
     if self.pool == 'cls':
@@ -110,14 +100,10 @@ class ViT(nn.Module):
     for i in range(steps):
       features = max(self.width >> (steps - 1 - i), 8)
       last = i == steps - 1
-      x = nn.Conv(features, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
-                  dtype=self.dtype, name=f'stem_conv{i}',
-                  conv_general_dilated=conv_as_matmul,
-                  kernel_init=nn.with_logical_partitioning(
-                      nn.initializers.lecun_normal(),
-                      (None, None, 'conv_in', 'embed' if last else None)),
-                  bias_init=nn.with_logical_partitioning(
-                      nn.initializers.zeros_init(), ('embed' if last else None,)))(x)
+      # Only the last conv's output is the token width, sharded as 'embed'.
+      x = conv(features, (3, 3), (2, 2), ((1, 1), (1, 1)), f'stem_conv{i}', self.dtype,
+               (None, None, 'conv_in', 'embed' if last else None),
+               conv_general_dilated=conv_as_matmul)(x)
       if not last:
         x = nn.gelu(x)
     return x

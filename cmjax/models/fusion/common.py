@@ -17,17 +17,14 @@ It returns the fused representation `[B, width]`; decision-level methods
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Mapping
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cmjax.models.dense import Dense
 from cmjax.models.encoders import EncoderOutput
 from cmjax.registry import Registry
 
-Dtype = Any
 Features = Mapping[str, EncoderOutput]
 
 
@@ -76,15 +73,6 @@ def check_features(modalities, features: Features, minimum: int = 1) -> None:
 def zero_missing(x: jax.Array, present: jax.Array) -> jax.Array:
   """Rows of `x` `[B, ...]` where `present` `[B]` is False set to zero."""
   return jnp.where(present.reshape((-1,) + (1,) * (x.ndim - 1)), x, jnp.zeros_like(x))
-
-
-def dense(features: int, name: str, dtype: Dtype, use_bias: bool = True,
-          in_axis: str = 'embed', out_axis: str = 'mlp') -> Dense:
-  return Dense(features, use_bias=use_bias, dtype=dtype, name=name,
-               kernel_init=nn.with_logical_partitioning(
-                   nn.initializers.lecun_normal(), (in_axis, out_axis)),
-               bias_init=nn.with_logical_partitioning(
-                   nn.initializers.zeros_init(), (out_axis,)))
 
 
 def masked_softmax(logits: jax.Array, valid: jax.Array, axis: int) -> jax.Array:

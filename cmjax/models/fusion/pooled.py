@@ -9,16 +9,15 @@ weights over present modalities, the product uses 1 in their place.
 from __future__ import annotations
 
 import itertools
-from typing import Any, ClassVar, Mapping
+from typing import ClassVar, Mapping
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cmjax.models.fusion.common import (Features, check_features, dense, masked_softmax,
-                                        presence, register_fusion, zero_missing)
-
-Dtype = Any
+from cmjax.models.fusion.common import (Features, check_features, masked_softmax, presence,
+                                        register_fusion, zero_missing)
+from cmjax.models.layers import Dtype, dense
 
 
 class FusionBase(nn.Module):

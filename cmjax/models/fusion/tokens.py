@@ -15,10 +15,11 @@ import jax
 import jax.numpy as jnp
 
 from cmjax.models.attention import MultiHeadAttention
-from cmjax.models.fusion.common import Features, dense, presence, register_fusion
+from cmjax.models.fusion.common import Features, register_fusion
 from cmjax.models.fusion.pooled import FusionBase
+from cmjax.models.layers import dense, layer_norm
 from cmjax.models.pooling import masked_mean
-from cmjax.models.transformer import EncoderBlock, MlpBlock, Transformer, layer_norm
+from cmjax.models.transformer import EncoderBlock, MlpBlock, Transformer
 
 
 class TokenFusionBase(FusionBase):

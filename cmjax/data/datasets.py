@@ -1,0 +1,218 @@
+"""The dataset registry: `config.data.name` -> a dataset that declares its batches.
+
+A dataset is a class registered by name and built from `config.data`:
+
+  @datasets.register("my_data")
+  class MyData(datasets.Dataset):
+    def __init__(self, data_config): ...
+    @property
+    def spec(self) -> ElementSpec: ...            # what its batches hold
+    def source(self, split, *, seed, num_examples=None, **overrides): ...
+    def preprocess(self, train: bool): ...        # grain RandomMap: record -> batch row
+
+`source` returns a random-access source (`len`, `[i]`) of records;
+`preprocess(train).random_map(record, rng)` turns a record into one row of a
+batch, with exactly the keys and shapes of `spec.features`. The trainer, the
+models, the objectives and the evaluators read the spec; none of them names a
+dataset. The name before a colon selects the entry (`tfds:coco/2017` is the
+`tfds` dataset with argument `coco/2017`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from cmjax.data import pipeline
+from cmjax.data import spec as spec_lib
+from cmjax.registry import Registry
+
+
+def _import_builtin_datasets() -> None:
+  pass  # the built-in datasets below register themselves when this module loads
+
+
+DATASETS = Registry("dataset", config_key="config.data.name", load_builtins=_import_builtin_datasets)
+register = DATASETS.register
+
+
+class Dataset:
+  """Base class of datasets (documentation of the contract; see the module docstring)."""
+
+  name = "dataset"
+
+  def __init__(self, data_config: Mapping[str, Any]):
+    self.config = data_config
+
+  @property
+  def spec(self) -> spec_lib.ElementSpec:
+    raise NotImplementedError
+
+  def source(self, split: str, *, seed: int, num_examples: int | None = None, **overrides):
+    raise NotImplementedError
+
+  def preprocess(self, train: bool = True):
+    raise NotImplementedError
+
+  def num_classes(self, key: str) -> int:
+    """Classes of label `key` (raises naming the dataset's labels if it has none)."""
+    labels = self.spec.labels
+    if key not in labels:
+      raise ValueError(f"dataset {self.spec.dataset!r} has no label {key!r}; it has {sorted(labels)}")
+    return labels[key]
+
+
+def build(data_config: Mapping[str, Any]) -> Dataset:
+  """The dataset `config.data` names (default 'shapes')."""
+  name = data_config.get("name", "shapes")
+  return DATASETS.get(name.split(":", 1)[0])(data_config)
+
+
+# ----------------------------------------------------------------------------
+# The built-in generated datasets (and shapes prepared as a TFDS dataset)
+# ----------------------------------------------------------------------------
+
+
+class GeneratedDataset(Dataset):
+  """Records with `image`, `captions` (lists of str), `speech` and int32 labels.
+
+  Subclasses name their source class, its options (keys of `config.data`), their
+  labels with class counts, and extras (int32 scalars) a config may ask for
+  with `config.data.extras`.
+  """
+
+  source_cls: type = None
+  option_keys: tuple[str, ...] = ()
+  label_classes: dict[str, int] = {}
+  available_extras: dict[str, str] = {}
+  has_text = True
+  default_num_examples: dict[str, int] = {}
+
+  def __init__(self, data_config):
+    super().__init__(data_config)
+    self.name = data_config.get("name", "shapes")
+    unknown = [k for k in data_config.get("extras", ()) if k not in self.available_extras]
+    if unknown:
+      raise ValueError(
+          f"config.data.extras has {unknown}, which dataset {self.name!r} does not have; "
+          f"it has {sorted(self.available_extras)}"
+      )
+    self.extras = tuple(data_config.get("extras", ()))
+    self.tokenizer = pipeline.make_tokenizer(data_config)
+
+  @property
+  def spec(self) -> spec_lib.ElementSpec:
+    data = self.config
+    modalities = ["image"]
+    sizes = dict(image_size=data.image_size)
+    if self.has_text:
+      modalities.append("text")
+      sizes["text_len"] = data.max_text_len
+      pipeline.text_field(data)  # raises on a bad text_field
+    if data.speech:
+      modalities.append("audio")
+      sizes["audio_samples"] = pipeline.max_audio_samples(data)
+    if pipeline.has_video(data):
+      modalities.append("video")
+      sizes.update(video_frames=data.video_frames, video_size=data.get("video_size", 32))
+    features = {}
+    for m in modalities:
+      features.update(spec_lib.modality_features(m, **sizes))
+    for key in list(self.label_classes) + list(self.extras):
+      features[key] = spec_lib.Feature((), "int32")
+    return spec_lib.ElementSpec(
+        dataset=self.name,
+        modalities=tuple(modalities),
+        features=features,
+        labels=dict(self.label_classes),
+        extras={k: self.available_extras[k] for k in self.extras},
+        vocab_size=self.tokenizer.vocab_size if self.has_text else 0,
+        sample_rate=int(data.sample_rate) if data.speech else 0,
+    )
+
+  def source(self, split, *, seed, num_examples=None, **overrides):
+    options = {k: self.config[k] for k in self.option_keys if k in self.config}
+    options.update(overrides)
+    if num_examples is None:
+      num_examples = (
+          self.config.get("num_train") if split == "train" else self.default_num_examples[split]
+      )
+    return pipeline.generated_source(self.config, self.source_cls, split, seed, num_examples, options)
+
+  def preprocess(self, train=True):
+    data = self.config
+    return pipeline.Preprocess(
+        self.tokenizer,
+        data.get("max_text_len", 0),
+        pipeline.max_audio_samples(data),
+        data["speech"],
+        with_video=pipeline.has_video(data),
+        text_field=pipeline.text_field(data) if self.has_text else None,
+        label_keys=tuple(self.label_classes) + self.extras,
+        max_shift=int(data.get("augment_shift", 0)) if train else 0,
+    )
+
+
+@register("shapes")
+class ShapesDataset(GeneratedDataset):
+  """The procedural tri-modal scenes of `cmjax.data.shapes`."""
+
+  option_keys = (
+      "image_size", "min_objects", "max_objects", "domain", "class_skew", "speech",
+      "sample_rate", "max_speech_seconds", "video_frames", "video_size",
+  )
+  label_classes = {"label": 8, "shape_label": 8, "color_label": 8, "size_label": 2}
+  available_extras = {
+      "answer_label": "index of the answer to `question` in shapes_text.ANSWERS",
+      "relation_label": "object 0 vs object 1 (shapes_text.RELATIONS index), -1 if one object",
+      "num_objects": "objects in the scene",
+      "domain": "visual domain (0 plain, 1 textured)",
+  }
+
+  @property
+  def source_cls(self):
+    from cmjax.data import shapes  # pylint: disable=g-import-not-at-top
+
+    return shapes.ShapesSource
+
+  @property
+  def default_num_examples(self):
+    from cmjax.data import shapes  # pylint: disable=g-import-not-at-top
+
+    return shapes.DEFAULT_NUM_EXAMPLES
+
+
+@register("av_digits")
+class AVDigitsDataset(GeneratedDataset):
+  """Handwritten digits paired with spoken digit names (`cmjax.data.av_digits`)."""
+
+  option_keys = (
+      "image_size", "image_noise", "occlusion", "speech", "sample_rate", "snr_db", "class_skew",
+  )
+  label_classes = {"label": 10}
+  available_extras = {"digit_index": "row of the digit in scikit-learn's digits"}
+  has_text = False
+
+  @property
+  def source_cls(self):
+    from cmjax.data import av_digits  # pylint: disable=g-import-not-at-top
+
+    return av_digits.AVDigitsSource
+
+  @property
+  def default_num_examples(self):
+    from cmjax.data import av_digits  # pylint: disable=g-import-not-at-top
+
+    return av_digits.DEFAULT_NUM_EXAMPLES
+
+
+@register("tfds")
+class ShapesTFDSDataset(ShapesDataset):
+  """`tfds:NAME`: a TFDS dataset in the `shapes` record layout, read with
+  `tfds.data_source` (array_record, no TensorFlow). Prepare one with
+  `cmjax.data.shapes_tfds.prepare_shapes_tfds(data_dir, **options)` and set
+  `config.data.tfds_data_dir`."""
+
+  def source(self, split, *, seed, num_examples=None, **overrides):
+    del seed, num_examples, overrides  # the prepared split is what it is
+    name = self.name.split(":", 1)[1]
+    return pipeline.tfds_source(name, split, self.config.get("tfds_data_dir"))

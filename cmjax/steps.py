@@ -1,0 +1,143 @@
+"""Train steps, looked up by `config.step` (default 'standard'), and their jitting.
+
+A train step is built from the experiment's pieces and is then a pure function
+
+  step(state: TrainState, batch) -> (state, metrics)
+
+  @steps.register("my_step")
+  class MyStep(steps.StandardStep):
+    def init_extra(self, params, rng):   # boxed params -> extra state (or {})
+      return {"teacher": params}
+    def __call__(self, state, batch): ...
+
+`init_extra` builds `TrainState.extra`, which is checkpointed, sharded (arrays
+built from the boxed parameters keep their logical axes) and restored like the
+rest of the state. The trainer jits the step once with explicit shardings
+(`jit_step`, `jit_multi_step`); it never looks inside.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from cmjax import grad_accum
+from cmjax import multi_step
+from cmjax import sharding
+from cmjax.registry import Registry
+from cmjax.train_state import TrainState
+
+
+def _import_builtin_steps() -> None:
+  pass  # the built-in steps below register themselves when this module loads
+
+
+STEPS = Registry("train step", config_key="config.step", load_builtins=_import_builtin_steps)
+register = STEPS.register
+
+
+@register("standard")
+class StandardStep:
+  """One optimizer update from the objective's gradient (with `grad_accum_steps`
+  micro-batches: `config.grad_accum` 'mean' or 'cached_embeddings', see
+  `cmjax/grad_accum.py` for which objectives each reproduces exactly).
+
+  Args:
+    config: the experiment config.
+    model: the flax module.
+    objective: `(outputs, batch, step) -> (loss, metrics)`.
+    tx, schedule: the optimizer and its base learning-rate schedule.
+  """
+
+  def __init__(self, config, model, objective, tx, schedule):
+    self.model, self.objective, self.tx, self.schedule = model, objective, tx, schedule
+    self.base_rng = jax.random.key(config.seed + 1)
+    self.k = int(config.get("grad_accum_steps", 1))
+    self.method = config.get("grad_accum", "mean")
+    if self.k < 1 or self.method not in grad_accum.METHODS:
+      raise ValueError(f"config.grad_accum_steps={self.k}, config.grad_accum={self.method!r}: "
+                       f"expected a positive number of steps and one of {grad_accum.METHODS}.")
+
+  def init_extra(self, params, rng) -> Any:
+    del params, rng
+    return {}
+
+  def apply_fn(self, params, model_state, batch, rng):
+    """`(outputs, new model_state)` of the model in training mode."""
+    variables = {"params": params, **model_state}
+    if model_state:
+      # BatchNorm: batch statistics in, updated running averages out.
+      outputs, new_state = self.model.apply(variables, batch, train=True, rngs={"dropout": rng},
+                                            mutable=list(model_state))
+      return outputs, dict(new_state)
+    return self.model.apply(variables, batch, train=True, rngs={"dropout": rng}), {}
+
+  def gradients(self, state: TrainState, batch):
+    """`(loss, metrics, model_state, grads)` of the objective at `state.params`."""
+    rng = jax.random.fold_in(self.base_rng, state.step)
+    loss_fn = lambda outputs, b: self.objective(outputs, b, state.step)
+    args = (self.apply_fn, loss_fn, state.params, state.model_state, batch, rng)
+    if self.k == 1:
+      return grad_accum.full_batch_grads(*args)
+    if self.method == "mean":
+      return grad_accum.mean_microbatch_grads(*args, self.k)
+    return grad_accum.cached_embedding_grads(*args, self.k)
+
+  def __call__(self, state: TrainState, batch):
+    loss, metrics, model_state, grads = self.gradients(state, batch)
+    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads),
+                   lr=self.schedule(state.step))
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                         model_state=dict(model_state)), metrics
+
+
+@register("ema")
+class EMAStep(StandardStep):
+  """The standard step, plus an exponential moving average of the parameters in
+  `state.extra['ema_params']` (`config.ema_decay`, default 0.999), e.g. for a
+  teacher or for evaluation with averaged weights."""
+
+  def __init__(self, config, model, objective, tx, schedule):
+    super().__init__(config, model, objective, tx, schedule)
+    self.decay = float(config.get("ema_decay", 0.999))
+    if not 0.0 <= self.decay < 1.0:
+      raise ValueError(f"config.ema_decay={self.decay}; expected a number in [0, 1).")
+
+  def init_extra(self, params, rng):
+    del rng
+    # Built from the boxed params: the copy keeps their logical axes (and shardings).
+    return {"ema_params": jax.tree_util.tree_map(jnp.copy, params)}
+
+  def __call__(self, state, batch):
+    state, metrics = super().__call__(state, batch)
+    d = self.decay
+    ema = jax.tree_util.tree_map(lambda e, p: d * e + (1.0 - d) * p,
+                                 state.extra["ema_params"], state.params)
+    return state.replace(extra={**state.extra, "ema_params": ema}), metrics
+
+
+def build_step(config, model, objective, tx, schedule):
+  """The train step `config.step` names (default 'standard')."""
+  return STEPS.get(config.get("step", "standard"))(config, model, objective, tx, schedule)
+
+
+def jit_step(step, state_shardings, mesh):
+  """`step` jitted once: the state as its shardings say, the batch split over the
+  data axes, metrics replicated; the old state's buffers donated to the new one."""
+  return jax.jit(step, in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
+                 out_shardings=(state_shardings, sharding.replicated(mesh)),
+                 donate_argnums=(0,))
+
+
+def jit_multi_step(step, state_shardings, mesh):
+  """`(state, batches [steps, batch, ...]) -> (state, metrics [steps])`: several
+  steps in one call (`config.steps_per_call`; see `cmjax/multi_step.py` for why)."""
+  return jax.jit(multi_step.scan_steps(step),
+                 in_shardings=(state_shardings, multi_step.stacked_batch_sharding(mesh)),
+                 out_shardings=(state_shardings, sharding.replicated(mesh)),
+                 donate_argnums=(0,))
