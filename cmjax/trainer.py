@@ -22,6 +22,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from cmjax import checkpoint as ckpt_lib
+from cmjax import evaluators as evaluators_lib
 from cmjax import experiment as experiment_lib
 from cmjax import metric_writer
 from cmjax import multi_step
@@ -76,8 +77,6 @@ class _Evaluations:
   """The evaluators of `config.evals`, run when due; results go to the writer."""
 
   def __init__(self, exp, writer):
-    import cmjax.evaluators as evaluators_lib  # pylint: disable=g-import-not-at-top
-
     self.evaluators = evaluators_lib.build_evaluators(exp.config, evaluators_lib.EvalContext(
         config=exp.config, dataset=exp.dataset, model=exp.model))
     self.writer = writer

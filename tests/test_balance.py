@@ -3,7 +3,7 @@
 import numpy as np
 from sklearn.utils.class_weight import compute_class_weight
 
-from cmjax.data import balance, pipeline
+from cmjax.data import balance, records
 
 
 def test_balanced_class_weights_match_sklearn():
@@ -41,10 +41,10 @@ def test_random_shift_translates_and_repeats_edges():
   img = np.arange(6 * 6 * 3, dtype=np.uint8).reshape(6, 6, 3)
   rng = np.random.default_rng(0)
   for _ in range(20):
-    out = pipeline.random_shift(img, 2, rng)
+    out = records.random_shift(img, 2, rng)
     assert out.shape == img.shape
     # Some (dy, dx) in [-2, 2]^2 explains it exactly.
     padded = np.pad(img, ((2, 2), (2, 2), (0, 0)), mode="edge")
     assert any(np.array_equal(out, padded[2 + dy:8 + dy, 2 + dx:8 + dx])
                for dy in range(-2, 3) for dx in range(-2, 3))
-  assert pipeline.random_shift(img, 0, rng) is img
+  assert records.random_shift(img, 0, rng) is img

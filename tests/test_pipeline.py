@@ -4,6 +4,7 @@ import numpy as np
 
 from cmjax.data import datasets
 from cmjax.data import pipeline
+from cmjax.data import records
 from cmjax.data import spec as spec_lib
 from cmjax.data import shapes_tfds
 from tests import helpers
@@ -20,7 +21,7 @@ def _config(**data):
 def test_batches_have_the_documented_keys_shapes_and_dtypes():
   c = _config()
   batch = next(iter(pipeline.train_dataset(c)))
-  t = pipeline.max_audio_samples(c.data)
+  t = records.max_audio_samples(c.data)
   assert batch["image"].shape == (4, 64, 64, 3) and batch["image"].dtype == np.uint8
   assert batch["text"].shape == (4, c.data.max_text_len) and batch["text"].dtype == np.int32
   assert batch["text_mask"].dtype == bool and batch["text_mask"][:, 0].all()

@@ -50,4 +50,4 @@ def test_unknown_evaluator_type_names_the_eval_entry():
   config = {"evals": {"val": {"type": "bleu"}}}
   with pytest.raises(ValueError, match=r"unknown evaluator type 'bleu' "
                                        r"\(config.evals.val.type\).*'retrieval'"):
-    evaluators.build_evaluators(config, model=None)
+    evaluators.build_evaluators(config, ctx=None)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from cmjax.data import pipeline
+from cmjax.data import records
 from cmjax.data import spec as spec_lib
 from cmjax.registry import Registry
 
@@ -97,7 +97,7 @@ class GeneratedDataset(Dataset):
           f"it has {sorted(self.available_extras)}"
       )
     self.extras = tuple(data_config.get("extras", ()))
-    self.tokenizer = pipeline.make_tokenizer(data_config)
+    self.tokenizer = records.make_tokenizer(data_config)
 
   @property
   def spec(self) -> spec_lib.ElementSpec:
@@ -107,11 +107,11 @@ class GeneratedDataset(Dataset):
     if self.has_text:
       modalities.append("text")
       sizes["text_len"] = data.max_text_len
-      pipeline.text_field(data)  # raises on a bad text_field
+      records.text_field(data)  # raises on a bad text_field
     if data.speech:
       modalities.append("audio")
-      sizes["audio_samples"] = pipeline.max_audio_samples(data)
-    if pipeline.has_video(data):
+      sizes["audio_samples"] = records.max_audio_samples(data)
+    if records.has_video(data):
       modalities.append("video")
       sizes.update(video_frames=data.video_frames, video_size=data.get("video_size", 32))
     features = {}
@@ -136,17 +136,17 @@ class GeneratedDataset(Dataset):
       num_examples = (
           self.config.get("num_train") if split == "train" else self.default_num_examples[split]
       )
-    return pipeline.generated_source(self.config, self.source_cls, split, seed, num_examples, options)
+    return records.generated_source(self.config, self.source_cls, split, seed, num_examples, options)
 
   def preprocess(self, train=True):
     data = self.config
-    return pipeline.Preprocess(
+    return records.Preprocess(
         self.tokenizer,
         data.get("max_text_len", 0),
-        pipeline.max_audio_samples(data),
+        records.max_audio_samples(data),
         data["speech"],
-        with_video=pipeline.has_video(data),
-        text_field=pipeline.text_field(data) if self.has_text else None,
+        with_video=records.has_video(data),
+        text_field=records.text_field(data) if self.has_text else None,
         label_keys=tuple(self.label_classes) + self.extras,
         max_shift=int(data.get("augment_shift", 0)) if train else 0,
     )
@@ -215,4 +215,4 @@ class ShapesTFDSDataset(ShapesDataset):
   def source(self, split, *, seed, num_examples=None, **overrides):
     del seed, num_examples, overrides  # the prepared split is what it is
     name = self.name.split(":", 1)[1]
-    return pipeline.tfds_source(name, split, self.config.get("tfds_data_dir"))
+    return records.tfds_source(name, split, self.config.get("tfds_data_dir"))

@@ -1,8 +1,5 @@
 """Evaluators, looked up by `type` from `config.evals.<name>`."""
 
-from cmjax.evaluators import classification  # noqa: F401  (registers 'classification')
-from cmjax.evaluators import retrieval  # noqa: F401  (registers 'retrieval')
-from cmjax.evaluators import zeroshot  # noqa: F401  (registers 'zeroshot')
 from cmjax.evaluators.common import EvalContext, get_evaluator_cls
 
 __all__ = ["EvalContext", "build_evaluators", "get_evaluator_cls"]

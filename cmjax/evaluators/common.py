@@ -27,7 +27,13 @@ import numpy as np
 
 from cmjax.registry import Registry
 
-EVALUATORS = Registry("evaluator type")  # filled by the evaluator modules (see __init__)
+def _import_builtin_evaluators() -> None:
+  # Importing a module runs its @register; lazy, as the modules import this one.
+  from cmjax.evaluators import classification, retrieval, zeroshot  # noqa: F401
+
+
+EVALUATORS = Registry("evaluator type", config_key="config.evals.<name>.type",
+                      load_builtins=_import_builtin_evaluators)
 register = EVALUATORS.register
 
 

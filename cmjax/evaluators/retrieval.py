@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from cmjax.data import pipeline
+from cmjax.data import records
 from cmjax.data import spec as spec_lib
 from cmjax.evaluators import common
 from cmjax.evaluators import metrics
@@ -32,11 +33,11 @@ class RetrievalEvaluator:
     self.every_steps = common.every(entry, 0)
     k = int(entry.get("num_captions", 5))
     modalities = ctx.modalities
-    field = pipeline.text_field(data)
+    field = records.text_field(data)
     source = dataset.source(entry.get("split", "test"), seed=common.split_seed(entry),
                             num_examples=int(entry.get("num_examples", 1000)), num_captions=k)
     tokenizer = dataset.tokenizer
-    max_samples = pipeline.max_audio_samples(data)
+    max_samples = records.max_audio_samples(data)
 
     def prep(rec):
       out = {"index": np.int32(rec["index"])}
@@ -48,7 +49,7 @@ class RetrievalEvaluator:
         out["text"], out["text_mask"] = common.tokenize_all(
             tokenizer, rec[field], data.max_text_len)
       if "audio" in modalities:
-        out["audio"], out["audio_mask"] = pipeline.pad_audio(rec["speech"], max_samples)
+        out["audio"], out["audio_mask"] = records.pad_audio(rec["speech"], max_samples)
       return out
 
     arrays = pipeline.materialize(source, prep)
