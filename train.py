@@ -19,18 +19,14 @@ import os
 import re
 import sys
 
-from absl import app
-from absl import flags
-from absl import logging
+from absl import app, flags, logging
 from ml_collections import config_flags
 
-from cmjax import config_utils
-from cmjax import distributed
-from cmjax import host_memory
-from cmjax import trainer
+from cmjax import config_utils, distributed, host_memory, trainer
 
-_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                               "configs", "shapes_contrastive.py")
+_DEFAULT_CONFIG = os.path.join(
+  os.path.dirname(os.path.abspath(__file__)), "configs", "shapes_contrastive.py"
+)
 
 
 def _config_argument(argv) -> str:
@@ -87,23 +83,30 @@ def _parse_flags(argv):
 # Without --config on the command line, ml_collections parses the default config
 # and its overrides right here, at definition: the first moment one can be unknown.
 _stop_on_unknown_override(
-    lambda _: config_flags.DEFINE_config_file(
-        "config", _DEFAULT_CONFIG, "Experiment config file (configs/NAME.py[:args]).",
-        lock_config=True),
-    sys.argv)
+  lambda _: config_flags.DEFINE_config_file(
+    "config", _DEFAULT_CONFIG, "Experiment config file (configs/NAME.py[:args]).", lock_config=True
+  ),
+  sys.argv,
+)
 
 flags.DEFINE_string("workdir", None, "Where checkpoints, logs and metrics go.")
 flags.mark_flag_as_required("workdir")
-flags.DEFINE_string("coordinator_address", None,
-                    "host:port of process 0, for multi-process training "
-                    "(else $CMJAX_COORDINATOR_ADDRESS).")
+flags.DEFINE_string(
+  "coordinator_address",
+  None,
+  "host:port of process 0, for multi-process training (else $CMJAX_COORDINATOR_ADDRESS).",
+)
 flags.DEFINE_integer("num_processes", None, "Number of processes (else $CMJAX_NUM_PROCESSES).")
 flags.DEFINE_integer("process_id", None, "This process's index (else $CMJAX_PROCESS_ID).")
-flags.DEFINE_bool("keep_freed_host_memory", True,
-                  "Let malloc reuse freed memory for the next step's buffers instead of "
-                  "mapping fresh pages (cmjax/host_memory.py; a third of a CPU step).")
-flags.DEFINE_bool("distributed", False,
-                  "Let JAX detect the processes itself (Cloud TPU, SLURM, MPI).")
+flags.DEFINE_bool(
+  "keep_freed_host_memory",
+  True,
+  "Let malloc reuse freed memory for the next step's buffers instead of "
+  "mapping fresh pages (cmjax/host_memory.py; a third of a CPU step).",
+)
+flags.DEFINE_bool(
+  "distributed", False, "Let JAX detect the processes itself (Cloud TPU, SLURM, MPI)."
+)
 
 
 def main(argv):
@@ -114,10 +117,15 @@ def main(argv):
     # kept for --verbosity=0.
     logging.set_verbosity(logging.WARNING)
   if flags.FLAGS.keep_freed_host_memory and not host_memory.keep_freed_memory():
-    logging.warning("keep_freed_host_memory: not glibc, or JAX already started; "
-                    "malloc left as it is.")
-  distributed.initialize(flags.FLAGS.coordinator_address, flags.FLAGS.num_processes,
-                         flags.FLAGS.process_id, auto=flags.FLAGS.distributed)
+    logging.warning(
+      "keep_freed_host_memory: not glibc, or JAX already started; malloc left as it is."
+    )
+  distributed.initialize(
+    flags.FLAGS.coordinator_address,
+    flags.FLAGS.num_processes,
+    flags.FLAGS.process_id,
+    auto=flags.FLAGS.distributed,
+  )
   trainer.train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
 
 

@@ -32,11 +32,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags  # noqa: E402
 import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
 
 from benchmarks import throughput_sizes  # noqa: E402
 from cmjax import host_memory  # noqa: E402
@@ -55,6 +55,7 @@ FLAGS = flags.FLAGS
 
 class _Stack(nn.Module):
   """`layers` residual copies of a cmjax part: `[batch, tokens, width]` -> same."""
+
   part: str
   layers: int
   num_heads: int
@@ -85,16 +86,20 @@ class _ConvStem(vit.ViT):
 def _torch_stack(part, layers, width, heads, mlp):
   """The same stack from the reference's layers; returns `x -> output`."""
   from benchmarks import torch_reference  # pylint: disable=g-import-not-at-top
+
   blocks = [torch_reference.Block(width, heads, mlp) for _ in range(layers)]
-  one = {"layer_norm": lambda b, x: x + b.ln_attn(x),
-         "attention": lambda b, x: x + b.attention(x),
-         "mlp": lambda b, x: x + b.mlp(x),
-         "block": lambda b, x: b(x, None)}[part]
+  one = {
+    "layer_norm": lambda b, x: x + b.ln_attn(x),
+    "attention": lambda b, x: x + b.attention(x),
+    "mlp": lambda b, x: x + b.mlp(x),
+    "block": lambda b, x: b(x, None),
+  }[part]
 
   def run(x):
     for b in blocks:
       x = one(b, x)
     return x
+
   return run
 
 
@@ -117,6 +122,7 @@ def _pair(size: str, part: str, torch, layers: int, batch_size: int = 0):
     torch_fn = None
     if torch is not None:
       from benchmarks import torch_reference  # pylint: disable=g-import-not-at-top
+
       reference = torch_reference.ViT(side, image["patch_size"], width, 1, 1, 4, stem="conv")
       tx = torch.randn(batch, 3, side, side)
       torch_fn = lambda: (reference.apply_stem(tx) ** 2).sum().backward()
@@ -132,8 +138,9 @@ def _pair(size: str, part: str, torch, layers: int, batch_size: int = 0):
     if torch is not None:
       tq, tk, tv = (torch.randn(*shape, requires_grad=True) for _ in range(3))
       sdpa = torch.nn.functional.scaled_dot_product_attention
-      torch_fn = lambda: (sdpa(*(a.transpose(1, 2) for a in (tq, tk, tv))).transpose(1, 2)
-                          ** 2).sum().backward()
+      torch_fn = lambda: (
+        (sdpa(*(a.transpose(1, 2) for a in (tq, tk, tv))).transpose(1, 2) ** 2).sum().backward()
+      )
     return jax_fn, torch_fn
   x = jnp.asarray(rng.standard_normal((batch, tokens, width)), jnp.float32)
   model = _Stack(part, layers, heads, mlp)
@@ -157,8 +164,9 @@ def _median_seconds(fn, calls: int) -> float:
   return statistics.median(times)
 
 
-def time_parts(sizes, parts, torch=None, layers: int = 3, repeats: int = 5, calls: int = 10,
-               batch_size: int = 0):
+def time_parts(
+  sizes, parts, torch=None, layers: int = 3, repeats: int = 5, calls: int = 10, batch_size: int = 0
+):
   """Yields one row per (size, part): dict(size, part, cmjax_s, torch_s or None).
 
   Times are medians over `repeats` alternating rounds of each round's median
@@ -176,9 +184,12 @@ def time_parts(sizes, parts, torch=None, layers: int = 3, repeats: int = 5, call
       for f in fns:
         f(), f()
       rounds = [[_median_seconds(f, calls) for f in fns] for _ in range(repeats)]
-      yield {"size": size, "part": part,
-             "cmjax_s": statistics.median(r[0] for r in rounds),
-             "torch_s": statistics.median(r[1] for r in rounds) if len(fns) > 1 else None}
+      yield {
+        "size": size,
+        "part": part,
+        "cmjax_s": statistics.median(r[0] for r in rounds),
+        "torch_s": statistics.median(r[1] for r in rounds) if len(fns) > 1 else None,
+      }
 
 
 def main(argv):
@@ -189,22 +200,35 @@ def main(argv):
   except ImportError:
     torch = None
     print("PyTorch is not installed (pip install -e '.[bench]'): cmjax column only.")
-  print(f"forward + backward of {FLAGS.layers} residual layers, ms, median of "
-        f"{FLAGS.repeats} alternating rounds of {FLAGS.calls} calls")
+  print(
+    f"forward + backward of {FLAGS.layers} residual layers, ms, median of "
+    f"{FLAGS.repeats} alternating rounds of {FLAGS.calls} calls"
+  )
   print("| size | part | cmjax ms | PyTorch ms | cmjax / PyTorch speed |\n|---|---|---|---|---|")
   rows = []
-  for row in time_parts(FLAGS.sizes, FLAGS.parts, torch, FLAGS.layers, FLAGS.repeats,
-                        FLAGS.calls):
+  for row in time_parts(FLAGS.sizes, FLAGS.parts, torch, FLAGS.layers, FLAGS.repeats, FLAGS.calls):
     rows.append(row)
     j, t = row["cmjax_s"], row["torch_s"]
-    print(f"| {row['size']} | {row['part']} | {1e3 * j:.1f} | "
-          f"{'—' if t is None else f'{1e3 * t:.1f}'} | "
-          f"{'—' if t is None else f'{t / j:.2f}x'} |", flush=True)
+    print(
+      f"| {row['size']} | {row['part']} | {1e3 * j:.1f} | "
+      f"{'—' if t is None else f'{1e3 * t:.1f}'} | "
+      f"{'—' if t is None else f'{t / j:.2f}x'} |",
+      flush=True,
+    )
   if FLAGS.out:
     with open(FLAGS.out, "w") as f:
-      json.dump({"jax": jax.__version__, "torch": torch.__version__ if torch else None,
-                 "layers": FLAGS.layers, "repeats": FLAGS.repeats, "calls": FLAGS.calls,
-                 "rows": rows}, f, indent=1)
+      json.dump(
+        {
+          "jax": jax.__version__,
+          "torch": torch.__version__ if torch else None,
+          "layers": FLAGS.layers,
+          "repeats": FLAGS.repeats,
+          "calls": FLAGS.calls,
+          "rows": rows,
+        },
+        f,
+        indent=1,
+      )
     print(f"Wrote {FLAGS.out}")
 
 

@@ -18,8 +18,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags  # noqa: E402
 import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
 
 from benchmarks import runs, step_timing  # noqa: E402
 from cmjax import config_utils  # noqa: E402
@@ -33,25 +33,32 @@ flags.DEFINE_list("only", [], "Run only these rows (names below).")
 
 # name -> (config file, config argument, what differs from the default).
 ROWS = {
-    "default": ("shapes_contrastive.py", "", "ViT image, Transformer text and audio"),
-    "image_resnet_gn": ("shapes_contrastive.py", "image=resnet_gn", "image: ResNet, GroupNorm"),
-    "image_resnet_bn": ("shapes_contrastive.py", "image=resnet_bn", "image: ResNet, BatchNorm"),
-    "text_lstm": ("shapes_contrastive.py", "text=lstm", "text: LSTM"),
-    "text_gru": ("shapes_contrastive.py", "text=gru", "text: GRU"),
-    "audio_cnn": ("shapes_contrastive.py", "audio=cnn", "audio: CNN"),
-    "audio_ast": ("shapes_contrastive.py", "audio=ast", "audio: AST (spectrogram ViT)"),
-    "video_frames": ("shapes_video.py", "video=frames",
-                     "video: per-frame ViT + temporal Transformer"),
-    "video_tubelet": ("shapes_video.py", "video=tubelet_vit", "video: tubelet ViT"),
+  "default": ("shapes_contrastive.py", "", "ViT image, Transformer text and audio"),
+  "image_resnet_gn": ("shapes_contrastive.py", "image=resnet_gn", "image: ResNet, GroupNorm"),
+  "image_resnet_bn": ("shapes_contrastive.py", "image=resnet_bn", "image: ResNet, BatchNorm"),
+  "text_lstm": ("shapes_contrastive.py", "text=lstm", "text: LSTM"),
+  "text_gru": ("shapes_contrastive.py", "text=gru", "text: GRU"),
+  "audio_cnn": ("shapes_contrastive.py", "audio=cnn", "audio: CNN"),
+  "audio_ast": ("shapes_contrastive.py", "audio=ast", "audio: AST (spectrogram ViT)"),
+  "video_frames": (
+    "shapes_video.py",
+    "video=frames",
+    "video: per-frame ViT + temporal Transformer",
+  ),
+  "video_tubelet": ("shapes_video.py", "video=tubelet_vit", "video: tubelet ViT"),
 }
-IMAGE_COLUMNS = [("image->text R@5", "retrieval/image_to_text/R@5"),
-                 ("text->image R@5", "retrieval/text_to_image/R@5"),
-                 ("image->speech R@5", "retrieval/image_to_audio/R@5"),
-                 ("speech->image R@5", "retrieval/audio_to_image/R@5"),
-                 ("zero-shot shape", "zeroshot/shape_accuracy")]
-VIDEO_COLUMNS = [("video->text R@5", "retrieval/video_to_text/R@5"),
-                 ("text->video R@5", "retrieval/text_to_video/R@5"),
-                 ("video->text R@1", "retrieval/video_to_text/R@1")]
+IMAGE_COLUMNS = [
+  ("image->text R@5", "retrieval/image_to_text/R@5"),
+  ("text->image R@5", "retrieval/text_to_image/R@5"),
+  ("image->speech R@5", "retrieval/image_to_audio/R@5"),
+  ("speech->image R@5", "retrieval/audio_to_image/R@5"),
+  ("zero-shot shape", "zeroshot/shape_accuracy"),
+]
+VIDEO_COLUMNS = [
+  ("video->text R@5", "retrieval/video_to_text/R@5"),
+  ("text->video R@5", "retrieval/text_to_video/R@5"),
+  ("video->text R@1", "retrieval/video_to_text/R@1"),
+]
 
 
 def config_arg(name: str) -> str:
@@ -61,8 +68,9 @@ def config_arg(name: str) -> str:
 
 def train(name: str) -> dict:
   """Final metrics of the row's run, training it first unless already done."""
-  return runs.train_or_reuse(config_arg(name), os.path.join(flags.FLAGS.workdir, name),
-                             flags.FLAGS.steps)
+  return runs.train_or_reuse(
+    config_arg(name), os.path.join(flags.FLAGS.workdir, name), flags.FLAGS.steps
+  )
 
 
 def step_rates(names: list[str]) -> dict[str, float]:
@@ -71,7 +79,8 @@ def step_rates(names: list[str]) -> dict[str, float]:
   for name in names:
     config_file, arg, _ = ROWS[name]
     steps[name] = step_timing.CompiledStep(
-        config_utils.load_config(os.path.join(ROOT, "configs", config_file), arg or None))
+      config_utils.load_config(os.path.join(ROOT, "configs", config_file), arg or None)
+    )
   rates = {name: [] for name in names}
   for _ in range(flags.FLAGS.repeats):
     for name in names:
@@ -101,9 +110,11 @@ def main(argv):
   rates = step_rates(names)
   still = [n for n in names if not n.startswith("video")]
   video = [n for n in names if n.startswith("video")]
-  print(f"\n{flags.FLAGS.steps} steps of batch 128 each; held-out test split; "
-        f"step throughput: median of {flags.FLAGS.repeats} rounds of "
-        f"{flags.FLAGS.timed_steps} steps, {os.cpu_count()} CPU cores\n")
+  print(
+    f"\n{flags.FLAGS.steps} steps of batch 128 each; held-out test split; "
+    f"step throughput: median of {flags.FLAGS.repeats} rounds of "
+    f"{flags.FLAGS.timed_steps} steps, {os.cpu_count()} CPU cores\n"
+  )
   if still:
     print(table(still, metrics, rates, IMAGE_COLUMNS) + "\n")
   if video:

@@ -16,16 +16,18 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags  # noqa: E402
 import jax  # noqa: E402
+from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from benchmarks import step_timing  # noqa: E402
 from cmjax.data import datasets, pipeline  # noqa: E402
 
 config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(__file__), "..", "configs",
-                           "shapes_contrastive.py"), "Experiment config.")
+  "config",
+  os.path.join(os.path.dirname(__file__), "..", "configs", "shapes_contrastive.py"),
+  "Experiment config.",
+)
 flags.DEFINE_integer("batches", 20, "Batches timed for each measurement.")
 
 
@@ -44,11 +46,14 @@ def generator_rate(config, num_examples: int = 256) -> float:
   """Examples/s of generating a split from scratch with all cores (first run only)."""
   import functools  # pylint: disable=g-import-not-at-top
   import tempfile  # pylint: disable=g-import-not-at-top
+
   from cmjax.data import cache  # pylint: disable=g-import-not-at-top
+
   ds = datasets.build(config.data)
   kwargs = {k: config.data[k] for k in ds.option_keys if k in config.data}
-  factory = functools.partial(ds.source_cls, split="train", seed=123,
-                              num_examples=num_examples, **kwargs)
+  factory = functools.partial(
+    ds.source_cls, split="train", seed=123, num_examples=num_examples, **kwargs
+  )
   with tempfile.TemporaryDirectory() as d:
     t = time.perf_counter()
     cache.materialize(factory, os.path.join(d, "c"))
@@ -66,11 +71,12 @@ def main(argv):
   model_rate = step_rate(config, n)
   rows = [("train step (one real batch, repeated)", model_rate)]
   for w in sorted({0, config.data.num_workers}):
-    rows.append((f"pipeline from cache, {w} worker process(es)",
-                 pipeline_rate(config, w, n)))
+    rows.append((f"pipeline from cache, {w} worker process(es)", pipeline_rate(config, w, n)))
   rows.append((f"generating uncached, {os.cpu_count()} processes", generator_rate(config)))
-  print(f"\nbatch {config.batch_size}, {jax.device_count()} {jax.devices()[0].platform} "
-        f"device(s), {os.cpu_count()} CPU cores")
+  print(
+    f"\nbatch {config.batch_size}, {jax.device_count()} {jax.devices()[0].platform} "
+    f"device(s), {os.cpu_count()} CPU cores"
+  )
   print(f"| {'measurement':46s} | examples/s | ratio to train step |")
   print(f"|{'-' * 48}|-----------:|--------------------:|")
   for name, rate in rows:

@@ -24,8 +24,7 @@ def _add_to_record(path: str, config_arg: str, metrics: dict) -> None:
   os.replace(tmp, path)
 
 
-def train_or_reuse(config_arg: str, workdir: str, steps: int, record: str | None = None
-                   ) -> dict:
+def train_or_reuse(config_arg: str, workdir: str, steps: int, record: str | None = None) -> dict:
   """Final metrics of `train.py --config configs/<config_arg>` in `workdir`.
 
   Reused, in this order: the entry `config_arg` of the JSON file `record`
@@ -49,9 +48,16 @@ def train_or_reuse(config_arg: str, workdir: str, steps: int, record: str | None
       metrics = None
   if metrics is None:
     print(f"training {config_arg} in {workdir}", flush=True)
-    subprocess.run([sys.executable, os.path.join(ROOT, "train.py"),
-                    f"--config={os.path.join(ROOT, 'configs', config_arg)}",
-                    f"--workdir={workdir}"], check=True, cwd=ROOT)
+    subprocess.run(
+      [
+        sys.executable,
+        os.path.join(ROOT, "train.py"),
+        f"--config={os.path.join(ROOT, 'configs', config_arg)}",
+        f"--workdir={workdir}",
+      ],
+      check=True,
+      cwd=ROOT,
+    )
     with open(path) as f:
       metrics = json.load(f)
   if record:

@@ -16,20 +16,21 @@ import math
 import os
 import sys
 
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                           " --xla_force_host_platform_device_count=8")
+os.environ["XLA_FLAGS"] = (
+  os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags  # noqa: E402
 import jax  # noqa: E402
+from absl import app, flags  # noqa: E402
 
 from cmjax import config_utils, experiment, sharding  # noqa: E402
 
 flags.DEFINE_string("config_arg", "", "Argument of configs/shapes_contrastive.py.")
 flags.DEFINE_list("devices", ["1", "2", "4", "8"], "Device counts.")
 
-MB = 2 ** 20
+MB = 2**20
 
 
 def state_bytes(abstract) -> int:
@@ -46,28 +47,42 @@ def measure(config, n: int, axis: str) -> dict:
   abstract, shardings, _ = exp.init_state()
   step = exp.jit_step(shardings)
   spec = exp.batch_spec(local=False)
-  batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sharding.batch_sharding(mesh))
-           for k, v in spec.items()}
+  batch = {
+    k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sharding.batch_sharding(mesh))
+    for k, v in spec.items()
+  }
   mem = step.lower(abstract, batch).compile().memory_analysis()
-  return {"state": state_bytes(abstract) / MB,
-          "arguments": mem.argument_size_in_bytes / MB,
-          "temporaries": mem.temp_size_in_bytes / MB,
-          "total": (mem.argument_size_in_bytes + mem.temp_size_in_bytes) / MB}
+  return {
+    "state": state_bytes(abstract) / MB,
+    "arguments": mem.argument_size_in_bytes / MB,
+    "temporaries": mem.temp_size_in_bytes / MB,
+    "total": (mem.argument_size_in_bytes + mem.temp_size_in_bytes) / MB,
+  }
 
 
 def main(argv):
   del argv
   config = config_utils.load_config(
-      os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                   "configs", "shapes_contrastive.py"), flags.FLAGS.config_arg or None)
-  print(f"Train step of shapes_contrastive.py:{flags.FLAGS.config_arg}, global batch "
-        f"{config.batch_size}; MiB per device (state = params + optimizer state)\n")
+    os.path.join(
+      os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+      "configs",
+      "shapes_contrastive.py",
+    ),
+    flags.FLAGS.config_arg or None,
+  )
+  print(
+    f"Train step of shapes_contrastive.py:{flags.FLAGS.config_arg}, global batch "
+    f"{config.batch_size}; MiB per device (state = params + optimizer state)\n"
+  )
   print("| devices | DP state | DP total | FSDP state | FSDP total | FSDP / DP total |")
   print("|---:|---:|---:|---:|---:|---:|")
   for n in (int(d) for d in flags.FLAGS.devices):
     dp, fsdp = measure(config, n, "data"), measure(config, n, "fsdp")
-    print(f"| {n} | {dp['state']:.1f} | {dp['total']:.1f} | {fsdp['state']:.1f} | "
-          f"{fsdp['total']:.1f} | {fsdp['total'] / dp['total']:.2f} |", flush=True)
+    print(
+      f"| {n} | {dp['state']:.1f} | {dp['total']:.1f} | {fsdp['state']:.1f} | "
+      f"{fsdp['total']:.1f} | {fsdp['total'] / dp['total']:.2f} |",
+      flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,12 @@ class CompiledStep:
   def __init__(self, config, batch=None, warm_up: bool = True):
     self.mesh = sharding.make_mesh(config.mesh)
     # A fixed schedule length: the benchmarks run far fewer steps than that.
-    exp = experiment.build(config, self.mesh, total_steps=1000,
-                           warmup_steps=min(config.optim.get("warmup_steps") or 0, 1000))
+    exp = experiment.build(
+      config,
+      self.mesh,
+      total_steps=1000,
+      warmup_steps=min(config.optim.get("warmup_steps") or 0, 1000),
+    )
     self.schedule = exp.schedule
     _, shardings, init = exp.init_state()
     self.step = exp.jit_step(shardings)
@@ -38,8 +42,7 @@ class CompiledStep:
     self.steps_per_call = int(config.get("steps_per_call", 1))
     if self.steps_per_call > 1:
       self.multi = exp.jit_multi_step(shardings)
-      self.batches = multi_step.global_stacked_batch([batch] * self.steps_per_call,
-                                                     self.mesh)
+      self.batches = multi_step.global_stacked_batch([batch] * self.steps_per_call, self.mesh)
     self.metrics = None
     if warm_up:  # compile and warm up both executables
       self.run(1)

@@ -30,8 +30,16 @@ from configs import shapes_contrastive
 
 
 def _vit(width, depth, heads, mlp, patch, stem="patch"):
-  return dict(name="vit", patch_size=patch, width=width, depth=depth, num_heads=heads,
-              mlp_dim=mlp, pool="mean", stem=stem)
+  return dict(
+    name="vit",
+    patch_size=patch,
+    width=width,
+    depth=depth,
+    num_heads=heads,
+    mlp_dim=mlp,
+    pool="mean",
+    stem=stem,
+  )
 
 
 def _text(width, depth, heads, mlp):
@@ -40,11 +48,14 @@ def _text(width, depth, heads, mlp):
 
 # size -> (image tower, text tower, batch size)
 SIZES = {
-    "tiny": (_vit(64, 2, 2, 256, 16), _text(64, 2, 2, 256), 64),
-    "small": (dict(shapes_contrastive.IMAGE_ENCODERS["vit"][0]),
-              dict(shapes_contrastive.TEXT_ENCODERS["transformer"][0]), 128),
-    "base": (_vit(384, 12, 6, 1536, 8), _text(384, 12, 6, 1536), 32),
-    "vit_b16": (_vit(768, 12, 12, 3072, 16), _text(512, 12, 8, 2048), 256),
+  "tiny": (_vit(64, 2, 2, 256, 16), _text(64, 2, 2, 256), 64),
+  "small": (
+    dict(shapes_contrastive.IMAGE_ENCODERS["vit"][0]),
+    dict(shapes_contrastive.TEXT_ENCODERS["transformer"][0]),
+    128,
+  ),
+  "base": (_vit(384, 12, 6, 1536, 8), _text(384, 12, 6, 1536), 32),
+  "vit_b16": (_vit(768, 12, 12, 3072, 16), _text(512, 12, 8, 2048), 256),
 }
 # Settings other than the towers where a size differs from the default experiment.
 OVERRIDES = {"vit_b16": {"image_size": 224, "embed_dim": 512}}
@@ -82,9 +93,9 @@ def random_batch(config, seed: int = 0) -> dict[str, np.ndarray]:
   lengths = rng.integers(3, length + 1, size=b)
   mask = np.arange(length)[None, :] < lengths[:, None]
   return {
-      "image": rng.integers(0, 256, size=spec["image"].shape, dtype=np.uint8),
-      "text": np.where(mask, rng.integers(1, vocab, size=(b, length)), 0).astype(np.int32),
-      "text_mask": mask,
+    "image": rng.integers(0, 256, size=spec["image"].shape, dtype=np.uint8),
+    "text": np.where(mask, rng.integers(1, vocab, size=(b, length)), 0).astype(np.int32),
+    "text_mask": mask,
   }
 
 
@@ -120,9 +131,10 @@ def model_flops_per_step(config) -> float:
   """
   b = config.batch_size
   image, text, d = config.model.image, config.model.text, config.model.embed_dim
-  per_example = (_vit_flops(config.data.image_size, image)
-                 + _transformer_flops(config.data.max_text_len, text["width"],
-                                      text["depth"], text["mlp_dim"])
-                 + 2 * (image["width"] + text["width"]) * d)  # projections
+  per_example = (
+    _vit_flops(config.data.image_size, image)
+    + _transformer_flops(config.data.max_text_len, text["width"], text["depth"], text["mlp_dim"])
+    + 2 * (image["width"] + text["width"]) * d
+  )  # projections
   logits = 2 * b * b * d
   return 3 * (b * per_example + logits)

@@ -17,8 +17,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 MAX_LOGIT_SCALE = math.log(100.0)
 LN_EPS = 1e-6  # flax's LayerNorm epsilon (PyTorch's default is 1e-5)
@@ -72,9 +72,18 @@ class Encoder(nn.Module):
 class ViT(nn.Module):
   """uint8 `[batch, H, W, 3]` -> `[batch, width]` (mean of the patch tokens)."""
 
-  def __init__(self, image_size: int, patch_size: int, width: int, depth: int,
-               num_heads: int, mlp_dim: int, stem: str = "patch", pool: str = "mean",
-               **unused):
+  def __init__(
+    self,
+    image_size: int,
+    patch_size: int,
+    width: int,
+    depth: int,
+    num_heads: int,
+    mlp_dim: int,
+    stem: str = "patch",
+    pool: str = "mean",
+    **unused,
+  ):
     super().__init__()
     if pool != "mean":
       raise ValueError(f"the reference ViT pools by mean only, got pool={pool!r}")
@@ -83,8 +92,9 @@ class ViT(nn.Module):
     else:  # stride-2 3x3 convolutions, channels doubling up to `width`
       steps = int(math.log2(patch_size))
       channels = [3] + [max(width >> (steps - 1 - i), 8) for i in range(steps)]
-      self.stem = nn.ModuleList(nn.Conv2d(channels[i], channels[i + 1], 3, stride=2, padding=1)
-                                for i in range(steps))
+      self.stem = nn.ModuleList(
+        nn.Conv2d(channels[i], channels[i + 1], 3, stride=2, padding=1) for i in range(steps)
+      )
     tokens = (image_size // patch_size) ** 2
     self.pos_embedding = nn.Parameter(torch.zeros(tokens, width))
     self.encoder = Encoder(width, depth, num_heads, mlp_dim)
@@ -106,15 +116,23 @@ class ViT(nn.Module):
 class TextTransformer(nn.Module):
   """int `[batch, L]` + bool mask -> `[batch, width]` (mean of the real tokens)."""
 
-  def __init__(self, vocab_size: int, max_len: int, width: int, depth: int,
-               num_heads: int, mlp_dim: int, **unused):
+  def __init__(
+    self,
+    vocab_size: int,
+    max_len: int,
+    width: int,
+    depth: int,
+    num_heads: int,
+    mlp_dim: int,
+    **unused,
+  ):
     super().__init__()
     self.token_embed = nn.Embedding(vocab_size, width)
     self.pos_embedding = nn.Parameter(torch.zeros(max_len, width))
     self.encoder = Encoder(width, depth, num_heads, mlp_dim)
 
   def forward(self, text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    x = self.token_embed(text) + self.pos_embedding[:text.shape[1]]
+    x = self.token_embed(text) + self.pos_embedding[: text.shape[1]]
     x = self.encoder(x, mask)
     w = mask.unsqueeze(-1).float()
     return (x * w).sum(1) / w.sum(1).clamp(min=1.0)
@@ -153,6 +171,7 @@ def build(config) -> ContrastiveModel:
   """The reference model of a cmjax image + text config (see `throughput_sizes`)."""
   from cmjax.data import datasets  # pylint: disable=g-import-not-at-top
   from cmjax.models import encoders  # pylint: disable=g-import-not-at-top
+
   data = datasets.build(config.data).spec
   image = encoders.complete_from_data("image", config.model.image, data)
   text = encoders.complete_from_data("text", config.model.text, data)
@@ -162,6 +181,7 @@ def build(config) -> ContrastiveModel:
 # ---------------------------------------------------------------------------
 # Weights from cmjax
 # ---------------------------------------------------------------------------
+
 
 def _t(a) -> torch.Tensor:
   return torch.from_numpy(np.array(a, dtype=np.float32))
@@ -185,10 +205,12 @@ def _load_encoder(enc: Encoder, p: dict) -> None:
     _load_layer_norm(block.ln_attn, b["ln_attn"])
     _load_layer_norm(block.ln_mlp, b["ln_mlp"])
     # q/k/v kernels [in, heads, head_dim] -> rows of one [3 * width, in] weight.
-    block.qkv.weight.copy_(torch.cat(
-        [_t(attn[n]["kernel"]).flatten(1).T for n in ("query", "key", "value")]))
-    block.qkv.bias.copy_(torch.cat([_t(attn[n]["bias"]).flatten()
-                                    for n in ("query", "key", "value")]))
+    block.qkv.weight.copy_(
+      torch.cat([_t(attn[n]["kernel"]).flatten(1).T for n in ("query", "key", "value")])
+    )
+    block.qkv.bias.copy_(
+      torch.cat([_t(attn[n]["bias"]).flatten() for n in ("query", "key", "value")])
+    )
     block.out.weight.copy_(_t(attn["out"]["kernel"]).flatten(0, 1).T)
     block.out.bias.copy_(_t(attn["out"]["bias"]))
     _load_dense(block.fc1, b["mlp"]["fc1"])
@@ -220,14 +242,17 @@ def from_flax(model: ContrastiveModel, params: dict) -> ContrastiveModel:
 
 
 def to_torch_batch(batch: dict) -> dict:
-  return {"image": torch.from_numpy(np.asarray(batch["image"])),
-          "text": torch.from_numpy(np.asarray(batch["text"]).astype(np.int64)),
-          "text_mask": torch.from_numpy(np.asarray(batch["text_mask"]))}
+  return {
+    "image": torch.from_numpy(np.asarray(batch["image"])),
+    "text": torch.from_numpy(np.asarray(batch["text"]).astype(np.int64)),
+    "text_mask": torch.from_numpy(np.asarray(batch["text_mask"])),
+  }
 
 
 # ---------------------------------------------------------------------------
 # Train step
 # ---------------------------------------------------------------------------
+
 
 class TrainStep:
   """Forward, backward, global-norm clipping and AdamW, as cmjax's optimizer.
@@ -239,12 +264,16 @@ class TrainStep:
   def __init__(self, model: nn.Module, optim, lr_at: Callable[[int], float]):
     self.model = model
     params = list(model.parameters())
-    groups = [{"params": [p for p in params if p.ndim >= 2],
-               "weight_decay": optim.get("weight_decay", 0.0)},
-              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-    self.opt = torch.optim.AdamW(groups, lr=0.0, betas=(optim.get("b1", 0.9),
-                                                        optim.get("b2", 0.999)),
-                                 eps=1e-8, fused=True)
+    groups = [
+      {
+        "params": [p for p in params if p.ndim >= 2],
+        "weight_decay": optim.get("weight_decay", 0.0),
+      },
+      {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    self.opt = torch.optim.AdamW(
+      groups, lr=0.0, betas=(optim.get("b1", 0.9), optim.get("b2", 0.999)), eps=1e-8, fused=True
+    )
     self.clip = optim.get("grad_clip_norm")
     self.lr_at = lr_at
     self.step_count = 0

@@ -27,17 +27,17 @@ _SIGNATURE_FILE = "model_signature.json"
 class Checkpointer:
   """Saves every `every_steps` steps and keeps the newest `keep` checkpoints."""
 
-  def __init__(self, workdir: str, *, every_steps: int, keep: int,
-               async_save: bool = True):
+  def __init__(self, workdir: str, *, every_steps: int, keep: int, async_save: bool = True):
     self.directory = epath.Path(workdir) / "checkpoints"
     options = ocp.CheckpointManagerOptions(
-        save_interval_steps=max(1, int(every_steps)),
-        max_to_keep=max(1, int(keep)),
-        enable_async_checkpointing=async_save,
-        create=True,
+      save_interval_steps=max(1, int(every_steps)),
+      max_to_keep=max(1, int(keep)),
+      enable_async_checkpointing=async_save,
+      create=True,
     )
-    self.manager = ocp.CheckpointManager(self.directory, options=options,
-                                         item_names=("state", "data"))
+    self.manager = ocp.CheckpointManager(
+      self.directory, options=options, item_names=("state", "data")
+    )
     # Kept in memory: save() runs every step and must not list the directory.
     self._saved_steps = set(self.manager.all_steps())
 
@@ -56,9 +56,10 @@ class Checkpointer:
       if saved != signature:
         diff = _first_difference(saved, signature)
         raise ValueError(
-            f"The workdir {self.directory.parent} holds checkpoints of a different "
-            f"model ({diff}). Use a new --workdir, or delete {self.directory} to "
-            "start over.")
+          f"The workdir {self.directory.parent} holds checkpoints of a different "
+          f"model ({diff}). Use a new --workdir, or delete {self.directory} to "
+          "start over."
+        )
     if jax.process_index() == 0:
       path.write_text(json.dumps(signature, indent=1, sort_keys=True))
 
@@ -67,10 +68,12 @@ class Checkpointer:
     if step in self._saved_steps:
       return False
     saved = self.manager.save(
-        step,
-        args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                data=grain.checkpoint.CheckpointSave(data_iter)),
-        force=force)
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(data_iter)
+      ),
+      force=force,
+    )
     if saved:
       self._saved_steps.add(step)
     return saved
@@ -85,14 +88,20 @@ class Checkpointer:
     for step in sorted(self.manager.all_steps(), reverse=True):
       try:
         restored = self.manager.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract_state),
-                data=grain.checkpoint.CheckpointRestore(data_iter)))
+          step,
+          args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state),
+            data=grain.checkpoint.CheckpointRestore(data_iter),
+          ),
+        )
         return restored["state"], step
       except Exception as e:  # pylint: disable=broad-except
-        logging.warning("Checkpoint at step %d could not be restored (%s: %s); "
-                        "trying an older one.", step, type(e).__name__, e)
+        logging.warning(
+          "Checkpoint at step %d could not be restored (%s: %s); trying an older one.",
+          step,
+          type(e).__name__,
+          e,
+        )
     return None, None
 
   def restore_state(self, abstract_state: Any, step: int | None = None):
@@ -101,7 +110,8 @@ class Checkpointer:
     if step is None:
       raise FileNotFoundError(f"No checkpoint in {self.directory}.")
     restored = self.manager.restore(
-        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
+    )
     return restored["state"], step
 
   def wait(self) -> None:

@@ -34,8 +34,9 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
     key = key.strip()
     if key not in defaults:
       raise ValueError(
-          f"Unknown config argument {key!r} in {arg!r}; this config accepts: "
-          f"{', '.join(sorted(defaults))}.")
+        f"Unknown config argument {key!r} in {arg!r}; this config accepts: "
+        f"{', '.join(sorted(defaults))}."
+      )
     default = defaults[key]
     if not sep:  # a bare word is a flag
       if not isinstance(default, bool):
@@ -57,10 +58,8 @@ def _convert(key: str, raw: str, default: Any) -> Any:
     try:
       value = ast.literal_eval(raw)
     except (ValueError, SyntaxError):
-      raise ValueError(
-          f"Config argument {key!r} expects a number, got {raw!r}.") from None
-    if isinstance(default, int) and not (isinstance(value, int) or
-                                         float(value).is_integer()):
+      raise ValueError(f"Config argument {key!r} expects a number, got {raw!r}.") from None
+    if isinstance(default, int) and not (isinstance(value, int) or float(value).is_integer()):
       raise ValueError(f"Config argument {key!r} expects an integer, got {raw!r}.")
     return type(default)(value)
   return raw
@@ -104,7 +103,7 @@ def missing_key_prefix(config: Any, path: str) -> str | None:
     if "[" in part or not isinstance(holder, (ml_collections.ConfigDict, dict)):
       return None
     if part not in holder:
-      return ".".join(parts[:i + 1])
+      return ".".join(parts[: i + 1])
     holder = holder[part]
   return None
 
@@ -157,8 +156,14 @@ def unknown_override_message(config: Any, path: str, name: str = "config") -> st
 _UNITS = ("steps", "epochs", "examples")
 
 
-def resolve_steps(config: Any, prefix: str, *, batch_size: int,
-                  num_train_examples: int | None, default: int | None = None) -> int:
+def resolve_steps(
+  config: Any,
+  prefix: str,
+  *,
+  batch_size: int,
+  num_train_examples: int | None,
+  default: int | None = None,
+) -> int:
   """Turns `{prefix}_steps`, `{prefix}_epochs` or `{prefix}_examples` into steps.
 
   Exactly one of the three may be set (not None). Epochs need the size of the
@@ -167,14 +172,12 @@ def resolve_steps(config: Any, prefix: str, *, batch_size: int,
   given = {u: config.get(f"{prefix}_{u}") for u in _UNITS}
   given = {u: v for u, v in given.items() if v is not None}
   if len(given) > 1:
-    raise ValueError(
-        f"Set only one of {', '.join(f'{prefix}_{u}' for u in given)}; got {given}.")
+    raise ValueError(f"Set only one of {', '.join(f'{prefix}_{u}' for u in given)}; got {given}.")
   if not given:
     if default is None:
-      raise ValueError(
-          f"Set one of {prefix}_steps, {prefix}_epochs or {prefix}_examples.")
+      raise ValueError(f"Set one of {prefix}_steps, {prefix}_epochs or {prefix}_examples.")
     return default
-  (unit, value), = given.items()
+  ((unit, value),) = given.items()
   if value < 0:
     raise ValueError(f"{prefix}_{unit} must be >= 0, got {value}.")
   if unit == "steps":
@@ -194,16 +197,24 @@ def set_training_defaults(c) -> None:
   checkpointing cadence, peak_flops (None: measured at start for MFU).
   """
   c.optim = dict(
-      name="adamw", lr=2e-3, b1=0.9, b2=0.98, weight_decay=0.05,
-      grad_clip_norm=1.0, warmup_steps=100, warmup_epochs=None,
-      warmup_examples=None, min_lr_ratio=0.02)
+    name="adamw",
+    lr=2e-3,
+    b1=0.9,
+    b2=0.98,
+    weight_decay=0.05,
+    grad_clip_norm=1.0,
+    warmup_steps=100,
+    warmup_epochs=None,
+    warmup_examples=None,
+    min_lr_ratio=0.02,
+  )
   c.mesh = dict(data=-1, fsdp=1, model=1)
   c.sharding_rules = [
-      ["batch", ["data", "fsdp"]],
-      ["embed", "fsdp"],
-      ["mlp", "model"],
-      ["heads", "model"],
-      ["vocab", "model"],
+    ["batch", ["data", "fsdp"]],
+    ["embed", "fsdp"],
+    ["mlp", "model"],
+    ["heads", "model"],
+    ["vocab", "model"],
   ]
   c.dtype = "float32"
   # The train step (cmjax/steps.py): 'standard', 'ema', or one a config.imports module registers.
@@ -245,6 +256,7 @@ def fusion_config(name: str, sizes: dict) -> dict:
   """`config.model.fusion` for method `name`: its name plus the `sizes`
   (width, depth, num_heads, ...) that the method takes."""
   from cmjax.models.fusion import get_fusion_cls  # pylint: disable=g-import-not-at-top
+
   fields = get_fusion_cls(name).__dataclass_fields__
   return dict(name=name, **{k: v for k, v in sizes.items() if k in fields})
 
@@ -252,8 +264,7 @@ def fusion_config(name: str, sizes: dict) -> dict:
 def apply_imbalance_options(c, arg) -> None:
   """The `balance=none|weights|resample` and `augment=N` config arguments."""
   if arg.balance not in ("none", "weights", "resample"):
-    raise ValueError(f"config argument balance={arg.balance!r}; expected none, weights "
-                     "or resample")
+    raise ValueError(f"config argument balance={arg.balance!r}; expected none, weights or resample")
   c.objectives.classification.class_weights = "balanced" if arg.balance == "weights" else None
   c.data.resample = "balanced" if arg.balance == "resample" else None
   c.data.augment_shift = arg.augment
@@ -291,8 +302,13 @@ def set_classification_defaults(c, *, missing_fractions, noise_levels) -> None:
   c.optim.lr = 1e-3
   c.optim.warmup_steps = 50
   c.evals = dict(
-      classification=dict(type="classification", every_steps=0, split="test",
-                          num_examples=1000, batch_size=250,
-                          missing_fractions=missing_fractions,
-                          noise_levels=noise_levels),
+    classification=dict(
+      type="classification",
+      every_steps=0,
+      split="test",
+      num_examples=1000,
+      batch_size=250,
+      missing_fractions=missing_fractions,
+      noise_levels=noise_levels,
+    ),
   )

@@ -22,20 +22,28 @@ import os
 
 import jax
 
-_ENV = {"coordinator_address": "CMJAX_COORDINATOR_ADDRESS",
-        "num_processes": "CMJAX_NUM_PROCESSES",
-        "process_id": "CMJAX_PROCESS_ID"}
+_ENV = {
+  "coordinator_address": "CMJAX_COORDINATOR_ADDRESS",
+  "num_processes": "CMJAX_NUM_PROCESSES",
+  "process_id": "CMJAX_PROCESS_ID",
+}
 
 
-def resolve(coordinator_address: str | None = None, num_processes: int | None = None,
-            process_id: int | None = None) -> dict:
+def resolve(
+  coordinator_address: str | None = None,
+  num_processes: int | None = None,
+  process_id: int | None = None,
+) -> dict:
   """The three settings, each from its argument or else its environment variable.
 
   Returns {} when none is set (single process); raises naming what is
   missing when only some are.
   """
-  given = {"coordinator_address": coordinator_address, "num_processes": num_processes,
-           "process_id": process_id}
+  given = {
+    "coordinator_address": coordinator_address,
+    "num_processes": num_processes,
+    "process_id": process_id,
+  }
   for key, var in _ENV.items():
     if given[key] is None and os.environ.get(var):
       given[key] = os.environ[var]
@@ -43,19 +51,28 @@ def resolve(coordinator_address: str | None = None, num_processes: int | None = 
     return {}
   missing = [f"--{k} (or ${_ENV[k]})" for k, v in given.items() if v is None]
   if missing:
-    raise ValueError(f"Multi-process training needs all three settings; missing: "
-                     f"{', '.join(missing)}.")
-  settings = {"coordinator_address": str(given["coordinator_address"]),
-              "num_processes": int(given["num_processes"]),
-              "process_id": int(given["process_id"])}
+    raise ValueError(
+      f"Multi-process training needs all three settings; missing: {', '.join(missing)}."
+    )
+  settings = {
+    "coordinator_address": str(given["coordinator_address"]),
+    "num_processes": int(given["num_processes"]),
+    "process_id": int(given["process_id"]),
+  }
   if not 0 <= settings["process_id"] < settings["num_processes"]:
-    raise ValueError(f"process_id={settings['process_id']} is outside "
-                     f"[0, num_processes={settings['num_processes']}).")
+    raise ValueError(
+      f"process_id={settings['process_id']} is outside "
+      f"[0, num_processes={settings['num_processes']})."
+    )
   return settings
 
 
-def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None, auto: bool = False) -> None:
+def initialize(
+  coordinator_address: str | None = None,
+  num_processes: int | None = None,
+  process_id: int | None = None,
+  auto: bool = False,
+) -> None:
   """Joins the processes into one JAX runtime (see the module docstring); a no-op
   for a single process. Call before anything touches a device."""
   settings = resolve(coordinator_address, num_processes, process_id)
@@ -64,8 +81,13 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
   if settings.get("num_processes", 2) > 1 and _platform_is_cpu():
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(**settings)
-  logging.info("process %d of %d; %d local of %d devices", jax.process_index(),
-               jax.process_count(), jax.local_device_count(), jax.device_count())
+  logging.info(
+    "process %d of %d; %d local of %d devices",
+    jax.process_index(),
+    jax.process_count(),
+    jax.local_device_count(),
+    jax.device_count(),
+  )
 
 
 def _platform_is_cpu() -> bool:

@@ -21,15 +21,12 @@ from typing import Any
 import flax.linen as nn
 import jax
 
-from cmjax import config_utils
+from cmjax import config_utils, sharding, train_state
 from cmjax import objectives as objectives_lib
 from cmjax import optimizer as optimizer_lib
-from cmjax import sharding
 from cmjax import steps as steps_lib
-from cmjax import train_state
 from cmjax.data import datasets
-from cmjax.models import encoders
-from cmjax.models import registry
+from cmjax.models import encoders, registry
 
 
 def import_user_modules(config) -> None:
@@ -48,8 +45,10 @@ def import_user_modules(config) -> None:
       else:
         importlib.import_module(name)
     except ImportError as e:
-      raise ValueError(f"config.imports names {name!r}, which cannot be imported ({e}); "
-                       "is its folder on PYTHONPATH?") from e
+      raise ValueError(
+        f"config.imports names {name!r}, which cannot be imported ({e}); "
+        "is its folder on PYTHONPATH?"
+      ) from e
 
 
 def build_model(config, spec):
@@ -68,9 +67,11 @@ def build_model(config, spec):
 
 def _check_required_keys(config) -> None:
   if "loss" in config and "objectives" not in config:
-    raise ValueError("config.loss was replaced by config.objectives: e.g. "
-                     "config.objectives = dict(contrastive=dict(type='clip')) "
-                     "(see README, 'Adding a method').")
+    raise ValueError(
+      "config.loss was replaced by config.objectives: e.g. "
+      "config.objectives = dict(contrastive=dict(type='clip')) "
+      "(see README, 'Adding a method')."
+    )
   for key in ("batch_size", "data", "model", "objectives", "optim"):
     if key not in config:
       raise ValueError(f"config.{key} is missing.")
@@ -85,8 +86,10 @@ def validate_config(config, num_devices: int | None = None) -> None:
   mesh = sharding.make_mesh(config.mesh) if num_devices is None else None
   shards = sharding.num_batch_shards(mesh) if mesh is not None else num_devices
   if config.batch_size % shards:
-    raise ValueError(f"config.batch_size={config.batch_size} is not divisible by the "
-                     f"{shards} devices of the data axes of config.mesh.")
+    raise ValueError(
+      f"config.batch_size={config.batch_size} is not divisible by the "
+      f"{shards} devices of the data axes of config.mesh."
+    )
   registry.MODELS.get(config.model.name)
   steps_lib.STEPS.get(config.get("step", "standard"))
   for name, entry in config.objectives.items():
@@ -96,23 +99,29 @@ def validate_config(config, num_devices: int | None = None) -> None:
   modalities = config.model.get("modalities") or spec.modalities
   for m in modalities:
     if m not in spec.modalities:
-      raise ValueError(f"config.model.modalities has {m!r}, but the batches of dataset "
-                       f"{spec.dataset!r} hold only {list(spec.modalities)} (see config.data).")
+      raise ValueError(
+        f"config.model.modalities has {m!r}, but the batches of dataset "
+        f"{spec.dataset!r} hold only {list(spec.modalities)} (see config.data)."
+      )
     entry = config.model.get(m) or {}
     encoders.get_encoder_cls(m, entry.get("name", encoders.DEFAULT_ENCODER[m]))
   image = config.model.get("image") or {}
   patch = image.get("patch_size") if image.get("name", "vit") == "vit" else None
   if "image" in modalities and patch and spec.features["image"].shape[0] % patch:
-    raise ValueError(f"config.data.image_size={spec.features['image'].shape[0]} is not "
-                     f"divisible by config.model.image.patch_size={patch}.")
+    raise ValueError(
+      f"config.data.image_size={spec.features['image'].shape[0]} is not "
+      f"divisible by config.model.image.patch_size={patch}."
+    )
   _check_intervals(config)
 
 
 def _check_intervals(config) -> None:
   steps_per_call = config.get("steps_per_call", 1)
   if not isinstance(steps_per_call, int) or steps_per_call < 1:
-    raise ValueError(f"config.steps_per_call={steps_per_call!r}: expected a positive "
-                     "integer (train steps per compiled call; 1 = one step per call).")
+    raise ValueError(
+      f"config.steps_per_call={steps_per_call!r}: expected a positive "
+      "integer (train steps per compiled call; 1 = one step per call)."
+    )
   for name in ("log_every_steps", "checkpoint_every_steps"):
     if config[name] <= 0:
       raise ValueError(f"config.{name} must be positive, got {config[name]}.")
@@ -143,8 +152,14 @@ class Experiment:
   def init_state(self):
     """`(abstract_state, state_shardings, init)` on the mesh (see train_state)."""
     return train_state.create_train_state(
-        self.model, self.tx, self.batch_spec(local=False), self.mesh, self.rules,
-        seed=self.config.seed, init_extra=self.step.init_extra)
+      self.model,
+      self.tx,
+      self.batch_spec(local=False),
+      self.mesh,
+      self.rules,
+      seed=self.config.seed,
+      init_extra=self.step.init_extra,
+    )
 
   def jit_step(self, state_shardings):
     return steps_lib.jit_step(self.step, state_shardings, self.mesh)
@@ -155,14 +170,20 @@ class Experiment:
   def signature(self, abstract_state) -> dict:
     """What must match for a workdir's checkpoints to be resumed by this experiment."""
     return {
-        "model": self.config.model.to_dict(),
-        "dtype": self.config.get("dtype", "float32"),
-        "params": jax.tree_util.tree_map(lambda a: list(a.shape), abstract_state.params),
+      "model": self.config.model.to_dict(),
+      "dtype": self.config.get("dtype", "float32"),
+      "params": jax.tree_util.tree_map(lambda a: list(a.shape), abstract_state.params),
     }
 
 
-def build(config, mesh=None, *, total_steps: int | None = None,
-          warmup_steps: int | None = None, train_source=None) -> Experiment:
+def build(
+  config,
+  mesh=None,
+  *,
+  total_steps: int | None = None,
+  warmup_steps: int | None = None,
+  train_source=None,
+) -> Experiment:
   """Builds and checks every part of the experiment of `config` on `mesh`.
 
   `total_steps` / `warmup_steps` default to the config's durations (which may
@@ -182,15 +203,29 @@ def build(config, mesh=None, *, total_steps: int | None = None,
     if total_steps is None:
       total_steps = config_utils.resolve_steps(config, "total", batch_size=bs, num_train_examples=n)
     if warmup_steps is None:
-      warmup_steps = config_utils.resolve_steps(config.optim, "warmup", batch_size=bs,
-                                                num_train_examples=n, default=0)
+      warmup_steps = config_utils.resolve_steps(
+        config.optim, "warmup", batch_size=bs, num_train_examples=n, default=0
+      )
   model = build_model(config, spec)
   objective = objectives_lib.build(config, dataset, mesh)
-  tx, schedule = optimizer_lib.make_optimizer(config.optim, total_steps=total_steps,
-                                              warmup_steps=warmup_steps)
+  tx, schedule = optimizer_lib.make_optimizer(
+    config.optim, total_steps=total_steps, warmup_steps=warmup_steps
+  )
   step = steps_lib.build_step(config, model, objective, tx, schedule)
-  exp = Experiment(config, mesh, rules, dataset, spec, model, objective, tx, schedule, step,
-                   total_steps, train_source)
+  exp = Experiment(
+    config,
+    mesh,
+    rules,
+    dataset,
+    spec,
+    model,
+    objective,
+    tx,
+    schedule,
+    step,
+    total_steps,
+    train_source,
+  )
   check_objective(exp)
   return exp
 
@@ -200,8 +235,7 @@ def check_objective(exp: Experiment) -> None:
   keys the experiment does not have; also checks the optimizer's parameter groups."""
   batch = exp.batch_spec(local=False)
   with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
-    variables = jax.eval_shape(lambda b: exp.model.init(jax.random.key(0), b, train=False),
-                               batch)
+    variables = jax.eval_shape(lambda b: exp.model.init(jax.random.key(0), b, train=False), batch)
     outputs = jax.eval_shape(lambda v, b: exp.model.apply(v, b, train=False), variables, batch)
   exp.objective.check(set(outputs), set(batch))
   if exp.config.optim.get("groups"):

@@ -42,16 +42,18 @@ METHODS = ("mean", "cached_embeddings")
 
 def split_microbatches(batch: dict, k: int) -> dict:
   """`{key: [B, ...]}` -> `{key: [k, B // k, ...]}`, micro-batch i = rows i::k."""
+
   def split(x):
     if x.shape[0] % k:
-      raise ValueError(f"config.grad_accum_steps={k} does not divide the batch of "
-                       f"{x.shape[0]}.")
+      raise ValueError(f"config.grad_accum_steps={k} does not divide the batch of {x.shape[0]}.")
     return jnp.swapaxes(x.reshape(x.shape[0] // k, k, *x.shape[1:]), 0, 1)
+
   return jax.tree_util.tree_map(split, batch)
 
 
 def full_batch_grads(apply_fn: ApplyFn, loss_fn: LossFn, params, model_state, batch, rng):
   """One forward and backward pass over the whole batch."""
+
   def objective(p):
     outputs, new_state = apply_fn(p, model_state, batch, rng)
     loss, metrics = loss_fn(outputs, batch)
@@ -61,8 +63,9 @@ def full_batch_grads(apply_fn: ApplyFn, loss_fn: LossFn, params, model_state, ba
   return loss, metrics, new_state, grads
 
 
-def mean_microbatch_grads(apply_fn: ApplyFn, loss_fn: LossFn, params, model_state,
-                          batch, rng, k: int):
+def mean_microbatch_grads(
+  apply_fn: ApplyFn, loss_fn: LossFn, params, model_state, batch, rng, k: int
+):
   """The mean over k micro-batches of loss, metrics and gradients (see module doc)."""
   micro = split_microbatches(batch, k)
 
@@ -70,13 +73,15 @@ def mean_microbatch_grads(apply_fn: ApplyFn, loss_fn: LossFn, params, model_stat
     grads_sum, state = carry
     index, mb = inputs
     loss, metrics, state, grads = full_batch_grads(
-        apply_fn, loss_fn, params, state, mb, jax.random.fold_in(rng, index))
+      apply_fn, loss_fn, params, state, mb, jax.random.fold_in(rng, index)
+    )
     grads_sum = jax.tree_util.tree_map(jnp.add, grads_sum, grads)
     return (grads_sum, state), (loss, metrics)
 
   zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
   (grads_sum, new_state), (losses, metrics) = jax.lax.scan(
-      step, (zeros, model_state), (jnp.arange(k), micro))
+    step, (zeros, model_state), (jnp.arange(k), micro)
+  )
   mean = lambda x: jnp.mean(x, axis=0)
   grads = jax.tree_util.tree_map(lambda g: g / k, grads_sum)
   return mean(losses), jax.tree_util.tree_map(mean, metrics), new_state, grads
@@ -88,20 +93,22 @@ def _merge_outputs(stacked, k: int):
   mean over the k micro-batches: the same value for a parameter, the
   full-batch mean for a mean over equal-sized micro-batches."""
   return jax.tree_util.tree_map(
-      lambda x: jnp.mean(x, axis=0) if x.ndim == 1 else x.reshape(-1, *x.shape[2:]),
-      stacked)
+    lambda x: jnp.mean(x, axis=0) if x.ndim == 1 else x.reshape(-1, *x.shape[2:]), stacked
+  )
 
 
 def _split_cotangent(cotangent, k: int):
   """The transpose of `_merge_outputs`: per-row slices to their micro-batch, a
   scalar's gradient shared equally by the k micro-batches."""
   return jax.tree_util.tree_map(
-      lambda g: jnp.full((k,), g / k, g.dtype) if g.ndim == 0 else
-      g.reshape(k, -1, *g.shape[1:]), cotangent)
+    lambda g: jnp.full((k,), g / k, g.dtype) if g.ndim == 0 else g.reshape(k, -1, *g.shape[1:]),
+    cotangent,
+  )
 
 
-def cached_embedding_grads(apply_fn: ApplyFn, loss_fn: LossFn, params, model_state,
-                           batch, rng, k: int):
+def cached_embedding_grads(
+  apply_fn: ApplyFn, loss_fn: LossFn, params, model_state, batch, rng, k: int
+):
   """Exact full-batch loss and gradients in k micro-batches (see module doc)."""
   micro = split_microbatches(batch, k)
   keys = jax.vmap(lambda i: jax.random.fold_in(rng, i))(jnp.arange(k))
@@ -114,8 +121,9 @@ def cached_embedding_grads(apply_fn: ApplyFn, loss_fn: LossFn, params, model_sta
   new_state, stacked = jax.lax.scan(embed, model_state, (keys, micro))
   # The batch in micro-batch order, matching the merged outputs row for row.
   merged_batch = jax.tree_util.tree_map(lambda x: x.reshape(-1, *x.shape[2:]), micro)
-  (loss, metrics), cotangent = jax.value_and_grad(
-      lambda o: loss_fn(o, merged_batch), has_aux=True)(_merge_outputs(stacked, k))
+  (loss, metrics), cotangent = jax.value_and_grad(lambda o: loss_fn(o, merged_batch), has_aux=True)(
+    _merge_outputs(stacked, k)
+  )
   cotangents = _split_cotangent(cotangent, k)
 
   def backprop(grads_sum, inputs):

@@ -36,6 +36,7 @@ _M_ARENA_MAX = -8
 def _backends_initialized() -> bool:
   try:
     from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
+
     return bool(xla_bridge.backends_are_initialized())
   except (ImportError, AttributeError):  # a JAX without it: assume not
     return False
@@ -56,8 +57,11 @@ def keep_freed_memory() -> bool:
   libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
   # mallopt returns 1 on success. Arena first: threads that allocate later
   # all share the main arena, whose large blocks come from the heap.
-  return all(libc.mallopt(param, value) == 1 for param, value in (
+  return all(
+    libc.mallopt(param, value) == 1
+    for param, value in (
       (_M_ARENA_MAX, 1),
       (_M_MMAP_MAX, 0),  # never mmap a block: every block comes from the heap
       (_M_TRIM_THRESHOLD, -1),  # never give the heap's top back to the system
-  ))
+    )
+  )

@@ -31,8 +31,9 @@ def _valid_mask(valid: jax.Array | None, n: int) -> jax.Array:
   return valid.astype(jnp.bool_)
 
 
-def clip_loss(x: jax.Array, y: jax.Array, logit_scale: jax.Array,
-              valid: jax.Array | None = None) -> jax.Array:
+def clip_loss(
+  x: jax.Array, y: jax.Array, logit_scale: jax.Array, valid: jax.Array | None = None
+) -> jax.Array:
   """Symmetric softmax InfoNCE (CLIP).
 
   Args:
@@ -60,8 +61,13 @@ def clip_loss(x: jax.Array, y: jax.Array, logit_scale: jax.Array,
   return 0.5 * (jnp.sum(w * ce(logits, labels)) + jnp.sum(w * ce(logits.T, labels))) / count
 
 
-def siglip_loss(x: jax.Array, y: jax.Array, logit_scale: jax.Array,
-                logit_bias: jax.Array, valid: jax.Array | None = None) -> jax.Array:
+def siglip_loss(
+  x: jax.Array,
+  y: jax.Array,
+  logit_scale: jax.Array,
+  logit_bias: jax.Array,
+  valid: jax.Array | None = None,
+) -> jax.Array:
   """Pairwise sigmoid loss (SigLIP, Zhai et al. 2023).
 
   -1/B * sum_ij log_sigmoid(z_ij * (t x_i.y_j + b)), z = +1 on the diagonal and
@@ -88,8 +94,9 @@ def siglip_loss(x: jax.Array, y: jax.Array, logit_scale: jax.Array,
   return -jnp.sum(terms * ok[:, None] * ok[None, :]) / jnp.maximum(jnp.sum(ok), 1.0)
 
 
-def retrieval_accuracy(x: jax.Array, y: jax.Array, valid: jax.Array | None = None
-                       ) -> tuple[jax.Array, jax.Array]:
+def retrieval_accuracy(
+  x: jax.Array, y: jax.Array, valid: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array]:
   """In-batch top-1 accuracy of x->y and y->x retrieval for `[B, D]` inputs.
 
   With `valid` (bool `[B]`), invalid rows are neither queries nor candidates.
@@ -101,14 +108,18 @@ def retrieval_accuracy(x: jax.Array, y: jax.Array, valid: jax.Array | None = Non
   target = jnp.arange(n)
   w = ok.astype(jnp.float32)
   count = jnp.maximum(jnp.sum(w), 1.0)
-  return (jnp.sum(w * (jnp.argmax(sim, axis=1) == target)) / count,
-          jnp.sum(w * (jnp.argmax(sim, axis=0) == target)) / count)
+  return (
+    jnp.sum(w * (jnp.argmax(sim, axis=1) == target)) / count,
+    jnp.sum(w * (jnp.argmax(sim, axis=0) == target)) / count,
+  )
 
 
 def multimodal_contrastive_loss(
-    outputs: dict, *, kind: str = 'clip',
-    modalities: tuple[str, ...] = ('image', 'text', 'audio', 'video'),
-    axis_name=None,
+  outputs: dict,
+  *,
+  kind: str = "clip",
+  modalities: tuple[str, ...] = ("image", "text", "audio", "video"),
+  axis_name=None,
 ) -> tuple[jax.Array, dict]:
   """Sums a pairwise contrastive loss over every pair of present modalities.
 
@@ -129,48 +140,55 @@ def multimodal_contrastive_loss(
     'accuracy/<a>_to_<b>', 'accuracy/<b>_to_<a>', 'accuracy/<a>_<b>' (mean of
     the two), 'temperature' and 'logit_bias'.
   """
-  if kind not in ('clip', 'siglip'):
+  if kind not in ("clip", "siglip"):
     raise ValueError(f"kind must be 'clip' or 'siglip', got {kind!r}")
-  if 'logit_scale' not in outputs:
+  if "logit_scale" not in outputs:
     raise KeyError(f"outputs lack 'logit_scale'; got keys {sorted(outputs)}")
   present = [m for m in modalities if m in outputs]
   pairs = list(itertools.combinations(present, 2))
   if not pairs:
-    raise ValueError(f'need at least two of {list(modalities)} in outputs to form '
-                     f'a pair, got {present}')
-  scale = outputs['logit_scale']
-  bias = outputs.get('logit_bias', 0.0)
+    raise ValueError(
+      f"need at least two of {list(modalities)} in outputs to form a pair, got {present}"
+    )
+  scale = outputs["logit_scale"]
+  bias = outputs.get("logit_bias", 0.0)
   clip, siglip, accuracy = clip_loss, siglip_loss, retrieval_accuracy
   if axis_name is not None:
     from cmjax import sharded_losses  # pylint: disable=g-import-not-at-top
+
     clip, siglip, accuracy = (
-        functools.partial(f, axis_name=axis_name) for f in (
-            sharded_losses.clip_loss_sharded, sharded_losses.siglip_loss_sharded,
-            sharded_losses.retrieval_accuracy_sharded))
+      functools.partial(f, axis_name=axis_name)
+      for f in (
+        sharded_losses.clip_loss_sharded,
+        sharded_losses.siglip_loss_sharded,
+        sharded_losses.retrieval_accuracy_sharded,
+      )
+    )
   metrics = {}
   total = 0.0
   for a, b in pairs:
-    flags = [outputs[f'{m}_present'] for m in (a, b) if f'{m}_present' in outputs]
+    flags = [outputs[f"{m}_present"] for m in (a, b) if f"{m}_present" in outputs]
     valid = None if not flags else jnp.all(jnp.stack(flags).astype(jnp.bool_), axis=0)
-    if kind == 'clip':
+    if kind == "clip":
       pair_loss = clip(outputs[a], outputs[b], scale, valid)
     else:
       pair_loss = siglip(outputs[a], outputs[b], scale, bias, valid)
     total = total + pair_loss
     acc_ab, acc_ba = accuracy(outputs[a], outputs[b], valid)
-    metrics[f'loss/{a}_{b}'] = pair_loss
-    metrics[f'accuracy/{a}_to_{b}'] = acc_ab
-    metrics[f'accuracy/{b}_to_{a}'] = acc_ba
-    metrics[f'accuracy/{a}_{b}'] = 0.5 * (acc_ab + acc_ba)
-  used_scale = jnp.minimum(scale, MAX_LOGIT_SCALE) if kind == 'clip' else scale
-  metrics['loss'] = total
-  metrics['temperature'] = jnp.exp(-jnp.asarray(used_scale, jnp.float32))
-  metrics['logit_bias'] = jnp.asarray(bias, jnp.float32)
+    metrics[f"loss/{a}_{b}"] = pair_loss
+    metrics[f"accuracy/{a}_to_{b}"] = acc_ab
+    metrics[f"accuracy/{b}_to_{a}"] = acc_ba
+    metrics[f"accuracy/{a}_{b}"] = 0.5 * (acc_ab + acc_ba)
+  used_scale = jnp.minimum(scale, MAX_LOGIT_SCALE) if kind == "clip" else scale
+  metrics["loss"] = total
+  metrics["temperature"] = jnp.exp(-jnp.asarray(used_scale, jnp.float32))
+  metrics["logit_bias"] = jnp.asarray(bias, jnp.float32)
   return total, metrics
 
 
-def softmax_cross_entropy(logits: jax.Array, labels: jax.Array,
-                          class_weights: jax.Array | None = None) -> jax.Array:
+def softmax_cross_entropy(
+  logits: jax.Array, labels: jax.Array, class_weights: jax.Array | None = None
+) -> jax.Array:
   """Mean cross-entropy of integer `labels` `[B]` under `logits` `[B, C]`.
 
   With `class_weights` `[C]`, example i counts with weight w[labels_i] and the
@@ -187,8 +205,9 @@ def softmax_cross_entropy(logits: jax.Array, labels: jax.Array,
   return jnp.sum(w * ce) / jnp.maximum(jnp.sum(w), 1e-12)
 
 
-def classification_loss(outputs: dict, batch: dict, *,
-                        class_weights: dict | None = None) -> tuple[jax.Array, dict]:
+def classification_loss(
+  outputs: dict, batch: dict, *, class_weights: dict | None = None
+) -> tuple[jax.Array, dict]:
   """Sum over tasks of the cross-entropy of `outputs['logits/<task>']` vs `batch[<task>]`.
 
   Args:
@@ -201,20 +220,19 @@ def classification_loss(outputs: dict, batch: dict, *,
   Returns:
     (scalar loss, metrics 'loss/<task>', 'accuracy/<task>' (and 'loss/aux')).
   """
-  tasks = [k[len('logits/'):] for k in outputs if k.startswith('logits/')]
+  tasks = [k[len("logits/") :] for k in outputs if k.startswith("logits/")]
   if not tasks:
     raise KeyError(f"outputs have no 'logits/<task>' entries; got {sorted(outputs)}")
   total, metrics = 0.0, {}
   for t in tasks:
     if t not in batch:
-      raise KeyError(f'batch has no labels {t!r} for the head of that name; '
-                     f'it has {sorted(batch)}')
-    logits, labels = outputs[f'logits/{t}'], batch[t]
+      raise KeyError(f"batch has no labels {t!r} for the head of that name; it has {sorted(batch)}")
+    logits, labels = outputs[f"logits/{t}"], batch[t]
     loss = softmax_cross_entropy(logits, labels, (class_weights or {}).get(t))
     total = total + loss
-    metrics[f'loss/{t}'] = loss
-    metrics[f'accuracy/{t}'] = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
-  if 'aux_loss' in outputs:  # e.g. the missing-modality predictor's regression loss
-    total = total + outputs['aux_loss']
-    metrics['loss/aux'] = outputs['aux_loss']
+    metrics[f"loss/{t}"] = loss
+    metrics[f"accuracy/{t}"] = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
+  if "aux_loss" in outputs:  # e.g. the missing-modality predictor's regression loss
+    total = total + outputs["aux_loss"]
+    metrics["loss/aux"] = outputs["aux_loss"]
   return total, metrics

@@ -17,8 +17,8 @@ import sys
 import time
 from typing import Mapping
 
-from absl import logging
 import jax
+from absl import logging
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
@@ -45,12 +45,14 @@ class MetricWriter:
     if self.active and resume_step is not None:
       dropped = drop_history_after(self.jsonl, resume_step)
       if dropped:
-        logging.info("%s: dropped %d rows after step %d (resumed run).",
-                     self.jsonl, dropped, resume_step)
+        logging.info(
+          "%s: dropped %d rows after step %d (resumed run).", self.jsonl, dropped, resume_step
+        )
     self.tb = EventFileWriter(os.path.join(workdir, "tensorboard")) if self.active else None
 
-  def write(self, step: int, scalars: Mapping[str, float], *, echo: bool = True,
-            prefix: str = "") -> None:
+  def write(
+    self, step: int, scalars: Mapping[str, float], *, echo: bool = True, prefix: str = ""
+  ) -> None:
     """Appends `scalars` at `step` to the history and TensorBoard; `echo` prints them.
 
     Lines whose `prefix` starts with "eval" are summarised (`format_eval_line`):
@@ -62,10 +64,10 @@ class MetricWriter:
     row = {"step": int(step), **scalars}
     with open(self.jsonl, "a") as f:
       f.write(json.dumps(row) + "\n")
-    summary = summary_pb2.Summary(value=[
-        summary_pb2.Summary.Value(tag=k, simple_value=v) for k, v in scalars.items()])
-    self.tb.add_event(event_pb2.Event(wall_time=time.time(), step=int(step),
-                                      summary=summary))
+    summary = summary_pb2.Summary(
+      value=[summary_pb2.Summary.Value(tag=k, simple_value=v) for k, v in scalars.items()]
+    )
+    self.tb.add_event(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
     if echo:
       if prefix.startswith("eval"):
         line = format_eval_line(step, scalars, prefix=prefix)
@@ -109,8 +111,7 @@ def drop_history_after(path: str, step: int) -> int:
       row = json.loads(line)
     except json.JSONDecodeError:
       continue
-    if isinstance(row, dict) and isinstance(row.get("step"), (int, float)) and (
-        row["step"] > step):
+    if isinstance(row, dict) and isinstance(row.get("step"), (int, float)) and (row["step"] > step):
       continue
     kept.append(line)
   dropped = sum(1 for line in lines if line.strip()) - len(kept)
@@ -178,8 +179,9 @@ def _choose_eval_keys(keys: list[str], max_items: int) -> set[str]:
   return set(chosen)
 
 
-def format_eval_line(step: int, scalars: Mapping[str, float], *, max_items: int = 8,
-                     width: int = 120, prefix: str = "") -> str:
+def format_eval_line(
+  step: int, scalars: Mapping[str, float], *, max_items: int = 8, width: int = 120, prefix: str = ""
+) -> str:
   """A readable console summary of many eval metrics; a pure function.
 
   Keys are grouped by their first path component (`retrieval/...`,
@@ -199,10 +201,8 @@ def format_eval_line(step: int, scalars: Mapping[str, float], *, max_items: int 
     if k in shown:
       group, _, rest = k.partition("/")
       # A key without "/" (e.g. "loss") is its own group and shows its full name.
-      groups.setdefault(group if rest else "", []).append(
-          f"{rest or k}={_fmt(float(scalars[k]))}")
-  parts = [f"{g}: {' '.join(items)}" if g else " ".join(items)
-           for g, items in groups.items()]
+      groups.setdefault(group if rest else "", []).append(f"{rest or k}={_fmt(float(scalars[k]))}")
+  parts = [f"{g}: {' '.join(items)}" if g else " ".join(items) for g, items in groups.items()]
   hidden = len(keys) - len(shown)
   tail = f" (+{hidden} more in {HISTORY_FILE})" if hidden else ""
   head = f"{prefix}[step {step}]"
@@ -239,7 +239,6 @@ def read_json(path: str) -> dict | None:
     logging.warning("%s is not valid JSON (%s); ignoring it.", path, e)
     return None
   if not isinstance(payload, dict):
-    logging.warning("%s holds a %s, not a JSON object; ignoring it.", path,
-                    type(payload).__name__)
+    logging.warning("%s holds a %s, not a JSON object; ignoring it.", path, type(payload).__name__)
     return None
   return payload

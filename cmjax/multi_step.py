@@ -22,8 +22,9 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import jax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from cmjax import sharding
 
@@ -38,16 +39,17 @@ def scan_steps(train_step: Callable[[Any, Any], tuple[Any, Any]]):
     A function whose `batches` has a leading `[steps]` axis on every array
     (`[steps, batch, ...]`) and whose metrics have it too (`[steps]` scalars).
   """
+
   def run(state, batches):
     # Unrolled: XLA:CPU ran the tiny model's step 3x slower as a while-loop
     # body than as straight-line code; unrolled, buffer assignment still
     # reuses one step's temporaries for the next.
     return jax.lax.scan(train_step, state, batches, unroll=True)
+
   return run
 
 
-def chunk_length(step: int, total_steps: int, steps_per_call: int,
-                 intervals: Iterable[int]) -> int:
+def chunk_length(step: int, total_steps: int, steps_per_call: int, intervals: Iterable[int]) -> int:
   """How many steps the next call runs, starting after `step` steps.
 
   At most `steps_per_call`, never past `total_steps`, and never past the next
@@ -68,8 +70,7 @@ def stacked_batch_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(None, sharding.BATCH_AXES))
 
 
-def global_stacked_batch(local_batches: Sequence[Mapping[str, np.ndarray]],
-                         mesh: Mesh) -> dict:
+def global_stacked_batch(local_batches: Sequence[Mapping[str, np.ndarray]], mesh: Mesh) -> dict:
   """Stacks per-host batches into global `[steps, global_batch, ...]` jax.Arrays."""
   out_sharding = stacked_batch_sharding(mesh)
   n = jax.process_count()

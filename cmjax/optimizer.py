@@ -28,8 +28,15 @@ import optax
 from cmjax import clipping
 
 OPTIMIZERS = ("adamw", "sgd")
-GROUP_SETTINGS = ("frozen", "lr_mult", "lr", "weight_decay", "warmup_steps", "min_lr_ratio",
-                  "schedule")
+GROUP_SETTINGS = (
+  "frozen",
+  "lr_mult",
+  "lr",
+  "weight_decay",
+  "warmup_steps",
+  "min_lr_ratio",
+  "schedule",
+)
 DEFAULT_GROUP = "default"
 FROZEN = "frozen"
 
@@ -51,28 +58,43 @@ def param_paths(params) -> list[str]:
   return [param_path(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
 
 
-def _schedule(lr: float, total_steps: int, warmup_steps: int, min_lr_ratio: float,
-              kind: str = "cosine") -> optax.Schedule:
+def _schedule(
+  lr: float, total_steps: int, warmup_steps: int, min_lr_ratio: float, kind: str = "cosine"
+) -> optax.Schedule:
   if kind == "constant":
-    return optax.join_schedules([optax.linear_schedule(0.0, lr, max(warmup_steps, 1)),
-                                 optax.constant_schedule(lr)], [warmup_steps])
+    return optax.join_schedules(
+      [optax.linear_schedule(0.0, lr, max(warmup_steps, 1)), optax.constant_schedule(lr)],
+      [warmup_steps],
+    )
   if kind != "cosine":
     raise ValueError(f"optimizer schedule {kind!r}; expected 'cosine' or 'constant'.")
   return optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=lr, warmup_steps=warmup_steps,
-      decay_steps=max(total_steps, 1), end_value=lr * min_lr_ratio)
+    init_value=0.0,
+    peak_value=lr,
+    warmup_steps=warmup_steps,
+    decay_steps=max(total_steps, 1),
+    end_value=lr * min_lr_ratio,
+  )
 
 
 def _update_rule(optim, schedule, weight_decay: float) -> list[optax.GradientTransformation]:
   """AdamW (decoupled decay) or SGD with momentum (decay added to the gradient)."""
   if optim.get("name", "adamw") == "adamw":
-    return [optax.adamw(schedule, b1=optim.get("b1", 0.9), b2=optim.get("b2", 0.999),
-                        weight_decay=weight_decay, mask=decay_mask)]
+    return [
+      optax.adamw(
+        schedule,
+        b1=optim.get("b1", 0.9),
+        b2=optim.get("b2", 0.999),
+        weight_decay=weight_decay,
+        mask=decay_mask,
+      )
+    ]
   parts = []
   if weight_decay:
     parts.append(optax.add_decayed_weights(weight_decay, mask=decay_mask))
-  parts.append(optax.sgd(schedule, momentum=optim.get("momentum", 0.9),
-                         nesterov=optim.get("nesterov", False)))
+  parts.append(
+    optax.sgd(schedule, momentum=optim.get("momentum", 0.9), nesterov=optim.get("nesterov", False))
+  )
   return parts
 
 
@@ -86,8 +108,9 @@ def parse_groups(optim) -> list[tuple[str, re.Pattern, dict]]:
     pattern, settings = rule[0], dict(rule[1] or {})
     unknown = sorted(set(settings) - set(GROUP_SETTINGS))
     if unknown:
-      raise ValueError(f"{where} ({pattern!r}) has unknown settings {unknown}; "
-                       f"known: {list(GROUP_SETTINGS)}.")
+      raise ValueError(
+        f"{where} ({pattern!r}) has unknown settings {unknown}; known: {list(GROUP_SETTINGS)}."
+      )
     try:
       regex = re.compile(pattern)
     except re.error as e:
@@ -108,8 +131,10 @@ def group_labels(optim, params) -> Any:
       if regex.match(path):
         return name
     if exhaustive:
-      raise ValueError(f"parameter {path!r} is matched by no rule of config.optim.groups "
-                       "(config.optim.groups_exhaustive=True).")
+      raise ValueError(
+        f"parameter {path!r} is matched by no rule of config.optim.groups "
+        "(config.optim.groups_exhaustive=True)."
+      )
     return DEFAULT_GROUP
 
   return jax.tree_util.tree_map_with_path(label, params)
@@ -123,8 +148,10 @@ def check_groups(optim, params) -> dict[str, int]:
   paths = param_paths(params)
   for i, (name, regex, _) in enumerate(groups):
     if not any(regex.match(p) for p in paths):
-      raise ValueError(f"config.optim.groups[{i}] regex {regex.pattern!r} matches no "
-                       f"parameter; parameter paths look like {paths[:3]}.")
+      raise ValueError(
+        f"config.optim.groups[{i}] regex {regex.pattern!r} matches no "
+        f"parameter; parameter paths look like {paths[:3]}."
+      )
     del name
   return {name: labels.count(name) for name in sorted(set(labels))}
 
@@ -141,30 +168,42 @@ def make_optimizer(optim, *, total_steps: int, warmup_steps: int):
   if name not in OPTIMIZERS:
     raise ValueError(f"config.optim.name={name!r} is not supported; use one of {OPTIMIZERS}.")
   if warmup_steps > total_steps:
-    raise ValueError(f"warmup ({warmup_steps} steps) is longer than training "
-                     f"({total_steps} steps).")
+    raise ValueError(
+      f"warmup ({warmup_steps} steps) is longer than training ({total_steps} steps)."
+    )
   min_ratio = optim.get("min_lr_ratio", 0.0)
   schedule = _schedule(optim.lr, total_steps, warmup_steps, min_ratio)
   clip = [clipping.clip_by_global_norm(optim.grad_clip_norm)] if optim.get("grad_clip_norm") else []
   groups = parse_groups(optim)
   if not groups:
-    return optax.chain(*clip, *_update_rule(optim, schedule, optim.get("weight_decay", 0.0))), schedule
+    return optax.chain(
+      *clip, *_update_rule(optim, schedule, optim.get("weight_decay", 0.0))
+    ), schedule
 
-  rules = {DEFAULT_GROUP: optax.chain(*_update_rule(optim, schedule, optim.get("weight_decay", 0.0))),
-           FROZEN: optax.set_to_zero()}
+  rules = {
+    DEFAULT_GROUP: optax.chain(*_update_rule(optim, schedule, optim.get("weight_decay", 0.0))),
+    FROZEN: optax.set_to_zero(),
+  }
   for label, _, s in groups:
     if label == FROZEN:
       continue
     lr = s.get("lr", optim.lr * s.get("lr_mult", 1.0))
-    own = _schedule(lr, total_steps, s.get("warmup_steps", warmup_steps),
-                    s.get("min_lr_ratio", min_ratio), s.get("schedule", "cosine"))
-    rules[label] = optax.chain(*_update_rule(optim, own, s.get("weight_decay",
-                                                               optim.get("weight_decay", 0.0))))
+    own = _schedule(
+      lr,
+      total_steps,
+      s.get("warmup_steps", warmup_steps),
+      s.get("min_lr_ratio", min_ratio),
+      s.get("schedule", "cosine"),
+    )
+    rules[label] = optax.chain(
+      *_update_rule(optim, own, s.get("weight_decay", optim.get("weight_decay", 0.0)))
+    )
   labels = lambda params: group_labels(optim, params)
   # Frozen gradients are zeroed before clipping, so they don't count in the global norm.
-  freeze = optax.multi_transform({FROZEN: optax.set_to_zero(), DEFAULT_GROUP: optax.identity()},
-                                 lambda p: jax.tree_util.tree_map(
-                                     lambda l: FROZEN if l == FROZEN else DEFAULT_GROUP, labels(p)))
+  freeze = optax.multi_transform(
+    {FROZEN: optax.set_to_zero(), DEFAULT_GROUP: optax.identity()},
+    lambda p: jax.tree_util.tree_map(lambda l: FROZEN if l == FROZEN else DEFAULT_GROUP, labels(p)),
+  )
   return optax.chain(freeze, *clip, optax.multi_transform(rules, labels)), schedule
 
 

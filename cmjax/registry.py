@@ -22,8 +22,12 @@ from typing import Callable, Optional
 class Registry:
   """Names -> classes, filled by the `register(name)` class decorator."""
 
-  def __init__(self, kind: str, config_key: Optional[str] = None,
-               load_builtins: Optional[Callable[[], None]] = None):
+  def __init__(
+    self,
+    kind: str,
+    config_key: Optional[str] = None,
+    load_builtins: Optional[Callable[[], None]] = None,
+  ):
     self.kind = kind
     self.config_key = config_key
     self._load_builtins = load_builtins
@@ -31,12 +35,15 @@ class Registry:
 
   def register(self, name: str):
     """Class decorator adding `cls` under `name` (twice with another class is an error)."""
+
     def wrap(cls):
       if name in self._entries and self._entries[name] is not cls:
-        raise ValueError(f'{self.kind} {name!r} is already registered '
-                         f'(by {self._entries[name].__qualname__})')
+        raise ValueError(
+          f"{self.kind} {name!r} is already registered (by {self._entries[name].__qualname__})"
+        )
       self._entries[name] = cls
       return cls
+
     return wrap
 
   def names(self) -> list[str]:
@@ -52,6 +59,6 @@ class Registry:
     known = self.names()
     if name not in self._entries:
       where = config_key or self.config_key
-      where = f' ({where})' if where else ''
-      raise ValueError(f'unknown {self.kind} {name!r}{where}; known: {known}')
+      where = f" ({where})" if where else ""
+      raise ValueError(f"unknown {self.kind} {name!r}{where}; known: {known}")
     return self._entries[name]

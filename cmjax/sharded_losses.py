@@ -57,8 +57,9 @@ def _column_chunks(keys: jax.Array, valid: jax.Array, chunk: int):
   return keys.reshape(-1, c, keys.shape[-1]), valid.reshape(-1, c)
 
 
-def row_logsumexp(q: jax.Array, keys: jax.Array, keys_valid: jax.Array,
-                  scale: jax.Array, chunk: int) -> jax.Array:
+def row_logsumexp(
+  q: jax.Array, keys: jax.Array, keys_valid: jax.Array, scale: jax.Array, chunk: int
+) -> jax.Array:
   """`logsumexp_j (scale * q_i . k_j)` over valid keys, `[b]`, in column chunks.
 
   Args:
@@ -101,8 +102,9 @@ def row_max(q: jax.Array, keys: jax.Array, keys_valid: jax.Array, chunk: int) ->
   return jax.lax.stop_gradient(best)
 
 
-def retrieval_accuracy_sharded(x: jax.Array, y: jax.Array, valid: jax.Array | None = None,
-                               *, axis_name, chunk: int = 256):
+def retrieval_accuracy_sharded(
+  x: jax.Array, y: jax.Array, valid: jax.Array | None = None, *, axis_name, chunk: int = 256
+):
   """In-batch top-1 accuracy of x->y and y->x over the global batch (two scalars).
 
   A row counts as right when its partner scores at least as high as every
@@ -116,14 +118,22 @@ def retrieval_accuracy_sharded(x: jax.Array, y: jax.Array, valid: jax.Array | No
   positive = jnp.sum(x * y, axis=-1)
   w = ok.astype(jnp.float32)
   count = jnp.maximum(jax.lax.psum(jnp.sum(w), axis_name), 1.0)
-  hits = [jax.lax.psum(jnp.sum(w * (positive >= row_max(q, k, ok_all, chunk))), axis_name)
-          for q, k in ((x, y_all), (y, x_all))]
+  hits = [
+    jax.lax.psum(jnp.sum(w * (positive >= row_max(q, k, ok_all, chunk))), axis_name)
+    for q, k in ((x, y_all), (y, x_all))
+  ]
   return hits[0] / count, hits[1] / count
 
 
-def clip_loss_sharded(x: jax.Array, y: jax.Array, logit_scale: jax.Array,
-                      valid: jax.Array | None = None, *, axis_name,
-                      chunk: int = 256) -> jax.Array:
+def clip_loss_sharded(
+  x: jax.Array,
+  y: jax.Array,
+  logit_scale: jax.Array,
+  valid: jax.Array | None = None,
+  *,
+  axis_name,
+  chunk: int = 256,
+) -> jax.Array:
   """Symmetric softmax InfoNCE of the global batch from this device's rows.
 
   Args:
@@ -174,9 +184,16 @@ def _sigmoid_block_sum(x, y, x_ok, y_ok, scale, bias, own_block, chunk):
   return total
 
 
-def siglip_loss_sharded(x: jax.Array, y: jax.Array, logit_scale: jax.Array,
-                        logit_bias: jax.Array, valid: jax.Array | None = None, *,
-                        axis_name, chunk: int = 256) -> jax.Array:
+def siglip_loss_sharded(
+  x: jax.Array,
+  y: jax.Array,
+  logit_scale: jax.Array,
+  logit_bias: jax.Array,
+  valid: jax.Array | None = None,
+  *,
+  axis_name,
+  chunk: int = 256,
+) -> jax.Array:
   """Pairwise sigmoid loss of the global batch, `y` blocks rotating over the devices.
 
   Args:
@@ -202,8 +219,7 @@ def siglip_loss_sharded(x: jax.Array, y: jax.Array, logit_scale: jax.Array,
     block, block_ok = (jax.lax.ppermute(a, axis_name, ring) for a in (block, block_ok))
     return (total, block, block_ok), None
 
-  (total, _, _), _ = jax.lax.scan(visit, (_filled_like(x, (), 0.0), y, ok),
-                                  jnp.arange(n))
+  (total, _, _), _ = jax.lax.scan(visit, (_filled_like(x, (), 0.0), y, ok), jnp.arange(n))
   total = jax.lax.psum(total, axis_name)
   count = jax.lax.psum(jnp.sum(ok.astype(jnp.float32)), axis_name)
   return -total / jnp.maximum(count, 1.0)

@@ -13,7 +13,8 @@ from typing import Any, Mapping, Sequence
 import flax.linen as nn
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 MESH_AXES = ("data", "fsdp", "model")
 BATCH_AXES = ("data", "fsdp")
@@ -24,20 +25,22 @@ def make_mesh(mesh_config: Mapping[str, int], devices=None) -> Mesh:
   devices = list(jax.devices() if devices is None else devices)
   unknown = set(mesh_config) - set(MESH_AXES)
   if unknown:
-    raise ValueError(f"config.mesh has unknown axes {sorted(unknown)}; "
-                     f"known axes: {MESH_AXES}.")
+    raise ValueError(f"config.mesh has unknown axes {sorted(unknown)}; known axes: {MESH_AXES}.")
   sizes = [int(mesh_config.get(a, 1)) for a in MESH_AXES]
   if sizes.count(-1) > 1:
     raise ValueError(f"config.mesh: at most one axis may be -1, got {dict(mesh_config)}.")
   known = int(np.prod([s for s in sizes if s != -1]))
   if -1 in sizes:
     if len(devices) % known:
-      raise ValueError(f"config.mesh {dict(mesh_config)} does not divide the "
-                       f"{len(devices)} available devices.")
+      raise ValueError(
+        f"config.mesh {dict(mesh_config)} does not divide the {len(devices)} available devices."
+      )
     sizes[sizes.index(-1)] = len(devices) // known
   if int(np.prod(sizes)) != len(devices):
-    raise ValueError(f"config.mesh {dict(zip(MESH_AXES, sizes))} needs "
-                     f"{int(np.prod(sizes))} devices, {len(devices)} available.")
+    raise ValueError(
+      f"config.mesh {dict(zip(MESH_AXES, sizes))} needs "
+      f"{int(np.prod(sizes))} devices, {len(devices)} available."
+    )
   return Mesh(np.asarray(devices).reshape(sizes), MESH_AXES)
 
 
@@ -75,6 +78,7 @@ def unbox(tree: Any) -> Any:
   """The values of a tree whose leaves may be boxed (`nn.Partitioned`), without
   sharding constraints: the shardings are given to `jax.jit` explicitly, and
   flax's `nn.meta.unbox` under `jax.set_mesh` would constrain abstract values."""
+
   def value(x):
     if isinstance(x, nn.Partitioned):
       return x.unbox(apply_constraint=False)

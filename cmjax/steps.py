@@ -24,9 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from cmjax import grad_accum
-from cmjax import multi_step
-from cmjax import sharding
+from cmjax import grad_accum, multi_step, sharding
 from cmjax.registry import Registry
 from cmjax.train_state import TrainState
 
@@ -58,8 +56,10 @@ class StandardStep:
     self.k = int(config.get("grad_accum_steps", 1))
     self.method = config.get("grad_accum", "mean")
     if self.k < 1 or self.method not in grad_accum.METHODS:
-      raise ValueError(f"config.grad_accum_steps={self.k}, config.grad_accum={self.method!r}: "
-                       f"expected a positive number of steps and one of {grad_accum.METHODS}.")
+      raise ValueError(
+        f"config.grad_accum_steps={self.k}, config.grad_accum={self.method!r}: "
+        f"expected a positive number of steps and one of {grad_accum.METHODS}."
+      )
 
   def init_extra(self, params, rng) -> Any:
     del params, rng
@@ -70,8 +70,9 @@ class StandardStep:
     variables = {"params": params, **model_state}
     if model_state:
       # BatchNorm: batch statistics in, updated running averages out.
-      outputs, new_state = self.model.apply(variables, batch, train=True, rngs={"dropout": rng},
-                                            mutable=list(model_state))
+      outputs, new_state = self.model.apply(
+        variables, batch, train=True, rngs={"dropout": rng}, mutable=list(model_state)
+      )
       return outputs, dict(new_state)
     return self.model.apply(variables, batch, train=True, rngs={"dropout": rng}), {}
 
@@ -90,10 +91,12 @@ class StandardStep:
     loss, metrics, model_state, grads = self.gradients(state, batch)
     updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads),
-                   lr=self.schedule(state.step))
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                         model_state=dict(model_state)), metrics
+    metrics = dict(
+      metrics, loss=loss, grad_norm=optax.tree.norm(grads), lr=self.schedule(state.step)
+    )
+    return state.replace(
+      step=state.step + 1, params=params, opt_state=opt_state, model_state=dict(model_state)
+    ), metrics
 
 
 @register("ema")
@@ -116,8 +119,9 @@ class EMAStep(StandardStep):
   def __call__(self, state, batch):
     state, metrics = super().__call__(state, batch)
     d = self.decay
-    ema = jax.tree_util.tree_map(lambda e, p: d * e + (1.0 - d) * p,
-                                 state.extra["ema_params"], state.params)
+    ema = jax.tree_util.tree_map(
+      lambda e, p: d * e + (1.0 - d) * p, state.extra["ema_params"], state.params
+    )
     return state.replace(extra={**state.extra, "ema_params": ema}), metrics
 
 
@@ -129,15 +133,20 @@ def build_step(config, model, objective, tx, schedule):
 def jit_step(step, state_shardings, mesh):
   """`step` jitted once: the state as its shardings say, the batch split over the
   data axes, metrics replicated; the old state's buffers donated to the new one."""
-  return jax.jit(step, in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
-                 out_shardings=(state_shardings, sharding.replicated(mesh)),
-                 donate_argnums=(0,))
+  return jax.jit(
+    step,
+    in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
+    out_shardings=(state_shardings, sharding.replicated(mesh)),
+    donate_argnums=(0,),
+  )
 
 
 def jit_multi_step(step, state_shardings, mesh):
   """`(state, batches [steps, batch, ...]) -> (state, metrics [steps])`: several
   steps in one call (`config.steps_per_call`; see `cmjax/multi_step.py` for why)."""
-  return jax.jit(multi_step.scan_steps(step),
-                 in_shardings=(state_shardings, multi_step.stacked_batch_sharding(mesh)),
-                 out_shardings=(state_shardings, sharding.replicated(mesh)),
-                 donate_argnums=(0,))
+  return jax.jit(
+    multi_step.scan_steps(step),
+    in_shardings=(state_shardings, multi_step.stacked_batch_sharding(mesh)),
+    out_shardings=(state_shardings, sharding.replicated(mesh)),
+    donate_argnums=(0,),
+  )

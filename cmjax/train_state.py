@@ -39,8 +39,16 @@ class TrainState:
     return {"params": self.params, **self.model_state}
 
 
-def create_train_state(model, tx, batch_spec: dict, mesh, rules, *, seed: int,
-                       init_extra: Callable[[Any, jax.Array], Any] | None = None):
+def create_train_state(
+  model,
+  tx,
+  batch_spec: dict,
+  mesh,
+  rules,
+  *,
+  seed: int,
+  init_extra: Callable[[Any, jax.Array], Any] | None = None,
+):
   """Returns `(abstract_state, state_shardings, init)`; `init()` builds the state sharded.
 
   The state is never materialised on one device first: its shapes come from
@@ -63,14 +71,21 @@ def create_train_state(model, tx, batch_spec: dict, mesh, rules, *, seed: int,
     variables = dict(model.init(rng, dummy, train=False))
     params = variables.pop("params")
     extra = init_extra(params, jax.random.fold_in(rng, 1)) if init_extra else {}
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      opt_state=tx.init(params), model_state=variables, extra=extra)
+    return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      opt_state=tx.init(params),
+      model_state=variables,
+      extra=extra,
+    )
 
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     abstract_boxed = jax.eval_shape(init_boxed, jax.random.key(0))
   shardings = sharding.tree_shardings(abstract_boxed, mesh, rules)
   abstract = jax.tree_util.tree_map(
-      lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-      sharding.unbox(abstract_boxed), shardings)
+    lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+    sharding.unbox(abstract_boxed),
+    shardings,
+  )
   init = jax.jit(lambda rng: sharding.unbox(init_boxed(rng)), out_shardings=shardings)
   return abstract, shardings, lambda: init(jax.random.key(seed))

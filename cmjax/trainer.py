@@ -24,10 +24,7 @@ from jax.experimental import multihost_utils
 from cmjax import checkpoint as ckpt_lib
 from cmjax import evaluators as evaluators_lib
 from cmjax import experiment as experiment_lib
-from cmjax import metric_writer
-from cmjax import multi_step
-from cmjax import perf
-from cmjax import sharding
+from cmjax import metric_writer, multi_step, perf, sharding
 from cmjax.data import pipeline
 from cmjax.data import spec as spec_lib
 
@@ -77,14 +74,19 @@ class _Evaluations:
   """The evaluators of `config.evals`, run when due; results go to the writer."""
 
   def __init__(self, exp, writer):
-    self.evaluators = evaluators_lib.build_evaluators(exp.config, evaluators_lib.EvalContext(
-        config=exp.config, dataset=exp.dataset, model=exp.model))
+    self.evaluators = evaluators_lib.build_evaluators(
+      exp.config,
+      evaluators_lib.EvalContext(config=exp.config, dataset=exp.dataset, model=exp.model),
+    )
     self.writer = writer
     self.intervals = [ev.every_steps for ev in self.evaluators.values()]
 
   def run(self, step: int, state, final: bool = False) -> dict:
-    due = {name: ev for name, ev in self.evaluators.items()
-           if final or (ev.every_steps and step % ev.every_steps == 0)}
+    due = {
+      name: ev
+      for name, ev in self.evaluators.items()
+      if final or (ev.every_steps and step % ev.every_steps == 0)
+    }
     results = {}
     variables = host_local(state.variables()) if due else None
     for name, ev in due.items():
@@ -115,8 +117,11 @@ class _Throughput:
     dt = time.perf_counter() - self.t0
     step_time = dt / max(self.steps, 1)
     out = {k: float(v) for k, v in metrics.items()}
-    out.update(step_time_s=step_time, examples_per_s=self.batch_size / step_time,
-               data_wait_frac=self.wait / dt)
+    out.update(
+      step_time_s=step_time,
+      examples_per_s=self.batch_size / step_time,
+      data_wait_frac=self.wait / dt,
+    )
     if self.flops:
       out["mfu"] = self.flops / step_time / self.peak
     self.reset()
@@ -127,12 +132,19 @@ def _prepare(config, workdir: str):
   """Builds the experiment, restores the newest checkpoint; returns the run's parts."""
   exp = experiment_lib.build(config)
   abstract, shardings, init_state = exp.init_state()
-  checkpointer = ckpt_lib.Checkpointer(workdir, every_steps=config.checkpoint_every_steps,
-                                       keep=config.keep_checkpoints)
+  checkpointer = ckpt_lib.Checkpointer(
+    workdir, every_steps=config.checkpoint_every_steps, keep=config.keep_checkpoints
+  )
   checkpointer.check_signature(exp.signature(abstract))
-  data_iter = iter(pipeline.train_dataset(
-      config, exp.dataset, process_index=jax.process_index(),
-      process_count=jax.process_count(), source=exp.train_source))
+  data_iter = iter(
+    pipeline.train_dataset(
+      config,
+      exp.dataset,
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+      source=exp.train_source,
+    )
+  )
   state, start = checkpointer.restore_latest(abstract, data_iter)
   if state is None:
     state, start = init_state(), 0
@@ -144,16 +156,21 @@ def _prepare(config, workdir: str):
 
 def _write_run_config(config, exp, workdir: str) -> None:
   """`workdir/config.json`: the resolved config and what the data hold."""
-  payload = {"config": json.loads(config.to_json_best_effort()), "data": exp.spec.summary(),
-             "total_steps": exp.total_steps}
+  payload = {
+    "config": json.loads(config.to_json_best_effort()),
+    "data": exp.spec.summary(),
+    "total_steps": exp.total_steps,
+  }
   metric_writer.write_json(os.path.join(workdir, "config.json"), payload)
 
 
 def _log_line(step: int, total: int, m: dict) -> str:
   eta = (total - step) * m["step_time_s"]
-  return (f"[{step}/{total}] loss={m['loss']:.4f} {m['examples_per_s']:.0f} ex/s "
-          f"MFU={m.get('mfu', float('nan')):.1%} data_wait={m['data_wait_frac']:.0%} "
-          f"ETA {eta / 60:.1f} min")
+  return (
+    f"[{step}/{total}] loss={m['loss']:.4f} {m['examples_per_s']:.0f} ex/s "
+    f"MFU={m.get('mfu', float('nan')):.1%} data_wait={m['data_wait_frac']:.0%} "
+    f"ETA {eta / 60:.1f} min"
+  )
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -168,19 +185,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   metrics_path = os.path.join(workdir, "metrics.json")
   if start >= exp.total_steps and os.path.exists(metrics_path):
     checkpointer.close()
-    _say(f"This run already finished (step {start} of {exp.total_steps}); its metrics are "
-         f"in {metrics_path}, left as they are.")
+    _say(
+      f"This run already finished (step {start} of {exp.total_steps}); its metrics are "
+      f"in {metrics_path}, left as they are."
+    )
     return metric_writer.read_json(metrics_path)
   _write_run_config(config, exp, workdir)
   writer = metric_writer.MetricWriter(workdir, resume_step=start)
   num_params = sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(abstract.params))
-  _say(f"Model {config.model.name}: {num_params:,} parameters; {exp.total_steps} steps "
-       f"of {config.batch_size} examples; mesh {dict(exp.mesh.shape)}")
+  _say(
+    f"Model {config.model.name}: {num_params:,} parameters; {exp.total_steps} steps "
+    f"of {config.batch_size} examples; mesh {dict(exp.mesh.shape)}"
+  )
   with jax.set_mesh(exp.mesh):
     compiled = exp.jit_step(shardings).lower(abstract, exp.batch_spec(local=False)).compile()
   peak = config.get("peak_flops") or perf.measure_peak_flops()
-  clock = _Throughput(config.batch_size, perf.compiled_flops(compiled),
-                      peak * len(exp.mesh.devices.flat))
+  clock = _Throughput(
+    config.batch_size, perf.compiled_flops(compiled), peak * len(exp.mesh.devices.flat)
+  )
   evals = _Evaluations(exp, writer)
   multi_fn = exp.jit_multi_step(shardings) if config.get("steps_per_call", 1) > 1 else None
   loop = _Loop(exp, compiled, multi_fn, checkpointer, writer, evals, clock, workdir)
@@ -191,8 +213,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   last_eval = loop.last_eval
   result = dict(last_eval)
   result.update({f"train/{k}": v for k, v in train_metrics.items()})
-  result.update({"step": int(step), "wall_time_s": time.time() - t_start,
-                 "num_params": num_params})
+  result.update({"step": int(step), "wall_time_s": time.time() - t_start, "num_params": num_params})
   metric_writer.write_json(metrics_path, result)
   _say("Final metrics:")
   for k in sorted(last_eval):
@@ -253,8 +274,9 @@ class _Loop:
     if not np.isfinite(metrics["loss"]):
       self.checkpointer.close()
       raise FloatingPointError(
-          f"Loss became {metrics['loss']} at step {step}; the last good "
-          f"checkpoint is kept in {self.workdir}/checkpoints. Lower config.optim.lr?")
+        f"Loss became {metrics['loss']} at step {step}; the last good "
+        f"checkpoint is kept in {self.workdir}/checkpoints. Lower config.optim.lr?"
+      )
     train_metrics = self.clock.summary(metrics)
     self.writer.write(step, train_metrics, echo=False)
     _say(_log_line(step, self.exp.total_steps, train_metrics))

@@ -29,45 +29,62 @@ TINY_FUSION_SIZES = dict(width=16, depth=1, num_heads=2, mlp_dim=32)
 
 
 def get_config(arg=None):
-  arg = config_utils.parse_arg(arg, tiny=False, steps=0, batch_size=0, workers=-1,
-                               fusion="concat", modalities="image+audio",
-                               modality_dropout=0.0, missing="mask",
-                               balance="none", augment=0, class_skew=0.0, seed=0)
+  arg = config_utils.parse_arg(
+    arg,
+    tiny=False,
+    steps=0,
+    batch_size=0,
+    workers=-1,
+    fusion="concat",
+    modalities="image+audio",
+    modality_dropout=0.0,
+    missing="mask",
+    balance="none",
+    augment=0,
+    class_skew=0.0,
+    seed=0,
+  )
   modalities = tuple(arg.modalities.split("+"))
   c = ml_collections.ConfigDict()
   c.seed = arg.seed
   c.data = dict(
-      name="av_digits", num_train=10_000, image_size=32, image_noise=0.3,
-      occlusion=0.25, speech=True, sample_rate=16_000, snr_db=(-16.0, -4.0),
-      max_speech_seconds=1.5, class_skew=arg.class_skew, num_workers=0)
+    name="av_digits",
+    num_train=10_000,
+    image_size=32,
+    image_noise=0.3,
+    occlusion=0.25,
+    speech=True,
+    sample_rate=16_000,
+    snr_db=(-16.0, -4.0),
+    max_speech_seconds=1.5,
+    class_skew=arg.class_skew,
+    num_workers=0,
+  )
   c.batch_size = 128
   c.total_steps = 400
   c.total_epochs = None
   c.total_examples = None
 
   c.model = dict(
-      name="fusion_classifier",
-      modalities=modalities,
-      # Three stages: the last one sees the whole digit (with two, the
-      # receptive field is half of it and training is several times slower).
-      image=dict(name="resnet", features=(32, 64, 128), blocks=(1, 1, 1), stem_stride=2,
-                 norm="group"),
-      audio=dict(name="cnn", n_fft=400, hop_length=160, n_mels=40,
-                 widths=(32, 64, 64), width=64),
-      fusion=config_utils.fusion_config(
-          arg.fusion, TINY_FUSION_SIZES if arg.tiny else FUSION_SIZES),
-      heads={"label": 10},
-      modality_dropout=arg.modality_dropout,
-      missing=arg.missing,
+    name="fusion_classifier",
+    modalities=modalities,
+    # Three stages: the last one sees the whole digit (with two, the
+    # receptive field is half of it and training is several times slower).
+    image=dict(
+      name="resnet", features=(32, 64, 128), blocks=(1, 1, 1), stem_stride=2, norm="group"
+    ),
+    audio=dict(name="cnn", n_fft=400, hop_length=160, n_mels=40, widths=(32, 64, 64), width=64),
+    fusion=config_utils.fusion_config(arg.fusion, TINY_FUSION_SIZES if arg.tiny else FUSION_SIZES),
+    heads={"label": 10},
+    modality_dropout=arg.modality_dropout,
+    missing=arg.missing,
   )
-  config_utils.set_classification_defaults(c, missing_fractions=(1.0,),
-                                         noise_levels=(0.5,))
+  config_utils.set_classification_defaults(c, missing_fractions=(1.0,), noise_levels=(0.5,))
 
   if arg.tiny:
     config_utils.shrink_to_tiny(c)
     c.model.image = dict(name="resnet", features=(8,), blocks=(1,), num_groups=4)
-    c.model.audio = dict(name="cnn", n_fft=400, hop_length=320, n_mels=16, widths=(8, 16),
-                         width=16)
+    c.model.audio = dict(name="cnn", n_fft=400, hop_length=320, n_mels=16, widths=(8, 16), width=16)
 
   config_utils.apply_imbalance_options(c, arg)
   config_utils.apply_common_overrides(c, arg)

@@ -36,39 +36,69 @@ from cmjax.data import shapes_text
 
 # Encoder choices: (full size, tiny size) config entries per variant name.
 IMAGE_ENCODERS = {
-    "vit": (dict(name="vit", patch_size=8, width=128, depth=3, num_heads=4,
-                 mlp_dim=256, pool="mean", stem="conv"),
-            dict(name="vit", patch_size=16, width=16, depth=1, num_heads=2,
-                 mlp_dim=32, pool="mean")),
-    "resnet_gn": (dict(name="resnet", features=(32, 64, 128), blocks=(1, 1, 1),
-                       norm="group", num_groups=8),
-                  dict(name="resnet", features=(8, 16), blocks=(1, 1),
-                       norm="group", num_groups=4)),
-    "resnet_bn": (dict(name="resnet", features=(32, 64, 128), blocks=(1, 1, 1),
-                       norm="batch"),
-                  dict(name="resnet", features=(8, 16), blocks=(1, 1), norm="batch")),
+  "vit": (
+    dict(
+      name="vit",
+      patch_size=8,
+      width=128,
+      depth=3,
+      num_heads=4,
+      mlp_dim=256,
+      pool="mean",
+      stem="conv",
+    ),
+    dict(name="vit", patch_size=16, width=16, depth=1, num_heads=2, mlp_dim=32, pool="mean"),
+  ),
+  "resnet_gn": (
+    dict(name="resnet", features=(32, 64, 128), blocks=(1, 1, 1), norm="group", num_groups=8),
+    dict(name="resnet", features=(8, 16), blocks=(1, 1), norm="group", num_groups=4),
+  ),
+  "resnet_bn": (
+    dict(name="resnet", features=(32, 64, 128), blocks=(1, 1, 1), norm="batch"),
+    dict(name="resnet", features=(8, 16), blocks=(1, 1), norm="batch"),
+  ),
 }
 TEXT_ENCODERS = {
-    "transformer": (dict(name="transformer", width=128, depth=2, num_heads=4, mlp_dim=256),
-                    dict(name="transformer", width=16, depth=1, num_heads=2, mlp_dim=32)),
-    "lstm": (dict(name="rnn", cell="lstm", width=128),
-             dict(name="rnn", cell="lstm", width=16)),
-    "gru": (dict(name="rnn", cell="gru", width=128),
-            dict(name="rnn", cell="gru", width=16)),
+  "transformer": (
+    dict(name="transformer", width=128, depth=2, num_heads=4, mlp_dim=256),
+    dict(name="transformer", width=16, depth=1, num_heads=2, mlp_dim=32),
+  ),
+  "lstm": (dict(name="rnn", cell="lstm", width=128), dict(name="rnn", cell="lstm", width=16)),
+  "gru": (dict(name="rnn", cell="gru", width=128), dict(name="rnn", cell="gru", width=16)),
 }
 _FRONT_END = dict(n_fft=400, hop_length=320, n_mels=48)
 _TINY_FRONT_END = dict(n_fft=400, hop_length=320, n_mels=16)
 AUDIO_ENCODERS = {
-    "transformer": (dict(name="transformer", **_FRONT_END, width=128, depth=2,
-                         num_heads=4, mlp_dim=256),
-                    dict(name="transformer", **_TINY_FRONT_END, width=16, depth=1,
-                         num_heads=2, mlp_dim=32)),
-    "cnn": (dict(name="cnn", **_FRONT_END, widths=(64, 128, 128), width=128),
-            dict(name="cnn", **_TINY_FRONT_END, widths=(8, 16), width=16)),
-    "ast": (dict(name="ast", **_FRONT_END, patch_time=4, patch_freq=16, width=128,
-                 depth=2, num_heads=4, mlp_dim=256),
-            dict(name="ast", **_TINY_FRONT_END, patch_time=4, patch_freq=8, width=16,
-                 depth=1, num_heads=2, mlp_dim=32)),
+  "transformer": (
+    dict(name="transformer", **_FRONT_END, width=128, depth=2, num_heads=4, mlp_dim=256),
+    dict(name="transformer", **_TINY_FRONT_END, width=16, depth=1, num_heads=2, mlp_dim=32),
+  ),
+  "cnn": (
+    dict(name="cnn", **_FRONT_END, widths=(64, 128, 128), width=128),
+    dict(name="cnn", **_TINY_FRONT_END, widths=(8, 16), width=16),
+  ),
+  "ast": (
+    dict(
+      name="ast",
+      **_FRONT_END,
+      patch_time=4,
+      patch_freq=16,
+      width=128,
+      depth=2,
+      num_heads=4,
+      mlp_dim=256,
+    ),
+    dict(
+      name="ast",
+      **_TINY_FRONT_END,
+      patch_time=4,
+      patch_freq=8,
+      width=16,
+      depth=1,
+      num_heads=2,
+      mlp_dim=32,
+    ),
+  ),
 }
 
 
@@ -83,36 +113,50 @@ def zeroshot_tasks() -> dict:
   """Zero-shot prompts on single-object scenes: a shape class is prompted in every
   colour ("a red circle", "a green circle", ...), a colour in every shape."""
   return dict(
-      shape=dict(label="shape_label", classes=list(shapes_text.SHAPES),
-                 templates=[f"a {c} {{}}" for c in shapes_text.COLORS]),
-      color=dict(label="color_label", classes=list(shapes_text.COLORS),
-                 templates=[f"a {{}} {s}" for s in shapes_text.SHAPES]),
+    shape=dict(
+      label="shape_label",
+      classes=list(shapes_text.SHAPES),
+      templates=[f"a {c} {{}}" for c in shapes_text.COLORS],
+    ),
+    color=dict(
+      label="color_label",
+      classes=list(shapes_text.COLORS),
+      templates=[f"a {{}} {s}" for s in shapes_text.SHAPES],
+    ),
   )
 
 
 def get_config(arg=None):
   arg = config_utils.parse_arg(
-      arg, tiny=False, loss="clip", steps=0, batch_size=0, workers=-1,
-      image="vit", text="transformer", audio="transformer")
+    arg,
+    tiny=False,
+    loss="clip",
+    steps=0,
+    batch_size=0,
+    workers=-1,
+    image="vit",
+    text="transformer",
+    audio="transformer",
+  )
   c = ml_collections.ConfigDict()
   c.seed = 0
 
   # ---- data ----
   c.data = dict(
-      name="shapes",  # or "tfds:NAME" for a prepared TFDS (array_record) dataset
-      tfds_data_dir=None,
-      num_train=10_000,
-      image_size=64,
-      min_objects=1,
-      max_objects=2,
-      domain=0,
-      class_skew=0.0,
-      speech=True,
-      sample_rate=16_000,
-      max_speech_seconds=3.5,
-      tokenizer="word",
-      max_text_len=20,
-      num_workers=0,  # grain worker processes (0: a prefetch thread)
+    name="shapes",  # or "tfds:NAME" for a prepared TFDS (array_record) dataset
+    tfds_data_dir=None,
+    num_train=10_000,
+    image_size=64,
+    min_objects=1,
+    max_objects=2,
+    domain=0,
+    class_skew=0.0,
+    speech=True,
+    sample_rate=16_000,
+    max_speech_seconds=3.5,
+    tokenizer="word",
+    max_text_len=20,
+    num_workers=0,  # grain worker processes (0: a prefetch thread)
   )
   c.batch_size = 128
   c.total_steps = 800
@@ -121,13 +165,13 @@ def get_config(arg=None):
 
   # ---- model ----
   c.model = dict(
-      name="tri_contrastive",
-      embed_dim=128,
-      image=encoder_entry(IMAGE_ENCODERS, arg.image, "image", arg.tiny),
-      text=encoder_entry(TEXT_ENCODERS, arg.text, "text", arg.tiny),
-      audio=encoder_entry(AUDIO_ENCODERS, arg.audio, "audio", arg.tiny),
-      logit_scale_init=math.log(1 / 0.07),
-      logit_bias_init=0.0,
+    name="tri_contrastive",
+    embed_dim=128,
+    image=encoder_entry(IMAGE_ENCODERS, arg.image, "image", arg.tiny),
+    text=encoder_entry(TEXT_ENCODERS, arg.text, "text", arg.tiny),
+    audio=encoder_entry(AUDIO_ENCODERS, arg.audio, "audio", arg.tiny),
+    logit_scale_init=math.log(1 / 0.07),
+    logit_bias_init=0.0,
   )
   # One weighted term (cmjax/objectives); sharded: the loss from per-device
   # blocks, never the [B, B] logits (many devices).
@@ -140,11 +184,23 @@ def get_config(arg=None):
 
   # ---- evaluation ----
   c.evals = dict(
-      retrieval=dict(type="retrieval", every_steps=400, split="test",
-                     num_examples=1000, num_captions=5, batch_size=250),
-      zeroshot=dict(type="zeroshot", every_steps=400, split="test",
-                    num_examples=1000, batch_size=250, tasks=zeroshot_tasks(),
-                    source_options=dict(min_objects=1, max_objects=1, speech=False)),
+    retrieval=dict(
+      type="retrieval",
+      every_steps=400,
+      split="test",
+      num_examples=1000,
+      num_captions=5,
+      batch_size=250,
+    ),
+    zeroshot=dict(
+      type="zeroshot",
+      every_steps=400,
+      split="test",
+      num_examples=1000,
+      batch_size=250,
+      tasks=zeroshot_tasks(),
+      source_options=dict(min_objects=1, max_objects=1, speech=False),
+    ),
   )
 
   if arg.tiny:

@@ -13,13 +13,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def load_config(name: str, arg: str | None = None):
   from cmjax import config_utils
+
   return config_utils.load_config(os.path.join(ROOT, "configs", name), arg)
 
 
 def train_cmd(workdir: str, config_arg: str, *overrides: str) -> list[str]:
-  return [sys.executable, os.path.join(ROOT, "train.py"),
-          f"--config={os.path.join(ROOT, 'configs', config_arg)}",
-          f"--workdir={workdir}", *overrides]
+  return [
+    sys.executable,
+    os.path.join(ROOT, "train.py"),
+    f"--config={os.path.join(ROOT, 'configs', config_arg)}",
+    f"--workdir={workdir}",
+    *overrides,
+  ]
 
 
 def subprocess_env(**extra) -> dict:
@@ -29,12 +34,20 @@ def subprocess_env(**extra) -> dict:
 
 
 def run_train(workdir, config_arg, *overrides, check=True, timeout=600):
-  proc = subprocess.run(train_cmd(workdir, config_arg, *overrides), env=subprocess_env(),
-                        capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+  proc = subprocess.run(
+    train_cmd(workdir, config_arg, *overrides),
+    env=subprocess_env(),
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+    cwd=ROOT,
+  )
   if check and proc.returncode:
     # The message shows why, not just the exit status.
-    raise AssertionError(f"train.py {config_arg} {' '.join(overrides)} exited with "
-                         f"{proc.returncode}:\n{proc.stderr[-4000:]}")
+    raise AssertionError(
+      f"train.py {config_arg} {' '.join(overrides)} exited with "
+      f"{proc.returncode}:\n{proc.stderr[-4000:]}"
+    )
   return proc
 
 
@@ -43,14 +56,17 @@ def eval_context(config):
   from cmjax import experiment
   from cmjax.data import datasets
   from cmjax.evaluators import EvalContext
+
   dataset = datasets.build(config.data)
-  return EvalContext(config=config, dataset=dataset,
-                     model=experiment.build_model(config, dataset.spec))
+  return EvalContext(
+    config=config, dataset=dataset, model=experiment.build_model(config, dataset.spec)
+  )
 
 
 def build_step(config, mesh, *, total_steps: int = 10):
   """`(experiment, abstract_state, init, jitted step)` of `config` on `mesh`."""
   from cmjax import experiment
+
   exp = experiment.build(config, mesh, total_steps=total_steps, warmup_steps=0)
   abstract, shardings, init = exp.init_state()
   return exp, abstract, init, exp.jit_step(shardings)
@@ -60,6 +76,7 @@ def load_params(workdir: str, step: int) -> dict[str, np.ndarray]:
   """Flat `{path: array}` of the params saved at `step` in `workdir`."""
   import jax
   import orbax.checkpoint as ocp
+
   path = os.path.join(workdir, "checkpoints", str(step), "state")
   state = ocp.StandardCheckpointer().restore(path)
   flat = jax.tree_util.tree_flatten_with_path(state["params"])[0]

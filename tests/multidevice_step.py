@@ -17,8 +17,9 @@ import json
 import os
 import sys
 
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                           " --xla_force_host_platform_device_count=8")
+os.environ["XLA_FLAGS"] = (
+  os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+)
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
@@ -40,10 +41,15 @@ def one_step(config, devices, batch, mesh_config):
   state, first = step(init(), batch)
   state, second = step(state, batch)  # its loss depends on the first update
   term, _ = exp.objective.terms["contrastive"]
-  return ([float(first["loss"]), float(second["loss"])], float(first["grad_norm"]),
-          jax.device_get(state.params), jax.device_get(state.model_state),
-          split_axes(state.params), split_axes(state.opt_state),
-          "sharded" if term.sharded and term.mesh is not None else "plain")
+  return (
+    [float(first["loss"]), float(second["loss"])],
+    float(first["grad_norm"]),
+    jax.device_get(state.params),
+    jax.device_get(state.model_state),
+    split_axes(state.params),
+    split_axes(state.opt_state),
+    "sharded" if term.sharded and term.mesh is not None else "plain",
+  )
 
 
 def split_axes(tree) -> list[str]:
@@ -58,14 +64,16 @@ def split_axes(tree) -> list[str]:
 
 def max_diff(a, b) -> float:
   diffs = jax.tree_util.tree_leaves(
-      jax.tree_util.tree_map(lambda x, y: float(np.max(np.abs(x - y))), a, b))
+    jax.tree_util.tree_map(lambda x, y: float(np.max(np.abs(x - y))), a, b)
+  )
   return max(diffs, default=0.0)
 
 
 def main():
   assert len(jax.devices()) == 8, jax.devices()
-  config = helpers.load_config("shapes_contrastive.py",
-                                sys.argv[1] if len(sys.argv) > 1 else "tiny")
+  config = helpers.load_config(
+    "shapes_contrastive.py", sys.argv[1] if len(sys.argv) > 1 else "tiny"
+  )
   config.optim.lr = 1e-3
   config.optim.name = sys.argv[2] if len(sys.argv) > 2 else "adamw"
   meshes = sys.argv[3:] or ["data=8"]
@@ -77,13 +85,20 @@ def main():
     config.objectives.contrastive.sharded = option == "sharded_loss"
     mesh8 = config_utils.parse_arg(axes, data=1, fsdp=1, model=1).to_dict()
     loss8, gnorm8, params8, state8, param_axes, opt_axes, loss_name = one_step(
-        config, jax.devices(), batch, mesh8)
-    out[mesh] = {"loss1": loss1, "loss8": loss8, "grad_norm1": gnorm1,
-                 "grad_norm8": gnorm8, "max_param_diff": max_diff(params1, params8),
-                 "model_state_keys": sorted(state8),
-                 "max_model_state_diff": max_diff(state1, state8),
-                 "param_axes": param_axes, "opt_state_axes": opt_axes,
-                 "loss_fn": loss_name}
+      config, jax.devices(), batch, mesh8
+    )
+    out[mesh] = {
+      "loss1": loss1,
+      "loss8": loss8,
+      "grad_norm1": gnorm1,
+      "grad_norm8": gnorm8,
+      "max_param_diff": max_diff(params1, params8),
+      "model_state_keys": sorted(state8),
+      "max_model_state_diff": max_diff(state1, state8),
+      "param_axes": param_axes,
+      "opt_state_axes": opt_axes,
+      "loss_fn": loss_name,
+    }
   print(json.dumps(out))
 
 

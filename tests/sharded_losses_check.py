@@ -10,13 +10,13 @@ Prints one JSON line that tests/test_sharded_losses.py checks:
            8 devices, sharded vs plain (XLA partitioning the plain loss itself).
 """
 
-import functools
 import json
 import os
 import sys
 
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                           " --xla_force_host_platform_device_count=8")
+os.environ["XLA_FLAGS"] = (
+  os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+)
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
@@ -26,7 +26,8 @@ jax.config.update("jax_cpu_enable_async_dispatch", False)
 
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P  # noqa: E402
+from jax.sharding import Mesh, NamedSharding  # noqa: E402
+from jax.sharding import PartitionSpec as P  # noqa: E402
 
 from cmjax import losses, sharded_losses  # noqa: E402
 
@@ -46,11 +47,9 @@ def sharded_fn(kind, mesh, chunk, with_valid):
     v = valid if with_valid else None
     if kind == "clip":
       return sharded_losses.clip_loss_sharded(x, y, scale, v, axis_name=AXES, chunk=chunk)
-    return sharded_losses.siglip_loss_sharded(x, y, scale, bias, v, axis_name=AXES,
-                                              chunk=chunk)
+    return sharded_losses.siglip_loss_sharded(x, y, scale, bias, v, axis_name=AXES, chunk=chunk)
 
-  return jax.shard_map(local, mesh=mesh, in_specs=(row, row, rep, rep, row),
-                       out_specs=rep)
+  return jax.shard_map(local, mesh=mesh, in_specs=(row, row, rep, rep, row), out_specs=rep)
 
 
 def plain_fn(kind, with_valid):
@@ -59,6 +58,7 @@ def plain_fn(kind, with_valid):
     if kind == "clip":
       return losses.clip_loss(x, y, scale, v)
     return losses.siglip_loss(x, y, scale, bias, v)
+
   return loss
 
 
@@ -68,8 +68,13 @@ def parity(mesh):
   for kind in ("clip", "siglip"):
     for with_valid in (False, True):
       n, d = 64, 16
-      args = (embeddings(rng, n, d), embeddings(rng, n, d), np.float32(np.log(10.0)),
-              np.float32(-3.0), rng.random(n) > 0.3)
+      args = (
+        embeddings(rng, n, d),
+        embeddings(rng, n, d),
+        np.float32(np.log(10.0)),
+        np.float32(-3.0),
+        rng.random(n) > 0.3,
+      )
       # chunk 5 does not divide the 8 local rows: exercises the padding too.
       sharded = sharded_fn(kind, mesh, chunk=5, with_valid=with_valid)
       plain = plain_fn(kind, with_valid)
@@ -78,8 +83,7 @@ def parity(mesh):
       l8, g8 = jax.jit(jax.value_and_grad(sharded, grad_args))(*args)
       scale = max(float(jnp.max(jnp.abs(g))) for g in g1)
       grad_diff = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(g1, g8)) / scale
-      out[f"{kind}{'_valid' if with_valid else ''}"] = [abs(float(l1) - float(l8)),
-                                                         grad_diff]
+      out[f"{kind}{'_valid' if with_valid else ''}"] = [abs(float(l1) - float(l8)), grad_diff]
   return out
 
 
@@ -87,11 +91,13 @@ def temp_bytes(fn, mesh, b, d=64):
   """Per-device temporary memory of the compiled value-and-grad at per-device batch b."""
   n = 8 * b
   row, rep = NamedSharding(mesh, P(AXES)), NamedSharding(mesh, P())
-  shapes = (jax.ShapeDtypeStruct((n, d), jnp.float32, sharding=row),
-            jax.ShapeDtypeStruct((n, d), jnp.float32, sharding=row),
-            jax.ShapeDtypeStruct((), jnp.float32, sharding=rep),
-            jax.ShapeDtypeStruct((), jnp.float32, sharding=rep),
-            jax.ShapeDtypeStruct((n,), jnp.bool_, sharding=row))
+  shapes = (
+    jax.ShapeDtypeStruct((n, d), jnp.float32, sharding=row),
+    jax.ShapeDtypeStruct((n, d), jnp.float32, sharding=row),
+    jax.ShapeDtypeStruct((), jnp.float32, sharding=rep),
+    jax.ShapeDtypeStruct((), jnp.float32, sharding=rep),
+    jax.ShapeDtypeStruct((n,), jnp.bool_, sharding=row),
+  )
   compiled = jax.jit(jax.value_and_grad(fn, (0, 1))).lower(*shapes).compile()
   return int(compiled.memory_analysis().temp_size_in_bytes)
 
@@ -99,10 +105,10 @@ def temp_bytes(fn, mesh, b, d=64):
 def memory(mesh):
   out = {}
   for kind in ("clip", "siglip"):
-    out[f"{kind}_sharded"] = {b: temp_bytes(sharded_fn(kind, mesh, 128, False), mesh, b)
-                              for b in (128, 512)}
-    out[f"{kind}_plain"] = {b: temp_bytes(plain_fn(kind, False), mesh, b)
-                            for b in (128, 512)}
+    out[f"{kind}_sharded"] = {
+      b: temp_bytes(sharded_fn(kind, mesh, 128, False), mesh, b) for b in (128, 512)
+    }
+    out[f"{kind}_plain"] = {b: temp_bytes(plain_fn(kind, False), mesh, b) for b in (128, 512)}
   return out
 
 

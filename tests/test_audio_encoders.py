@@ -13,19 +13,18 @@ B, W, HOP, SAMPLES = 2, 16, 160, 4000  # 0.25 s -> 26 frames
 FRONT = dict(sample_rate=16000, n_fft=400, hop_length=HOP, n_mels=16)
 AUG = dict(num_freq_masks=1, freq_mask_width=4, num_time_masks=1, time_mask_width=5)
 CNN = dict(widths=(8, 16), width=W, **FRONT, **AUG)
-AST = dict(patch_time=4, patch_freq=8, width=W, depth=1, num_heads=2, mlp_dim=32,
-           **FRONT, **AUG)
+AST = dict(patch_time=4, patch_freq=8, width=W, depth=1, num_heads=2, mlp_dim=32, **FRONT, **AUG)
 FRAMES = 1 + SAMPLES // HOP
 
 
 def _tokens(name):
-  if name == 'cnn':
+  if name == "cnn":
     return -(-(-(-FRAMES // 2)) // 2)
   return -(-FRAMES // 4) * (16 // 8)
 
 
 def _make(name, **kw):
-  return AudioCNN(**CNN, **kw) if name == 'cnn' else AudioSpectrogramViT(**AST, **kw)
+  return AudioCNN(**CNN, **kw) if name == "cnn" else AudioSpectrogramViT(**AST, **kw)
 
 
 def _audio(seed=0, samples=SAMPLES):
@@ -36,10 +35,10 @@ def _audio(seed=0, samples=SAMPLES):
   return audio, mask
 
 
-ENCODERS = ['cnn', 'ast']
+ENCODERS = ["cnn", "ast"]
 
 
-@pytest.fixture(scope='module', params=ENCODERS)
+@pytest.fixture(scope="module", params=ENCODERS)
 def encoder(request):
   enc = _make(request.param)
   audio, mask = _audio()
@@ -63,7 +62,8 @@ def _jitter(params, scale=0.2):
   """Params plus noise: zero-initialised biases would hide padding leaks."""
   rng = np.random.default_rng(42)
   return jax.tree_util.tree_map(
-      lambda l: (l + scale * rng.standard_normal(l.shape)).astype(l.dtype), params)
+    lambda l: (l + scale * rng.standard_normal(l.shape)).astype(l.dtype), params
+  )
 
 
 def test_padding_invariance(encoder):
@@ -94,9 +94,11 @@ def test_finite_gradients_reach_every_parameter(encoder):
   audio, mask = _audio()
 
   def loss_fn(p):
-    tokens, pooled, _ = enc.apply(p, audio, mask, train=True,
-                               rngs={'dropout': jax.random.PRNGKey(1)})
-    return jnp.sum(pooled ** 2) + jnp.mean(tokens)
+    tokens, pooled, _ = enc.apply(
+      p, audio, mask, train=True, rngs={"dropout": jax.random.PRNGKey(1)}
+    )
+    return jnp.sum(pooled**2) + jnp.mean(tokens)
+
   grads = jax.jit(jax.grad(loss_fn))(v)
   flat = jax.tree_util.tree_flatten_with_path(grads)[0]
   assert all(np.isfinite(np.asarray(g)).all() for _, g in flat)
@@ -110,40 +112,41 @@ def test_spec_augment_only_in_training(encoder):
   audio, mask = _audio()
   r0, r1 = jax.random.PRNGKey(0), jax.random.PRNGKey(1)
   # Eager: for a model this small, cheaper than compiling five variants.
-  run = lambda model, train, rngs=None: model.apply(
-      v, audio, mask, train=train, rngs=rngs).pooled
+  run = lambda model, train, rngs=None: model.apply(v, audio, mask, train=train, rngs=rngs).pooled
   ref = run(plain, False)
   # Off at evaluation, and off in training unless asked for.
   np.testing.assert_array_equal(run(aug, False), ref)
-  np.testing.assert_allclose(run(plain, True, {'dropout': r0}), ref, atol=1e-6)
+  np.testing.assert_allclose(run(plain, True, {"dropout": r0}), ref, atol=1e-6)
   # On in training: changes the output, deterministically given the rng.
-  a = run(aug, True, {'dropout': r0})
-  b = run(aug, True, {'dropout': r0})
-  c = run(aug, True, {'dropout': r1})
+  a = run(aug, True, {"dropout": r0})
+  b = run(aug, True, {"dropout": r0})
+  c = run(aug, True, {"dropout": r1})
   np.testing.assert_array_equal(a, b)
   assert np.abs(np.asarray(a - ref)).max() > 1e-4
   assert np.abs(np.asarray(a - c)).max() > 1e-4
   # A dedicated 'spec_augment' stream takes precedence over 'dropout'.
-  d = run(aug, True, {'dropout': r0, 'spec_augment': r1})
+  d = run(aug, True, {"dropout": r0, "spec_augment": r1})
   np.testing.assert_allclose(d, c, atol=1e-6)
 
 
 def test_every_param_has_logical_names(encoder):
   _, _, boxed, _ = encoder
-  leaves = jax.tree_util.tree_leaves(boxed['params'],
-                                     is_leaf=lambda x: isinstance(x, nn.Partitioned))
+  leaves = jax.tree_util.tree_leaves(
+    boxed["params"], is_leaf=lambda x: isinstance(x, nn.Partitioned)
+  )
   assert leaves and all(isinstance(l, nn.Partitioned) for l in leaves)
-  specs = nn.get_partition_spec(boxed)['params']
-  allowed = {'embed', 'mlp', 'heads', 'head_dim', 'vocab', 'conv_in', 'mels', 'pos', None}
+  specs = nn.get_partition_spec(boxed)["params"]
+  allowed = {"embed", "mlp", "heads", "head_dim", "vocab", "conv_in", "mels", "pos", None}
   flat = jax.tree_util.tree_flatten_with_path(
-      specs, is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec))[0]
-  unboxed = nn.meta.unbox(boxed)['params']
+    specs, is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec)
+  )[0]
+  unboxed = nn.meta.unbox(boxed)["params"]
   for path, spec in flat:
     key = jax.tree_util.keystr(path)
     named = [n for n in spec if n]
     assert set(spec) <= allowed, (key, spec)
     assert len(named) == len(set(named)), (key, spec)
-    assert named, f'{key} has no logical axis names'
+    assert named, f"{key} has no logical axis names"
     leaf = unboxed
     for k in path:
       leaf = leaf[k.key]
@@ -162,12 +165,11 @@ def test_cnn_tokens_zero_on_padding():
 
 def test_patch_mask_and_config_errors():
   fm = np.array([[1, 1, 1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 0, 0, 0, 0]], bool)
-  np.testing.assert_array_equal(
-      patch_mask(fm, 4, 2), [[1, 1, 1, 1], [1, 1, 0, 0]])
-  with pytest.raises(ValueError, match='multiple'):
+  np.testing.assert_array_equal(patch_mask(fm, 4, 2), [[1, 1, 1, 1], [1, 1, 0, 0]])
+  with pytest.raises(ValueError, match="multiple"):
     patch_mask(fm[:, :6], 4, 2)
   audio, mask = _audio()
-  with pytest.raises(ValueError, match='patch_freq'):
-    AudioSpectrogramViT(**{**AST, 'patch_freq': 5}).init(jax.random.PRNGKey(0), audio, mask)
-  with pytest.raises(ValueError, match='odd'):
-    AudioCNN(**{**CNN, 'kernel_size': 4}).init(jax.random.PRNGKey(0), audio, mask)
+  with pytest.raises(ValueError, match="patch_freq"):
+    AudioSpectrogramViT(**{**AST, "patch_freq": 5}).init(jax.random.PRNGKey(0), audio, mask)
+  with pytest.raises(ValueError, match="odd"):
+    AudioCNN(**{**CNN, "kernel_size": 4}).init(jax.random.PRNGKey(0), audio, mask)

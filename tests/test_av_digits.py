@@ -13,8 +13,9 @@ def test_splits_partition_the_digits():
 
 
 def test_examples_pair_a_digit_image_with_its_spoken_name():
-  src = av_digits.AVDigitsSource(split="test", num_examples=12, image_noise=0.0,
-                                 occlusion=0.0, snr_db=(40.0, 40.0))
+  src = av_digits.AVDigitsSource(
+    split="test", num_examples=12, image_noise=0.0, occlusion=0.0, snr_db=(40.0, 40.0)
+  )
   images, labels = av_digits._digits()  # pylint: disable=protected-access
   test_rows = set(av_digits.split_indices("test"))
   for i in range(len(src)):
@@ -30,8 +31,9 @@ def test_examples_pair_a_digit_image_with_its_spoken_name():
 
 
 def test_degradation_options_degrade():
-  clean = av_digits.AVDigitsSource(split="train", num_examples=4, image_noise=0.0,
-                                   occlusion=0.0, speech=False)[2]["image"]
+  clean = av_digits.AVDigitsSource(
+    split="train", num_examples=4, image_noise=0.0, occlusion=0.0, speech=False
+  )[2]["image"]
   noisy = av_digits.AVDigitsSource(split="train", num_examples=4, speech=False)[2]["image"]
   assert np.mean(np.abs(noisy.astype(float) - clean)) > 40
   quiet = av_digits.AVDigitsSource(split="train", num_examples=2, snr_db=(30.0, 30.0))[1]
@@ -40,16 +42,17 @@ def test_degradation_options_degrade():
 
 
 def test_class_skew_skews_only_train():
-  train = av_digits.AVDigitsSource(split="train", num_examples=600, class_skew=1.5,
-                                   speech=False)
+  train = av_digits.AVDigitsSource(split="train", num_examples=600, class_skew=1.5, speech=False)
   counts = np.bincount([int(train[i]["label"]) for i in range(600)], minlength=10)
   assert counts[0] > 5 * counts[9]
   test = av_digits.AVDigitsSource(split="test", num_examples=10, class_skew=1.5, speech=False)
   np.testing.assert_allclose(test.label_probs, 0.1)
 
 
-@pytest.mark.parametrize("option, value", [("image_size", 30), ("occlusion", 1.0),
-                                           ("snr_db", (5.0, 0.0)), ("split", "dev")])
+@pytest.mark.parametrize(
+  "option, value",
+  [("image_size", 30), ("occlusion", 1.0), ("snr_db", (5.0, 0.0)), ("split", "dev")],
+)
 def test_bad_options_name_the_option(option, value):
   with pytest.raises(ValueError, match=option):
     av_digits.AVDigitsSource(**{option: value})

@@ -45,6 +45,9 @@ def test_random_shift_translates_and_repeats_edges():
     assert out.shape == img.shape
     # Some (dy, dx) in [-2, 2]^2 explains it exactly.
     padded = np.pad(img, ((2, 2), (2, 2), (0, 0)), mode="edge")
-    assert any(np.array_equal(out, padded[2 + dy:8 + dy, 2 + dx:8 + dx])
-               for dy in range(-2, 3) for dx in range(-2, 3))
+    assert any(
+      np.array_equal(out, padded[2 + dy : 8 + dy, 2 + dx : 8 + dx])
+      for dy in range(-2, 3)
+      for dx in range(-2, 3)
+    )
   assert records.random_shift(img, 0, rng) is img

@@ -20,8 +20,9 @@ def _assert_same(a, b):
 
 
 def test_cached_records_equal_generated_records(tmp_path):
-  factory = functools.partial(shapes.ShapesSource, split="train", seed=3,
-                              num_examples=24, max_speech_seconds=2.0)
+  factory = functools.partial(
+    shapes.ShapesSource, split="train", seed=3, num_examples=24, max_speech_seconds=2.0
+  )
   directory = cache.materialize(factory, str(tmp_path / "c"), num_workers=3)
   cached, source = cache.CachedSource(directory), factory()
   assert len(cached) == 24
@@ -35,9 +36,7 @@ def test_cached_records_equal_generated_records(tmp_path):
 
 
 def test_cache_without_speech_and_key_depends_on_options(tmp_path):
-  factory = functools.partial(shapes.ShapesSource, split="test", num_examples=6,
-                              speech=False)
-  cached = cache.CachedSource(cache.materialize(factory, str(tmp_path / "d"),
-                                                num_workers=1))
+  factory = functools.partial(shapes.ShapesSource, split="test", num_examples=6, speech=False)
+  cached = cache.CachedSource(cache.materialize(factory, str(tmp_path / "d"), num_workers=1))
   _assert_same(cached[2], factory()[2])
   assert cache.cache_key("shapes", {"seed": 0}) != cache.cache_key("shapes", {"seed": 1})

@@ -12,9 +12,11 @@ from cmjax import clipping
 
 def _tree(seed, scale):
   rng = np.random.default_rng(seed)
-  return {"w": jnp.asarray(rng.normal(size=(7, 5)) * scale, jnp.float32),
-          "b": jnp.asarray(rng.normal(size=(5,)) * scale, jnp.float32),
-          "nested": {"k": jnp.asarray(rng.normal(size=(3, 2, 4)) * scale, jnp.float32)}}
+  return {
+    "w": jnp.asarray(rng.normal(size=(7, 5)) * scale, jnp.float32),
+    "b": jnp.asarray(rng.normal(size=(5,)) * scale, jnp.float32),
+    "nested": {"k": jnp.asarray(rng.normal(size=(3, 2, 4)) * scale, jnp.float32)},
+  }
 
 
 @pytest.mark.parametrize("scale", [1e-3, 0.1, 10.0, 1e3])
@@ -42,8 +44,9 @@ def test_jitted_inside_chain_matches_optax():
       p = optax.apply_updates(p, u)
     return p
 
-  chex.assert_trees_all_close(run(clipping.clip_by_global_norm),
-                              run(optax.clip_by_global_norm), rtol=1e-5, atol=1e-7)
+  chex.assert_trees_all_close(
+    run(clipping.clip_by_global_norm), run(optax.clip_by_global_norm), rtol=1e-5, atol=1e-7
+  )
 
 
 def test_non_finite_norm_propagates():

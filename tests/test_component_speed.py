@@ -11,16 +11,20 @@ from benchmarks import component_speed
 
 
 def test_every_part_runs_at_the_default_experiments_size():
-  rows = list(component_speed.time_parts(["small"], component_speed.PARTS, torch=None,
-                                         layers=1, repeats=1, calls=1, batch_size=4))
+  rows = list(
+    component_speed.time_parts(
+      ["small"], component_speed.PARTS, torch=None, layers=1, repeats=1, calls=1, batch_size=4
+    )
+  )
   assert [r["part"] for r in rows] == list(component_speed.PARTS)
   for r in rows:
     assert r["cmjax_s"] > 0 and r["torch_s"] is None, r
 
 
 def test_a_patch_stem_has_no_conv_stem_row():
-  rows = list(component_speed.time_parts(["tiny"], ["conv_stem"], layers=1, repeats=1,
-                                         calls=1, batch_size=4))
+  rows = list(
+    component_speed.time_parts(["tiny"], ["conv_stem"], layers=1, repeats=1, calls=1, batch_size=4)
+  )
   assert rows == []
 
 

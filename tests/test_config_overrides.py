@@ -11,27 +11,40 @@ import pytest
 from cmjax import config_utils
 from tests import helpers
 
-CONFIGS = sorted(os.path.basename(p)
-                 for p in glob.glob(os.path.join(helpers.ROOT, "configs", "*.py")))
+CONFIGS = sorted(
+  os.path.basename(p) for p in glob.glob(os.path.join(helpers.ROOT, "configs", "*.py"))
+)
 
 
-@pytest.mark.parametrize("config_arg, override, named, suggested", [
-    ("shapes_contrastive.py:tiny", "--config.bacth_size=4", "config.bacth_size",
-     "config.batch_size"),
-    ("shapes_contrastive.py:tiny", "--config.optim.lrr=1", "config.optim.lrr",
-     "config.optim.lr"),
+@pytest.mark.parametrize(
+  "config_arg, override, named, suggested",
+  [
+    (
+      "shapes_contrastive.py:tiny",
+      "--config.bacth_size=4",
+      "config.bacth_size",
+      "config.batch_size",
+    ),
+    ("shapes_contrastive.py:tiny", "--config.optim.lrr=1", "config.optim.lrr", "config.optim.lr"),
     # No --config: ml_collections parses the default config when train.py
     # defines the flag, not when app.run parses flags.
     (None, "--config.optim.lrr=1", "config.optim.lrr", "config.optim.lr"),
-])
-def test_unknown_override_stops_with_one_line(tmp_path, config_arg, override, named,
-                                              suggested):
+  ],
+)
+def test_unknown_override_stops_with_one_line(tmp_path, config_arg, override, named, suggested):
   workdir = str(tmp_path / "run")
   cmd = helpers.train_cmd(workdir, config_arg or "", override)
   if config_arg is None:
     cmd = [a for a in cmd if not a.startswith("--config=")]
-  proc = subprocess.run(cmd, env=helpers.subprocess_env(), capture_output=True, text=True,
-                        timeout=300, cwd=helpers.ROOT, check=False)
+  proc = subprocess.run(
+    cmd,
+    env=helpers.subprocess_env(),
+    capture_output=True,
+    text=True,
+    timeout=300,
+    cwd=helpers.ROOT,
+    check=False,
+  )
   assert proc.returncode == 2, proc.stderr[-2000:]
   lines = proc.stderr.strip().splitlines()
   assert len(lines) == 1, proc.stderr[-2000:]
@@ -40,19 +53,29 @@ def test_unknown_override_stops_with_one_line(tmp_path, config_arg, override, na
 
 
 def _config():
-  return ml_collections.ConfigDict(dict(
-      batch_size=8, total_steps=6,
+  return ml_collections.ConfigDict(
+    dict(
+      batch_size=8,
+      total_steps=6,
       optim=dict(lr=1.0, b1=0.9, warmup_steps=2),
-      data=dict(image_size=32, num_workers=0)))
+      data=dict(image_size=32, num_workers=0),
+    )
+  )
 
 
-@pytest.mark.parametrize("path, named, close", [
+@pytest.mark.parametrize(
+  "path, named, close",
+  [
     ("bacth_size", "config.bacth_size", ["config.batch_size"]),
     ("optim.lrr", "config.optim.lrr", ["config.optim.lr"]),
     ("optimm.lr", "config.optimm (in config.optimm.lr)", ["config.optim"]),
-    ("image_size", "config.image_size",  # wrong level
-     ["config.data.image_size", "config.batch_size"]),
-])
+    (
+      "image_size",
+      "config.image_size",  # wrong level
+      ["config.data.image_size", "config.batch_size"],
+    ),
+  ],
+)
 def test_unknown_override_message_names_key_and_close_matches(path, named, close):
   message = config_utils.unknown_override_message(_config(), path)
   assert "\n" not in message
@@ -72,8 +95,16 @@ def test_unknown_override_message_is_none_for_valid_keys(path):
 
 def test_config_key_paths_lists_nested_entries():
   assert config_utils.config_key_paths(_config()) == [
-      "batch_size", "data", "data.image_size", "data.num_workers", "optim",
-      "optim.b1", "optim.lr", "optim.warmup_steps", "total_steps"]
+    "batch_size",
+    "data",
+    "data.image_size",
+    "data.num_workers",
+    "optim",
+    "optim.b1",
+    "optim.lr",
+    "optim.warmup_steps",
+    "total_steps",
+  ]
 
 
 def _periodic(c) -> dict:
@@ -87,8 +118,9 @@ def test_tiny_steps_moves_periodic_evals_to_the_end(name):
   assert longer.total_steps == 40
   assert _periodic(longer) == {k: 40 for k in _periodic(tiny)}
   # Evaluators that only run at the end stay so; other cadences are unchanged.
-  assert ({k for k, e in longer.evals.items() if not e.every_steps} ==
-          {k for k, e in tiny.evals.items() if not e.every_steps})
+  assert {k for k, e in longer.evals.items() if not e.every_steps} == {
+    k for k, e in tiny.evals.items() if not e.every_steps
+  }
   assert longer.log_every_steps == tiny.log_every_steps
   assert longer.checkpoint_every_steps == tiny.checkpoint_every_steps
 

@@ -8,8 +8,9 @@ from tests.helpers import load_config
 
 
 def test_parse_arg_flags_and_values():
-  a = config_utils.parse_arg("tiny,batch_size=64,lr=0.5,loss=siglip",
-                             tiny=False, batch_size=0, lr=1.0, loss="clip")
+  a = config_utils.parse_arg(
+    "tiny,batch_size=64,lr=0.5,loss=siglip", tiny=False, batch_size=0, lr=1.0, loss="clip"
+  )
   assert a.tiny is True and a.batch_size == 64 and a.lr == 0.5 and a.loss == "siglip"
   assert isinstance(a.batch_size, int)
 
@@ -19,12 +20,15 @@ def test_parse_arg_rejects_unknown_key_and_names_it():
     config_utils.parse_arg("bacth_size=3", batch_size=0)
 
 
-@pytest.mark.parametrize("arg, message", [
+@pytest.mark.parametrize(
+  "arg, message",
+  [
     ("batch_size=abc", "expects a number"),
     ("batch_size=1.5", "expects an integer"),
     ("batch_size", "needs a value"),
     ("tiny=maybe", "true/false"),
-])
+  ],
+)
 def test_parse_arg_bad_values(arg, message):
   with pytest.raises(ValueError, match=message):
     config_utils.parse_arg(arg, tiny=False, batch_size=0)
@@ -38,8 +42,7 @@ def test_resolve_steps_units():
   c = ml_collections.ConfigDict(dict(total_steps=7))
   assert config_utils.resolve_steps(c, "total", batch_size=10, num_train_examples=None) == 7
   c = ml_collections.ConfigDict(dict(warmup_steps=None))
-  assert config_utils.resolve_steps(c, "warmup", batch_size=1, num_train_examples=1,
-                                    default=0) == 0
+  assert config_utils.resolve_steps(c, "warmup", batch_size=1, num_train_examples=1, default=0) == 0
 
 
 def test_resolve_steps_rejects_two_units():
@@ -60,12 +63,27 @@ def test_default_config_variants():
 
 def test_every_config_has_the_keys_the_readme_overrides():
   """`--config.X=...` only works for keys the config has (ml_collections refuses new ones)."""
-  for name in ("shapes_contrastive.py", "shapes_video.py", "shapes_classify.py",
-               "av_digits_classify.py"):
+  for name in (
+    "shapes_contrastive.py",
+    "shapes_video.py",
+    "shapes_classify.py",
+    "av_digits_classify.py",
+  ):
     c = load_config(name, "tiny")
-    for key in ("grad_accum_steps", "grad_accum", "dtype", "mesh.data", "mesh.fsdp",
-                "mesh.model", "optim.lr", "optim.name", "batch_size", "total_steps", "step",
-                "imports"):
+    for key in (
+      "grad_accum_steps",
+      "grad_accum",
+      "dtype",
+      "mesh.data",
+      "mesh.fsdp",
+      "mesh.model",
+      "optim.lr",
+      "optim.name",
+      "batch_size",
+      "total_steps",
+      "step",
+      "imports",
+    ):
       node = c
       for part in key.split("."):
         assert part in node, (name, key)

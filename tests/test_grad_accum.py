@@ -22,8 +22,11 @@ def _one_step(config, k, method="mean"):
 
 
 def _max_diff(a, b) -> float:
-  return max(jax.tree_util.tree_leaves(jax.tree_util.tree_map(
-      lambda x, y: float(np.max(np.abs(x - y))), a, b)))
+  return max(
+    jax.tree_util.tree_leaves(
+      jax.tree_util.tree_map(lambda x, y: float(np.max(np.abs(x - y))), a, b)
+    )
+  )
 
 
 # Image + text keeps the compiles short; the audio tower changes nothing here.
@@ -59,5 +62,6 @@ def test_bad_accumulation_settings_are_refused():
 
 def test_microbatch_i_takes_every_kth_row():
   batch = {"x": np.arange(8)}
-  np.testing.assert_array_equal(grad_accum.split_microbatches(batch, 4)["x"],
-                                [[0, 4], [1, 5], [2, 6], [3, 7]])
+  np.testing.assert_array_equal(
+    grad_accum.split_microbatches(batch, 4)["x"], [[0, 4], [1, 5], [2, 6], [3, 7]]
+  )

@@ -33,8 +33,14 @@ print(statistics.median(faults[12:]))
 
 
 def _median_faults(mode: str) -> float:
-  proc = subprocess.run([sys.executable, "-c", _PROBE, mode], capture_output=True, text=True,
-                        cwd=helpers.ROOT, env=helpers.subprocess_env(), timeout=300)
+  proc = subprocess.run(
+    [sys.executable, "-c", _PROBE, mode],
+    capture_output=True,
+    text=True,
+    cwd=helpers.ROOT,
+    env=helpers.subprocess_env(),
+    timeout=300,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   return float(proc.stdout.split()[-1])
 
@@ -50,7 +56,9 @@ def test_temporaries_reuse_freed_pages():
 
 
 def test_refuses_once_jax_runs():
-  from cmjax import host_memory
   import jax.numpy as jnp
+
+  from cmjax import host_memory
+
   jnp.ones(1).block_until_ready()  # the backend (and its threads) now exist
   assert host_memory.keep_freed_memory() is False

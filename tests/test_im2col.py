@@ -8,14 +8,17 @@ import pytest
 
 from cmjax.models.layers import conv_as_matmul
 
-DN = ('NHWC', 'HWIO', 'NHWC')
+DN = ("NHWC", "HWIO", "NHWC")
 
 
-@pytest.mark.parametrize('kernel,strides,padding,size', [
-    ((3, 3), (2, 2), ((1, 1), (1, 1)), 8),   # the ViT conv stem
+@pytest.mark.parametrize(
+  "kernel,strides,padding,size",
+  [
+    ((3, 3), (2, 2), ((1, 1), (1, 1)), 8),  # the ViT conv stem
     ((3, 3), (1, 1), ((1, 1), (1, 1)), 7),
-    ((2, 3), (2, 1), ((0, 1), (2, 0)), 9),   # uneven kernel, strides and padding
-])
+    ((2, 3), (2, 1), ((0, 1), (2, 0)), 9),  # uneven kernel, strides and padding
+  ],
+)
 def test_matches_lax_convolution_and_its_gradients(kernel, strides, padding, size):
   kx, kw, kc = jax.random.split(jax.random.key(0), 3)
   x = jax.random.normal(kx, (2, size, size + 1, 3))
@@ -38,18 +41,17 @@ def test_matches_lax_convolution_and_its_gradients(kernel, strides, padding, siz
 def test_is_a_drop_in_for_flax_conv():
   x = jax.random.normal(jax.random.key(1), (2, 8, 8, 3))
   plain = nn.Conv(4, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
-  fast = nn.Conv(4, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
-                 conv_general_dilated=conv_as_matmul)
+  fast = nn.Conv(
+    4, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)), conv_general_dilated=conv_as_matmul
+  )
   params = plain.init(jax.random.key(2), x)
-  assert jax.tree.map(jnp.shape, fast.init(jax.random.key(2), x)) == jax.tree.map(
-      jnp.shape, params)
-  np.testing.assert_allclose(fast.apply(params, x), plain.apply(params, x),
-                             rtol=1e-5, atol=1e-5)
+  assert jax.tree.map(jnp.shape, fast.init(jax.random.key(2), x)) == jax.tree.map(jnp.shape, params)
+  np.testing.assert_allclose(fast.apply(params, x), plain.apply(params, x), rtol=1e-5, atol=1e-5)
 
 
 def test_rejects_what_it_does_not_implement():
   x, w = jnp.zeros((1, 4, 4, 2)), jnp.zeros((3, 3, 2, 2))
-  with pytest.raises(ValueError, match='rhs_dilation'):
+  with pytest.raises(ValueError, match="rhs_dilation"):
     conv_as_matmul(x, w, (1, 1), ((1, 1), (1, 1)), rhs_dilation=(2, 2))
-  with pytest.raises(ValueError, match='feature_group_count'):
+  with pytest.raises(ValueError, match="feature_group_count"):
     conv_as_matmul(x, w, (1, 1), ((1, 1), (1, 1)), feature_group_count=2)

@@ -39,7 +39,7 @@ def np_siglip(x, y, t, b):
   return -np.sum(-np.logaddexp(0.0, -labels * logits)) / len(x)
 
 
-@pytest.mark.parametrize('t', [0.0, math.log(1 / 0.07), 6.0])  # 6 > log(100)
+@pytest.mark.parametrize("t", [0.0, math.log(1 / 0.07), 6.0])  # 6 > log(100)
 def test_clip_matches_numpy_and_optax(t):
   rng = np.random.default_rng(0)
   x, y = _unit(rng, (B, D)), _unit(rng, (B, D))
@@ -47,8 +47,10 @@ def test_clip_matches_numpy_and_optax(t):
   np.testing.assert_allclose(got, np_clip(x, y, t), rtol=1e-5)
   logits = jnp.float32(x @ y.T * np.exp(min(t, math.log(100))))
   labels = jnp.arange(B)
-  ref = 0.5 * (optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-               + optax.softmax_cross_entropy_with_integer_labels(logits.T, labels).mean())
+  ref = 0.5 * (
+    optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    + optax.softmax_cross_entropy_with_integer_labels(logits.T, labels).mean()
+  )
   np.testing.assert_allclose(got, float(ref), rtol=1e-5)
 
 
@@ -64,7 +66,7 @@ def test_clip_is_not_symmetric_in_one_direction_only():
   assert abs(got - one_way) > 1e-3
 
 
-@pytest.mark.parametrize('t,b', [(math.log(10), -10.0), (0.0, 0.0), (2.0, 1.5)])
+@pytest.mark.parametrize("t,b", [(math.log(10), -10.0), (0.0, 0.0), (2.0, 1.5)])
 def test_siglip_matches_numpy(t, b):
   rng = np.random.default_rng(1)
   x, y = _unit(rng, (B, D)), _unit(rng, (B, D))
@@ -72,12 +74,12 @@ def test_siglip_matches_numpy(t, b):
   np.testing.assert_allclose(got, np_siglip(x, y, t, b), rtol=1e-5)
 
 
-@pytest.mark.parametrize('kind', ['clip', 'siglip'])
+@pytest.mark.parametrize("kind", ["clip", "siglip"])
 def test_gradients_finite_and_matching_pairs_lower_loss(kind):
   rng = np.random.default_rng(2)
   x, y = jnp.float32(_unit(rng, (B, D))), jnp.float32(_unit(rng, (B, D)))
-  fn = {'clip': losses.clip_loss, 'siglip': losses.siglip_loss}[kind]
-  args = (math.log(10.0),) if kind == 'clip' else (math.log(10.0), -10.0)
+  fn = {"clip": losses.clip_loss, "siglip": losses.siglip_loss}[kind]
+  args = (math.log(10.0),) if kind == "clip" else (math.log(10.0), -10.0)
   grads = jax.grad(lambda a, b: fn(a, b, *args), argnums=(0, 1))(x, y)
   for g in grads:
     assert np.isfinite(np.asarray(g)).all() and np.abs(np.asarray(g)).max() > 0
@@ -92,66 +94,70 @@ def test_gradients_finite_and_matching_pairs_lower_loss(kind):
 
 def _outputs(rng, mods):
   out = {m: jnp.float32(_unit(rng, (B, D))) for m in mods}
-  out['logit_scale'] = jnp.float32(math.log(10))
-  out['logit_bias'] = jnp.float32(-2.0)
+  out["logit_scale"] = jnp.float32(math.log(10))
+  out["logit_bias"] = jnp.float32(-2.0)
   return out
 
 
-@pytest.mark.parametrize('kind', ['clip', 'siglip'])
+@pytest.mark.parametrize("kind", ["clip", "siglip"])
 def test_multimodal_sums_pairs(kind):
   rng = np.random.default_rng(4)
-  out = _outputs(rng, ('image', 'text', 'audio'))
+  out = _outputs(rng, ("image", "text", "audio"))
   loss, metrics = losses.multimodal_contrastive_loss(out, kind=kind)
-  ref = np_clip if kind == 'clip' else np_siglip
-  extra = () if kind == 'clip' else (-2.0,)
-  pairs = [('image', 'text'), ('image', 'audio'), ('text', 'audio')]
-  want = {f'{a}_{b}': ref(np.asarray(out[a], np.float64), np.asarray(out[b], np.float64),
-                          math.log(10), *extra) for a, b in pairs}
+  ref = np_clip if kind == "clip" else np_siglip
+  extra = () if kind == "clip" else (-2.0,)
+  pairs = [("image", "text"), ("image", "audio"), ("text", "audio")]
+  want = {
+    f"{a}_{b}": ref(
+      np.asarray(out[a], np.float64), np.asarray(out[b], np.float64), math.log(10), *extra
+    )
+    for a, b in pairs
+  }
   for k, v in want.items():
-    np.testing.assert_allclose(float(metrics[f'loss/{k}']), v, rtol=1e-5)
+    np.testing.assert_allclose(float(metrics[f"loss/{k}"]), v, rtol=1e-5)
   np.testing.assert_allclose(float(loss), sum(want.values()), rtol=1e-5)
-  np.testing.assert_allclose(float(metrics['temperature']), 0.1, rtol=1e-5)
+  np.testing.assert_allclose(float(metrics["temperature"]), 0.1, rtol=1e-5)
   for a, b in pairs:
-    assert 0.0 <= float(metrics[f'accuracy/{a}_{b}']) <= 1.0
+    assert 0.0 <= float(metrics[f"accuracy/{a}_{b}"]) <= 1.0
 
 
 def test_missing_pair_is_skipped_and_accuracy_is_correct():
   rng = np.random.default_rng(5)
-  out = _outputs(rng, ('image', 'audio'))
-  out['audio'] = out['image']  # perfect retrieval
-  loss, metrics = losses.multimodal_contrastive_loss(out, kind='clip')
-  assert set(k for k in metrics if k.startswith('loss/')) == {'loss/image_audio'}
-  np.testing.assert_allclose(float(loss), float(metrics['loss/image_audio']))
-  assert float(metrics['accuracy/image_audio']) == 1.0
+  out = _outputs(rng, ("image", "audio"))
+  out["audio"] = out["image"]  # perfect retrieval
+  loss, metrics = losses.multimodal_contrastive_loss(out, kind="clip")
+  assert set(k for k in metrics if k.startswith("loss/")) == {"loss/image_audio"}
+  np.testing.assert_allclose(float(loss), float(metrics["loss/image_audio"]))
+  assert float(metrics["accuracy/image_audio"]) == 1.0
   # Reversing the rows of one side makes every top-1 match wrong (B even, no fixed point).
-  out['audio'] = out['image'][::-1]
-  _, metrics = losses.multimodal_contrastive_loss(out, kind='clip')
-  assert float(metrics['accuracy/image_to_audio']) == 0.0
+  out["audio"] = out["image"][::-1]
+  _, metrics = losses.multimodal_contrastive_loss(out, kind="clip")
+  assert float(metrics["accuracy/image_to_audio"]) == 0.0
 
 
 def test_errors():
   rng = np.random.default_rng(6)
-  with pytest.raises(ValueError, match='at least two'):
-    losses.multimodal_contrastive_loss(_outputs(rng, ('image',)))
-  with pytest.raises(ValueError, match='kind'):
-    losses.multimodal_contrastive_loss(_outputs(rng, ('image', 'text')), kind='nce')
+  with pytest.raises(ValueError, match="at least two"):
+    losses.multimodal_contrastive_loss(_outputs(rng, ("image",)))
+  with pytest.raises(ValueError, match="kind"):
+    losses.multimodal_contrastive_loss(_outputs(rng, ("image", "text")), kind="nce")
 
 
 def test_loss_is_jittable():
   rng = np.random.default_rng(7)
-  out = _outputs(rng, ('image', 'text', 'audio'))
-  fn = jax.jit(lambda o: losses.multimodal_contrastive_loss(o, kind='siglip'))
+  out = _outputs(rng, ("image", "text", "audio"))
+  fn = jax.jit(lambda o: losses.multimodal_contrastive_loss(o, kind="siglip"))
   loss, _ = fn(out)
   assert np.isfinite(float(loss))
 
 
-@pytest.mark.parametrize('kind', ['clip', 'siglip'])
+@pytest.mark.parametrize("kind", ["clip", "siglip"])
 def test_valid_mask_equals_loss_on_the_valid_rows(kind):
   rng = np.random.default_rng(8)
   x, y = jnp.float32(_unit(rng, (B, D))), jnp.float32(_unit(rng, (B, D)))
   valid = np.array([True, False, True, True, False, True])
-  args = (math.log(10.0),) if kind == 'clip' else (math.log(10.0), -3.0)
-  fn = {'clip': losses.clip_loss, 'siglip': losses.siglip_loss}[kind]
+  args = (math.log(10.0),) if kind == "clip" else (math.log(10.0), -3.0)
+  fn = {"clip": losses.clip_loss, "siglip": losses.siglip_loss}[kind]
   got = float(fn(x, y, *args, valid=jnp.asarray(valid)))
   want = float(fn(x[valid], y[valid], *args))
   np.testing.assert_allclose(got, want, rtol=1e-5)
@@ -163,15 +169,17 @@ def test_valid_mask_equals_loss_on_the_valid_rows(kind):
 
 def test_present_flags_restrict_pairs():
   rng = np.random.default_rng(9)
-  out = _outputs(rng, ('image', 'text', 'audio'))
+  out = _outputs(rng, ("image", "text", "audio"))
   present = np.array([True, True, False, True, True, True])
-  out['audio_present'] = jnp.asarray(present)
-  _, metrics = losses.multimodal_contrastive_loss(out, kind='clip')
-  want = losses.clip_loss(out['image'][present], out['audio'][present], math.log(10))
-  np.testing.assert_allclose(float(metrics['loss/image_audio']), float(want), rtol=1e-5)
+  out["audio_present"] = jnp.asarray(present)
+  _, metrics = losses.multimodal_contrastive_loss(out, kind="clip")
+  want = losses.clip_loss(out["image"][present], out["audio"][present], math.log(10))
+  np.testing.assert_allclose(float(metrics["loss/image_audio"]), float(want), rtol=1e-5)
   # Pairs not involving audio are untouched.
-  np.testing.assert_allclose(float(metrics['loss/image_text']),
-                             float(losses.clip_loss(out['image'], out['text'], math.log(10))),
-                             rtol=1e-6)
-  acc = losses.retrieval_accuracy(out['image'][present], out['audio'][present])
-  np.testing.assert_allclose(float(metrics['accuracy/image_to_audio']), float(acc[0]))
+  np.testing.assert_allclose(
+    float(metrics["loss/image_text"]),
+    float(losses.clip_loss(out["image"], out["text"], math.log(10))),
+    rtol=1e-6,
+  )
+  acc = losses.retrieval_accuracy(out["image"][present], out["audio"][present])
+  np.testing.assert_allclose(float(metrics["accuracy/image_to_audio"]), float(acc[0]))

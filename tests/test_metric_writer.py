@@ -73,7 +73,7 @@ def test_format_eval_line_groups_and_counts_the_rest():
   assert f"(+{len(scalars) - 8} more in metrics_history.jsonl)" in text
   assert text.count("=") == 8
   # Every group's headline metric, under its group's name.
-  groups = dict(part.split(": ", 1) for part in text[len("[step 400] "):].split(" | "))
+  groups = dict(part.split(": ", 1) for part in text[len("[step 400] ") :].split(" | "))
   assert list(groups) == ["retrieval", "zeroshot", "classification"]
   assert "image_text/rsum=1.5000" in groups["retrieval"].split()
   assert "image_accuracy=0.8750" in groups["zeroshot"].split()
@@ -87,7 +87,10 @@ def test_format_eval_line_wraps_per_group_when_long():
   lines = text.splitlines()
   assert lines[0] == "eval [step 7]"
   assert [line.split(":")[0].strip() for line in lines[1:]] == [
-      "retrieval", "zeroshot", "classification"]
+    "retrieval",
+    "zeroshot",
+    "classification",
+  ]
   assert lines[-1].endswith("more in metrics_history.jsonl)")
 
 

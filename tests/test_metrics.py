@@ -63,5 +63,6 @@ def test_macro_precision_recall_f1_and_confusion_match_sklearn(seed):
   assert got["precision"] == pytest.approx(want[0])
   assert got["recall"] == pytest.approx(want[1])
   assert got["f1"] == pytest.approx(want[2])
-  np.testing.assert_array_equal(metrics.confusion_matrix(y, p, 7),
-                                skm.confusion_matrix(y, p, labels=range(7)))
+  np.testing.assert_array_equal(
+    metrics.confusion_matrix(y, p, 7), skm.confusion_matrix(y, p, labels=range(7))
+  )

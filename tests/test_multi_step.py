@@ -55,8 +55,9 @@ def test_three_steps_per_call_train_as_one_step_per_call(tmp_path):
   runs = {}
   for k in (1, 3):
     workdir = str(tmp_path / f"k{k}")
-    helpers.run_train(workdir, "av_digits_classify.py:tiny", *overrides,
-                      f"--config.steps_per_call={k}")
+    helpers.run_train(
+      workdir, "av_digits_classify.py:tiny", *overrides, f"--config.steps_per_call={k}"
+    )
     with open(os.path.join(workdir, "metrics_history.jsonl")) as f:
       losses = [r["loss"] for r in map(json.loads, f) if "loss" in r]
     runs[k] = helpers.load_params(workdir, 6), losses

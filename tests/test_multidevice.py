@@ -21,10 +21,14 @@ from tests import helpers
 # parameters are compared at 1e-4. The BatchNorm case checks that batch
 # statistics are those of the global batch, not of each device's shard.
 RUNS = {  # (config argument, optimizer): {mesh: axes the parameters must be split over}
-    ("tiny", "sgd"): {"data=8": [], "data=2,fsdp=4": ["fsdp"], "data=4,model=2": ["model"],
-                      # The contrastive loss from per-device blocks (sharded_losses.py).
-                      "data=2,fsdp=2,model=2+sharded_loss": ["fsdp", "model"]},
-    ("tiny,image=resnet_bn", "adamw"): {"data=2,fsdp=4": ["fsdp"]},
+  ("tiny", "sgd"): {
+    "data=8": [],
+    "data=2,fsdp=4": ["fsdp"],
+    "data=4,model=2": ["model"],
+    # The contrastive loss from per-device blocks (sharded_losses.py).
+    "data=2,fsdp=2,model=2+sharded_loss": ["fsdp", "model"],
+  },
+  ("tiny,image=resnet_bn", "adamw"): {"data=2,fsdp=4": ["fsdp"]},
 }
 
 
@@ -32,10 +36,19 @@ RUNS = {  # (config argument, optimizer): {mesh: axes the parameters must be spl
 def test_train_step_on_8_devices_matches_1_device(config_arg, optimizer):
   meshes = RUNS[(config_arg, optimizer)]
   proc = subprocess.run(
-      [sys.executable, os.path.join(helpers.ROOT, "tests", "multidevice_step.py"),
-       config_arg, optimizer, *meshes],
-      env=helpers.subprocess_env(), capture_output=True, text=True, timeout=600,
-      cwd=helpers.ROOT)
+    [
+      sys.executable,
+      os.path.join(helpers.ROOT, "tests", "multidevice_step.py"),
+      config_arg,
+      optimizer,
+      *meshes,
+    ],
+    env=helpers.subprocess_env(),
+    capture_output=True,
+    text=True,
+    timeout=600,
+    cwd=helpers.ROOT,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   results = json.loads(proc.stdout.strip().splitlines()[-1])
   assert sorted(results) == sorted(meshes)

@@ -13,8 +13,9 @@ def test_quickstart_notebook_executes(monkeypatch):
   monkeypatch.setenv("JAX_PLATFORMS", "cpu")
   path = os.path.join(helpers.ROOT, "colabs", "quickstart.ipynb")
   nb = nbformat.read(path, as_version=4)
-  NotebookClient(nb, timeout=600, kernel_name="python3",
-                 resources={"metadata": {"path": os.path.dirname(path)}}).execute()
+  NotebookClient(
+    nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": os.path.dirname(path)}}
+  ).execute()
   outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
   assert not [o for o in outputs if o.get("output_type") == "error"]
   images = [o for o in outputs if "image/png" in o.get("data", {})]

@@ -2,11 +2,8 @@
 
 import numpy as np
 
-from cmjax.data import datasets
-from cmjax.data import pipeline
-from cmjax.data import records
+from cmjax.data import datasets, pipeline, records, shapes_tfds
 from cmjax.data import spec as spec_lib
-from cmjax.data import shapes_tfds
 from tests import helpers
 
 
@@ -60,8 +57,12 @@ def test_global_batches_do_not_depend_on_the_number_of_processes():
 
 def test_tfds_source_feeds_the_same_pipeline(tmp_path):
   c = _config()
-  opts = dict(num_examples=8, seed=c.seed, max_objects=c.data.max_objects,
-              max_speech_seconds=c.data.max_speech_seconds)
+  opts = dict(
+    num_examples=8,
+    seed=c.seed,
+    max_objects=c.data.max_objects,
+    max_speech_seconds=c.data.max_speech_seconds,
+  )
   builder = shapes_tfds.prepare_shapes_tfds(str(tmp_path), **opts)
   from_generator = next(iter(pipeline.train_dataset(c)))
   c.data.name = f"tfds:shapes/{builder.builder_config.name}"

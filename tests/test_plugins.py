@@ -102,7 +102,7 @@ PLUGIN = textwrap.dedent('''
         yield "toy/accuracy", float(np.mean(np.argmax(logits, -1) == self.labels))
 ''')
 
-CONFIG = textwrap.dedent('''
+CONFIG = textwrap.dedent("""
     import ml_collections
     from cmjax import config_utils
 
@@ -130,7 +130,7 @@ CONFIG = textwrap.dedent('''
       c.peak_flops = 1e11
       c.evals = dict(toy=dict(type="toy_accuracy", every_steps=0))
       return c
-''')
+""")
 
 
 @pytest.fixture(scope="module")
@@ -145,18 +145,23 @@ def plugin_dir(tmp_path_factory):
 
 def _config(plugin_dir, arg=None):
   from cmjax import config_utils
+
   return config_utils.load_config(str(plugin_dir / "toy_config.py"), arg)
 
 
 def test_own_modules_train_end_to_end_through_train_py(plugin_dir, tmp_path):
   workdir = str(tmp_path / "run")
-  cmd = [sys.executable, os.path.join(helpers.ROOT, "train.py"),
-         f"--config={plugin_dir / 'toy_config.py'}", f"--workdir={workdir}",
-         "--config.step=ema"]
+  cmd = [
+    sys.executable,
+    os.path.join(helpers.ROOT, "train.py"),
+    f"--config={plugin_dir / 'toy_config.py'}",
+    f"--workdir={workdir}",
+    "--config.step=ema",
+  ]
   env = helpers.subprocess_env(PYTHONPATH=f"{plugin_dir}{os.pathsep}{helpers.ROOT}")
   import subprocess
-  proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600,
-                        cwd=helpers.ROOT)
+
+  proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=helpers.ROOT)
   assert proc.returncode == 0, proc.stderr[-3000:]
   with open(os.path.join(workdir, "metrics.json")) as f:
     m = json.load(f)
@@ -171,17 +176,23 @@ def test_own_modules_train_end_to_end_through_train_py(plugin_dir, tmp_path):
   assert m["train/loss"] == pytest.approx(total, rel=1e-5)
   with open(os.path.join(workdir, "config.json")) as f:
     written = json.load(f)
-  assert written["config"]["imports"] == ["toy_plugin"] and written["data"]["dataset"] == "toy_bright"
+  assert (
+    written["config"]["imports"] == ["toy_plugin"] and written["data"]["dataset"] == "toy_bright"
+  )
   # The EMA step's extra state is checkpointed beside the params, with their shapes.
   import orbax.checkpoint as ocp
+
   state = ocp.StandardCheckpointer().restore(os.path.join(workdir, "checkpoints", "12", "state"))
   ema, params = state["extra"]["ema_params"], state["params"]
   assert jax.tree_util.tree_structure(ema) == jax.tree_util.tree_structure(params)
-  assert any(not np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(ema),
-                                                       jax.tree_util.tree_leaves(params)))
+  assert any(
+    not np.array_equal(a, b)
+    for a, b in zip(jax.tree_util.tree_leaves(ema), jax.tree_util.tree_leaves(params))
+  )
   # A rerun restores it all and leaves the finished run as it is.
-  again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600,
-                         cwd=helpers.ROOT)
+  again = subprocess.run(
+    cmd, env=env, capture_output=True, text=True, timeout=600, cwd=helpers.ROOT
+  )
   assert again.returncode == 0, again.stderr[-3000:]
   assert "already finished" in again.stdout
   with open(os.path.join(workdir, "metrics.json")) as f:
@@ -191,6 +202,7 @@ def test_own_modules_train_end_to_end_through_train_py(plugin_dir, tmp_path):
 def _train(config, steps):
   from cmjax import experiment, sharding
   from cmjax.data import pipeline
+
   mesh = sharding.make_mesh({}, devices=jax.devices()[:1])
   exp = experiment.build(config, mesh, total_steps=steps, warmup_steps=0)
   _, shardings, init = exp.init_state()
@@ -212,13 +224,15 @@ def test_a_frozen_group_is_bitwise_unchanged_while_the_rest_moves(plugin_dir):
   assert not np.array_equal(first.params["head"]["kernel"], last.params["head"]["kernel"])
   np.testing.assert_array_equal(first.params["head"]["bias"], last.params["head"]["bias"])
   # No optimizer state for the frozen parameters: only head's moments are kept.
-  moment_shapes = sorted(a.shape for a in jax.tree_util.tree_leaves(last.opt_state)
-                         if np.ndim(a) >= 1)
+  moment_shapes = sorted(
+    a.shape for a in jax.tree_util.tree_leaves(last.opt_state) if np.ndim(a) >= 1
+  )
   assert (192, 16) not in moment_shapes and (16, 2) in moment_shapes
 
 
 def test_group_rules_that_match_nothing_are_refused_naming_the_rule(plugin_dir):
   from cmjax import experiment
+
   config = _config(plugin_dir)
   config.optim.groups = [("text_encoder/.*", dict(frozen=True))]
   with pytest.raises(ValueError, match=r"groups\[0\] regex 'text_encoder/\.\*' matches no"):
@@ -231,6 +245,7 @@ def test_group_rules_that_match_nothing_are_refused_naming_the_rule(plugin_dir):
 
 def test_an_objective_missing_a_batch_key_is_refused_before_compiling(plugin_dir):
   from cmjax import experiment
+
   config = _config(plugin_dir)
   config.objectives.l2.type = "toy_needs_question"
   with pytest.raises(ValueError, match=r"config.objectives.l2 needs batch keys \['question'\]"):
@@ -239,8 +254,11 @@ def test_an_objective_missing_a_batch_key_is_refused_before_compiling(plugin_dir
 
 def test_weight_schedules_and_bad_weights():
   from cmjax.objectives import base
-  w = base.make_weight(dict(schedule="linear", init_value=0.0, end_value=1.0,
-                            transition_steps=10), "config.objectives.x")
+
+  w = base.make_weight(
+    dict(schedule="linear", init_value=0.0, end_value=1.0, transition_steps=10),
+    "config.objectives.x",
+  )
   assert float(w(0)) == 0.0 and float(w(5)) == pytest.approx(0.5) and float(w(20)) == 1.0
   assert base.make_weight(0.5, "x") == 0.5
   with pytest.raises(ValueError, match="config.objectives.x.weight.schedule='cosinus'"):
@@ -251,6 +269,7 @@ def test_weight_schedules_and_bad_weights():
 
 def test_an_import_that_fails_names_the_config_key(tmp_path):
   from cmjax import experiment
+
   config = helpers.load_config("shapes_contrastive.py", "tiny")
   config.imports = ("no_such_module_xyz",)
   with pytest.raises(ValueError, match="config.imports names 'no_such_module_xyz'"):

@@ -3,15 +3,17 @@
 import pytest
 
 from cmjax import evaluators
-from cmjax.models import encoders, registry as model_registry
+from cmjax.models import encoders
+from cmjax.models import registry as model_registry
 from cmjax.models.fusion import common as fusion_common
 from cmjax.registry import Registry
 
 
 def test_register_get_and_lazy_builtins():
   loaded = []
-  reg = Registry("widget", config_key="config.widget.name",
-                 load_builtins=lambda: loaded.append(True))
+  reg = Registry(
+    "widget", config_key="config.widget.name", load_builtins=lambda: loaded.append(True)
+  )
 
   @reg.register("a")
   class A:
@@ -20,8 +22,11 @@ def test_register_get_and_lazy_builtins():
   assert not loaded  # registering does not import the built-ins
   assert reg.get("a") is A and "a" in reg and reg.names() == ["a"]
   assert loaded
-  with pytest.raises(ValueError, match=r"unknown widget 'b' \(config.widget.name\); "
-                                       r"known: \['a'\]"):
+  with pytest.raises(
+    ValueError,
+    match=r"unknown widget 'b' \(config.widget.name\); "
+    r"known: \['a'\]",
+  ):
     reg.get("b")
   with pytest.raises(ValueError, match=r"\(config.other\)"):
     reg.get("b", "config.other")
@@ -48,6 +53,9 @@ def test_builtin_registries_are_filled_on_first_lookup():
 
 def test_unknown_evaluator_type_names_the_eval_entry():
   config = {"evals": {"val": {"type": "bleu"}}}
-  with pytest.raises(ValueError, match=r"unknown evaluator type 'bleu' "
-                                       r"\(config.evals.val.type\).*'retrieval'"):
+  with pytest.raises(
+    ValueError,
+    match=r"unknown evaluator type 'bleu' "
+    r"\(config.evals.val.type\).*'retrieval'",
+  ):
     evaluators.build_evaluators(config, ctx=None)

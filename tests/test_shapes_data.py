@@ -10,305 +10,338 @@ N = 120  # examples scanned by the semantic tests (no speech: fast)
 
 @pytest.fixture(scope="module")
 def quiet():
-    return shapes.ShapesSource(split="train", speech=False, num_examples=1000)
+  return shapes.ShapesSource(split="train", speech=False, num_examples=1000)
 
 
 @pytest.fixture(scope="module")
 def quiet_examples(quiet):
-    return [quiet[i] for i in range(N)]
+  return [quiet[i] for i in range(N)]
 
 
 # -- a small parser for the caption grammar, used to check the semantics ----
 
+
 def _lookup(groups):
-    return {w: k for k, words in enumerate(groups) for w in words}
+  return {w: k for k, words in enumerate(groups) for w in words}
 
 
-_SHAPE, _COLOR, _SIZE = (_lookup(g) for g in (
-    shapes_text.SHAPE_WORDS, shapes_text.COLOR_WORDS, shapes_text.SIZE_WORDS))
+_SHAPE, _COLOR, _SIZE = (
+  _lookup(g) for g in (shapes_text.SHAPE_WORDS, shapes_text.COLOR_WORDS, shapes_text.SIZE_WORDS)
+)
 _REL = {"left": 0, "right": 1, "above": 2, "over": 2, "below": 3, "under": 3, "beneath": 3}
 
 
 def parse(text):
-    """Caption -> (set of (shape, color, size), relation of obj A to B or None, shape order).
+  """Caption -> (set of (shape, color, size), relation of obj A to B or None, shape order).
 
-    Relies on the grammar: a noun phrase starts at 'a'/'an' and holds its
-    size/color/shape words, optionally followed by 'that is X [and Y]'.
-    """
-    words = text.split()
-    objects, mentions, rel_pos = [], [], None
-    i = 0
-    while i < len(words):
-        w = words[i]
-        if w in _REL and rel_pos is None:
-            rel_pos = (i, _REL[w])
-        if w in ("a", "an"):
-            attrs = {}
-            j = i + 1
-            while j < len(words):
-                for table, key in ((_SIZE, "size"), (_COLOR, "color"), (_SHAPE, "shape")):
-                    if words[j] in table:
-                        attrs[key] = table[words[j]]
-                if "shape" in attrs:
-                    break
-                j += 1
-            k = j + 1
-            if words[k:k + 2] == ["that", "is"]:
-                for t in (k + 2, k + 4):
-                    if t < len(words) and (t == k + 2 or words[t - 1] == "and"):
-                        w2 = words[t]
-                        if w2 in _SIZE:
-                            attrs["size"] = _SIZE[w2]
-                        elif w2 in _COLOR:
-                            attrs["color"] = _COLOR[w2]
-                k = k + 3 if words[k + 3:k + 4] != ["and"] or words[k + 4] not in (
-                    *_SIZE, *_COLOR) else k + 5
-            objects.append((attrs["shape"], attrs["color"], attrs["size"]))
-            mentions.append(i)
-            i = k
-            continue
-        i += 1
-    relation = None
-    if rel_pos is not None and len(objects) >= 2:
-        pos, rel = rel_pos
-        first, second = objects[0][0], objects[1][0]
-        if mentions[0] < pos < mentions[1]:
-            relation = (first, rel, second)        # "<first> rel <second>"
-        else:
-            relation = (second, rel, first)        # phrase before both / "its"
-    return set(objects), relation
+  Relies on the grammar: a noun phrase starts at 'a'/'an' and holds its
+  size/color/shape words, optionally followed by 'that is X [and Y]'.
+  """
+  words = text.split()
+  objects, mentions, rel_pos = [], [], None
+  i = 0
+  while i < len(words):
+    w = words[i]
+    if w in _REL and rel_pos is None:
+      rel_pos = (i, _REL[w])
+    if w in ("a", "an"):
+      attrs = {}
+      j = i + 1
+      while j < len(words):
+        for table, key in ((_SIZE, "size"), (_COLOR, "color"), (_SHAPE, "shape")):
+          if words[j] in table:
+            attrs[key] = table[words[j]]
+        if "shape" in attrs:
+          break
+        j += 1
+      k = j + 1
+      if words[k : k + 2] == ["that", "is"]:
+        for t in (k + 2, k + 4):
+          if t < len(words) and (t == k + 2 or words[t - 1] == "and"):
+            w2 = words[t]
+            if w2 in _SIZE:
+              attrs["size"] = _SIZE[w2]
+            elif w2 in _COLOR:
+              attrs["color"] = _COLOR[w2]
+        k = (
+          k + 3
+          if words[k + 3 : k + 4] != ["and"] or words[k + 4] not in (*_SIZE, *_COLOR)
+          else k + 5
+        )
+      objects.append((attrs["shape"], attrs["color"], attrs["size"]))
+      mentions.append(i)
+      i = k
+      continue
+    i += 1
+  relation = None
+  if rel_pos is not None and len(objects) >= 2:
+    pos, rel = rel_pos
+    first, second = objects[0][0], objects[1][0]
+    if mentions[0] < pos < mentions[1]:
+      relation = (first, rel, second)  # "<first> rel <second>"
+    else:
+      relation = (second, rel, first)  # phrase before both / "its"
+  return set(objects), relation
 
 
 def truth(ex):
-    n = int(ex["num_objects"])
-    objs = {tuple(int(v) for v in o[:3]) for o in ex["objects"][:n]}
-    rel = None
-    if n > 1:
-        rel = (int(ex["objects"][0, 0]), int(ex["relation_label"]), int(ex["objects"][1, 0]))
-    return objs, rel
+  n = int(ex["num_objects"])
+  objs = {tuple(int(v) for v in o[:3]) for o in ex["objects"][:n]}
+  rel = None
+  if n > 1:
+    rel = (int(ex["objects"][0, 0]), int(ex["relation_label"]), int(ex["objects"][1, 0]))
+  return objs, rel
 
 
 def same_relation(a, b):
-    """Relations equal up to swapping the objects with the inverse relation."""
-    if a is None or b is None:
-        return a is b
-    inv = {0: 1, 1: 0, 2: 3, 3: 2}  # written out: must not share a bug with the grammar
-    return a == b or (a[2], inv[a[1]], a[0]) == b
+  """Relations equal up to swapping the objects with the inverse relation."""
+  if a is None or b is None:
+    return a is b
+  inv = {0: 1, 1: 0, 2: 3, 3: 2}  # written out: must not share a bug with the grammar
+  return a == b or (a[2], inv[a[1]], a[0]) == b
 
 
 # -- tests ------------------------------------------------------------------
 
+
 def test_fields_shapes_and_dtypes():
-    src = shapes.ShapesSource(split="test", num_examples=10, image_size=48)
-    ex = src[3]
-    assert ex["image"].dtype == np.uint8 and ex["image"].shape == (48, 48, 3)
-    assert ex["speech"].dtype == np.float32 and ex["speech"].ndim == 1
-    assert ex["objects"].dtype == np.int32 and ex["objects"].shape == (3, 5)
-    for k in ("label", "shape_label", "color_label", "size_label", "num_objects",
-              "relation_label", "domain", "answer_label", "voice",
-              "speech_caption_index", "index", "speech_rate"):
-        assert ex[k].dtype == np.int32 and ex[k].shape == (), k
-    assert isinstance(ex["captions"], list) and len(ex["captions"]) == 5
-    assert len(set(ex["captions"])) == 5
-    for text in ex["captions"] + [ex["negative_caption"], ex["question"], ex["answer"]]:
-        assert isinstance(text, str) and text == text.lower() and text == " ".join(text.split())
-    assert ex["label"] == ex["shape_label"] == ex["objects"][0, 0]
-    assert len(src) == 10
-    with pytest.raises(IndexError):
-        src[10]
+  src = shapes.ShapesSource(split="test", num_examples=10, image_size=48)
+  ex = src[3]
+  assert ex["image"].dtype == np.uint8 and ex["image"].shape == (48, 48, 3)
+  assert ex["speech"].dtype == np.float32 and ex["speech"].ndim == 1
+  assert ex["objects"].dtype == np.int32 and ex["objects"].shape == (3, 5)
+  for k in (
+    "label",
+    "shape_label",
+    "color_label",
+    "size_label",
+    "num_objects",
+    "relation_label",
+    "domain",
+    "answer_label",
+    "voice",
+    "speech_caption_index",
+    "index",
+    "speech_rate",
+  ):
+    assert ex[k].dtype == np.int32 and ex[k].shape == (), k
+  assert isinstance(ex["captions"], list) and len(ex["captions"]) == 5
+  assert len(set(ex["captions"])) == 5
+  for text in ex["captions"] + [ex["negative_caption"], ex["question"], ex["answer"]]:
+    assert isinstance(text, str) and text == text.lower() and text == " ".join(text.split())
+  assert ex["label"] == ex["shape_label"] == ex["objects"][0, 0]
+  assert len(src) == 10
+  with pytest.raises(IndexError):
+    src[10]
 
 
 def test_deterministic_and_index_seed_sensitive():
-    a = shapes.ShapesSource(split="train", seed=3, num_examples=20)
-    b = shapes.ShapesSource(split="train", seed=3, num_examples=20)
-    x, y = a[7], b[7]
-    for k in x:
-        assert np.array_equal(np.asarray(x[k]), np.asarray(y[k])), k
-    assert not np.array_equal(a[8]["image"], x["image"])
-    other_seed = shapes.ShapesSource(split="train", seed=4, num_examples=20)[7]
-    assert not np.array_equal(other_seed["image"], x["image"])
-    other_split = shapes.ShapesSource(split="validation", seed=3, num_examples=20)[7]
-    assert not np.array_equal(other_split["image"], x["image"])
+  a = shapes.ShapesSource(split="train", seed=3, num_examples=20)
+  b = shapes.ShapesSource(split="train", seed=3, num_examples=20)
+  x, y = a[7], b[7]
+  for k in x:
+    assert np.array_equal(np.asarray(x[k]), np.asarray(y[k])), k
+  assert not np.array_equal(a[8]["image"], x["image"])
+  other_seed = shapes.ShapesSource(split="train", seed=4, num_examples=20)[7]
+  assert not np.array_equal(other_seed["image"], x["image"])
+  other_split = shapes.ShapesSource(split="validation", seed=3, num_examples=20)[7]
+  assert not np.array_equal(other_split["image"], x["image"])
 
 
 def test_speech_flag_does_not_change_other_fields():
-    on = shapes.ShapesSource(split="train", num_examples=5)[2]
-    off = shapes.ShapesSource(split="train", num_examples=5, speech=False)[2]
-    assert np.array_equal(on["image"], off["image"])
-    assert on["captions"] == off["captions"] and on["question"] == off["question"]
-    assert off["speech"].size == 0 and off["voice"] == -1
+  on = shapes.ShapesSource(split="train", num_examples=5)[2]
+  off = shapes.ShapesSource(split="train", num_examples=5, speech=False)[2]
+  assert np.array_equal(on["image"], off["image"])
+  assert on["captions"] == off["captions"] and on["question"] == off["question"]
+  assert off["speech"].size == 0 and off["voice"] == -1
 
 
 def test_captions_describe_the_objects_and_relation(quiet_examples):
-    for ex in quiet_examples:
-        objs, rel = truth(ex)
-        for c in ex["captions"]:
-            got_objs, got_rel = parse(c)
-            assert got_objs == objs, (c, objs)
-            assert same_relation(got_rel, rel), (c, rel)
+  for ex in quiet_examples:
+    objs, rel = truth(ex)
+    for c in ex["captions"]:
+      got_objs, got_rel = parse(c)
+      assert got_objs == objs, (c, objs)
+      assert same_relation(got_rel, rel), (c, rel)
 
 
 def test_negative_caption_contradicts_the_scene(quiet_examples):
-    kinds_seen = set()
-    for ex in quiet_examples:
-        neg = ex["negative_caption"]
-        assert neg not in ex["captions"]
-        objs, rel = truth(ex)
-        got_objs, got_rel = parse(neg)
-        wrong_objects = got_objs != objs
-        wrong_relation = not same_relation(got_rel, rel)
-        assert wrong_objects or wrong_relation, (neg, objs, rel)
-        if wrong_objects:
-            # One attribute of one object changed: same count, one object differs.
-            assert len(got_objs) == len(objs) and len(got_objs - objs) == 1, (neg, objs)
-        kinds_seen.add("object" if wrong_objects else "relation")
-    assert kinds_seen == {"relation", "object"}
+  kinds_seen = set()
+  for ex in quiet_examples:
+    neg = ex["negative_caption"]
+    assert neg not in ex["captions"]
+    objs, rel = truth(ex)
+    got_objs, got_rel = parse(neg)
+    wrong_objects = got_objs != objs
+    wrong_relation = not same_relation(got_rel, rel)
+    assert wrong_objects or wrong_relation, (neg, objs, rel)
+    if wrong_objects:
+      # One attribute of one object changed: same count, one object differs.
+      assert len(got_objs) == len(objs) and len(got_objs - objs) == 1, (neg, objs)
+    kinds_seen.add("object" if wrong_objects else "relation")
+  assert kinds_seen == {"relation", "object"}
 
 
 def test_relation_matches_positions(quiet_examples):
-    seen = set()
-    for ex in quiet_examples:
-        if ex["num_objects"] < 2:
-            assert ex["relation_label"] == -1
-            continue
-        (x0, y0), (x1, y1) = ex["objects"][0, 3:], ex["objects"][1, 3:]
-        dx, dy = int(x0) - int(x1), int(y0) - int(y1)
-        r = int(ex["relation_label"])
-        seen.add(r)
-        # left/right: horizontal offset dominates with the right sign; etc.
-        expected = {0: dx < 0 and abs(dx) > abs(dy), 1: dx > 0 and abs(dx) > abs(dy),
-                    2: dy < 0 and abs(dy) > abs(dx), 3: dy > 0 and abs(dy) > abs(dx)}[r]
-        assert expected, (r, dx, dy)
-    assert seen == {0, 1, 2, 3}
+  seen = set()
+  for ex in quiet_examples:
+    if ex["num_objects"] < 2:
+      assert ex["relation_label"] == -1
+      continue
+    (x0, y0), (x1, y1) = ex["objects"][0, 3:], ex["objects"][1, 3:]
+    dx, dy = int(x0) - int(x1), int(y0) - int(y1)
+    r = int(ex["relation_label"])
+    seen.add(r)
+    # left/right: horizontal offset dominates with the right sign; etc.
+    expected = {
+      0: dx < 0 and abs(dx) > abs(dy),
+      1: dx > 0 and abs(dx) > abs(dy),
+      2: dy < 0 and abs(dy) > abs(dx),
+      3: dy > 0 and abs(dy) > abs(dx),
+    }[r]
+    assert expected, (r, dx, dy)
+  assert seen == {0, 1, 2, 3}
 
 
 def test_objects_are_drawn_where_recorded(quiet_examples):
-    for ex in quiet_examples[:30]:
-        img = ex["image"].astype(int)
-        for shape, color, size, x, y in ex["objects"][:int(ex["num_objects"])]:
-            r = int(shapes.shapes_render.object_radius(int(size), 64))
-            patch = img[max(y - r, 0):y + r + 1, max(x - r, 0):x + r + 1]
-            close = np.abs(patch - shapes.shapes_render.PALETTE[color]).sum(-1) < 30
-            # The ring has a hole and the star thin arms, but all cover > 5 px.
-            assert close.sum() > 5, (shapes.SHAPES[shape], shapes.COLORS[color])
+  for ex in quiet_examples[:30]:
+    img = ex["image"].astype(int)
+    for shape, color, size, x, y in ex["objects"][: int(ex["num_objects"])]:
+      r = int(shapes.shapes_render.object_radius(int(size), 64))
+      patch = img[max(y - r, 0) : y + r + 1, max(x - r, 0) : x + r + 1]
+      close = np.abs(patch - shapes.shapes_render.PALETTE[color]).sum(-1) < 30
+      # The ring has a hole and the star thin arms, but all cover > 5 px.
+      assert close.sum() > 5, (shapes.SHAPES[shape], shapes.COLORS[color])
 
 
 def test_questions_are_answered_correctly(quiet_examples):
-    for ex in quiet_examples:
-        q, a = ex["question"], ex["answer"]
-        assert shapes.ANSWERS[int(ex["answer_label"])] == a
-        objs = ex["objects"][:int(ex["num_objects"])]
-        by_shape = {shapes.SHAPES[o[0]]: o for o in objs}
-        words = q.split()
-        if q == "how many objects are there":
-            assert a == shapes_text.NUMBERS[len(objs)]
-        elif q.startswith("what color is the"):
-            assert a == shapes.COLORS[by_shape[words[-1]][1]]
-        elif q.startswith("what size is the"):
-            assert a == shapes.SIZES[by_shape[words[-1]][2]]
-        elif q.startswith("is there a ") and len(words) == 4:
-            assert a == ("yes" if words[-1] in by_shape else "no")
-        elif q.startswith("is there"):
-            o = by_shape.get(words[-1])
-            assert a == ("yes" if o is not None and shapes.COLORS[o[1]] == words[-2] else "no")
-        elif q.startswith("what shape is the"):
-            assert shapes.COLORS[by_shape[a][1]] == words[-2]
+  for ex in quiet_examples:
+    q, a = ex["question"], ex["answer"]
+    assert shapes.ANSWERS[int(ex["answer_label"])] == a
+    objs = ex["objects"][: int(ex["num_objects"])]
+    by_shape = {shapes.SHAPES[o[0]]: o for o in objs}
+    words = q.split()
+    if q == "how many objects are there":
+      assert a == shapes_text.NUMBERS[len(objs)]
+    elif q.startswith("what color is the"):
+      assert a == shapes.COLORS[by_shape[words[-1]][1]]
+    elif q.startswith("what size is the"):
+      assert a == shapes.SIZES[by_shape[words[-1]][2]]
+    elif q.startswith("is there a ") and len(words) == 4:
+      assert a == ("yes" if words[-1] in by_shape else "no")
+    elif q.startswith("is there"):
+      o = by_shape.get(words[-1])
+      assert a == ("yes" if o is not None and shapes.COLORS[o[1]] == words[-2] else "no")
+    elif q.startswith("what shape is the"):
+      assert shapes.COLORS[by_shape[a][1]] == words[-2]
 
 
 def test_vocabulary_covers_all_text_and_canonical_words_are_common(quiet_examples):
-    vocab = set(shapes.vocabulary())
-    counts = {}
-    for ex in quiet_examples:
-        for text in ex["captions"] + [ex["negative_caption"], ex["question"], ex["answer"]]:
-            for w in text.split():
-                assert w in vocab, w
-                counts[w] = counts.get(w, 0) + 1
-    for w in shapes.SHAPES + shapes.COLORS + shapes.SIZES:
-        assert counts.get(w, 0) >= 20, (w, counts.get(w, 0))
+  vocab = set(shapes.vocabulary())
+  counts = {}
+  for ex in quiet_examples:
+    for text in ex["captions"] + [ex["negative_caption"], ex["question"], ex["answer"]]:
+      for w in text.split():
+        assert w in vocab, w
+        counts[w] = counts.get(w, 0) + 1
+  for w in shapes.SHAPES + shapes.COLORS + shapes.SIZES:
+    assert counts.get(w, 0) >= 20, (w, counts.get(w, 0))
 
 
 def test_class_skew_makes_train_long_tailed():
-    skewed = shapes.ShapesSource(split="train", speech=False, class_skew=1.5)
-    flat = shapes.ShapesSource(split="validation", speech=False, class_skew=1.5)
-    n = 400
-    c_skew = np.bincount([int(skewed[i]["label"]) for i in range(n)], minlength=8)
-    c_flat = np.bincount([int(flat[i]["label"]) for i in range(n)], minlength=8)
-    assert c_skew[0] > 4 * max(c_skew[7], 1)        # expected ratio 8**1.5 ~ 23
-    assert c_flat.max() < 3 * max(c_flat.min(), 1)   # other splits stay balanced
+  skewed = shapes.ShapesSource(split="train", speech=False, class_skew=1.5)
+  flat = shapes.ShapesSource(split="validation", speech=False, class_skew=1.5)
+  n = 400
+  c_skew = np.bincount([int(skewed[i]["label"]) for i in range(n)], minlength=8)
+  c_flat = np.bincount([int(flat[i]["label"]) for i in range(n)], minlength=8)
+  assert c_skew[0] > 4 * max(c_skew[7], 1)  # expected ratio 8**1.5 ~ 23
+  assert c_flat.max() < 3 * max(c_flat.min(), 1)  # other splits stay balanced
 
 
 def test_domain_1_has_textured_background():
-    stats = {}
-    for d in (0, 1):
-        src = shapes.ShapesSource(split="train", speech=False, domain=d)
-        corners = np.stack([src[i]["image"][:6, :6].reshape(-1, 3) for i in range(20)])
-        stats[d] = corners.astype(float).std(axis=1).mean()
-        assert src[0]["domain"] == d
-    assert stats[0] < 1.0 < 5.0 < stats[1]
+  stats = {}
+  for d in (0, 1):
+    src = shapes.ShapesSource(split="train", speech=False, domain=d)
+    corners = np.stack([src[i]["image"][:6, :6].reshape(-1, 3) for i in range(20)])
+    stats[d] = corners.astype(float).std(axis=1).mean()
+    assert src[0]["domain"] == d
+  assert stats[0] < 1.0 < 5.0 < stats[1]
 
 
 def test_speech_fields_and_holdout_voices():
-    lengths = []
-    for split, pool in (("train", speech.TRAIN_VOICES), ("test", speech.TEST_VOICES)):
-        src = shapes.ShapesSource(split=split, num_examples=100)
-        for i in range(6):
-            ex = src[i]
-            assert speech.ALL_VOICES[int(ex["voice"])] in pool
-            wav = ex["speech"]
-            assert 0.3 * 16000 < wav.size <= 4.0 * 16000
-            assert np.sqrt(np.mean(wav ** 2)) > 0.01 and np.abs(wav).max() <= 1.0
-            k = int(ex["speech_caption_index"])
-            assert 0 <= k < 5
-            lengths.append(wav.size)
-    assert len(set(lengths)) > 1
-    all_src = shapes.ShapesSource(split="test", holdout_voices=False)
-    assert set(all_src.voice_ids) == set(range(len(speech.ALL_VOICES)))
+  lengths = []
+  for split, pool in (("train", speech.TRAIN_VOICES), ("test", speech.TEST_VOICES)):
+    src = shapes.ShapesSource(split=split, num_examples=100)
+    for i in range(6):
+      ex = src[i]
+      assert speech.ALL_VOICES[int(ex["voice"])] in pool
+      wav = ex["speech"]
+      assert 0.3 * 16000 < wav.size <= 4.0 * 16000
+      assert np.sqrt(np.mean(wav**2)) > 0.01 and np.abs(wav).max() <= 1.0
+      k = int(ex["speech_caption_index"])
+      assert 0 <= k < 5
+      lengths.append(wav.size)
+  assert len(set(lengths)) > 1
+  all_src = shapes.ShapesSource(split="test", holdout_voices=False)
+  assert set(all_src.voice_ids) == set(range(len(speech.ALL_VOICES)))
 
 
-@pytest.mark.parametrize("option,value", [
-    ("split", "dev"), ("seed", -1), ("num_examples", 0), ("image_size", 8),
-    ("min_objects", 0), ("max_objects", 4), ("domain", 2), ("class_skew", -1.0),
-    ("num_captions", 0), ("sample_rate", 10), ("max_speech_seconds", 0.0),
-    ("noise_snr_db", (30, 10)), ("speech_rates", (50, 60)),
-])
+@pytest.mark.parametrize(
+  "option,value",
+  [
+    ("split", "dev"),
+    ("seed", -1),
+    ("num_examples", 0),
+    ("image_size", 8),
+    ("min_objects", 0),
+    ("max_objects", 4),
+    ("domain", 2),
+    ("class_skew", -1.0),
+    ("num_captions", 0),
+    ("sample_rate", 10),
+    ("max_speech_seconds", 0.0),
+    ("noise_snr_db", (30, 10)),
+    ("speech_rates", (50, 60)),
+  ],
+)
 def test_bad_options_raise_naming_the_option(option, value):
-    with pytest.raises(ValueError, match=option):
-        shapes.ShapesSource(**{option: value})
+  with pytest.raises(ValueError, match=option):
+    shapes.ShapesSource(**{option: value})
 
 
 def test_object_count_options():
-    src = shapes.ShapesSource(split="train", speech=False, min_objects=2, max_objects=2)
-    assert {int(src[i]["num_objects"]) for i in range(20)} == {2}
-    assert src[0]["objects"].shape == (2, 5)
+  src = shapes.ShapesSource(split="train", speech=False, min_objects=2, max_objects=2)
+  assert {int(src[i]["num_objects"]) for i in range(20)} == {2}
+  assert src[0]["objects"].shape == (2, 5)
 
 
 def test_grain_pipeline_reads_the_source():
-    grain = pytest.importorskip("grain")
-    src = shapes.ShapesSource(split="validation", speech=False, num_examples=8)
-    ds = grain.MapDataset.source(src).map(lambda ex: ex["image"])
-    assert np.array_equal(ds[5], src[5]["image"])
+  grain = pytest.importorskip("grain")
+  src = shapes.ShapesSource(split="validation", speech=False, num_examples=8)
+  ds = grain.MapDataset.source(src).map(lambda ex: ex["image"])
+  assert np.array_equal(ds[5], src[5]["image"])
 
 
 def test_tfds_round_trip_matches_source(tmp_path):
-    tfds = pytest.importorskip("tensorflow_datasets")
-    from cmjax.data import shapes_tfds
+  tfds = pytest.importorskip("tensorflow_datasets")
+  from cmjax.data import shapes_tfds
 
-    opts = dict(num_examples=4, seed=5, max_speech_seconds=3.0)
-    builder = shapes_tfds.prepare_shapes_tfds(str(tmp_path), **opts)
-    by_builder = builder.as_data_source()
-    by_name = tfds.data_source(f"shapes/{builder.builder_config.name}", data_dir=str(tmp_path))
-    for split in shapes.SPLITS:
-        src = shapes.ShapesSource(split=split, **opts)
-        assert len(by_builder[split]) == len(by_name[split]) == 4
-        for i in range(4):
-            rec, ref = by_name[split][i], src[i]
-            assert int(rec["index"]) == i
-            assert np.array_equal(rec["image"], ref["image"])
-            assert np.array_equal(rec["speech"], ref["speech"])
-            assert np.array_equal(rec["objects"], ref["objects"])
-            assert [c.decode() for c in rec["captions"]] == ref["captions"]
-            assert rec["negative_caption"].decode() == ref["negative_caption"]
-            for k in ("label", "color_label", "relation_label", "voice", "answer_label"):
-                assert int(rec[k]) == int(ref[k]), k
-    with pytest.raises(ValueError, match="split"):
-        shapes_tfds.prepare_shapes_tfds(str(tmp_path), split="train")
+  opts = dict(num_examples=4, seed=5, max_speech_seconds=3.0)
+  builder = shapes_tfds.prepare_shapes_tfds(str(tmp_path), **opts)
+  by_builder = builder.as_data_source()
+  by_name = tfds.data_source(f"shapes/{builder.builder_config.name}", data_dir=str(tmp_path))
+  for split in shapes.SPLITS:
+    src = shapes.ShapesSource(split=split, **opts)
+    assert len(by_builder[split]) == len(by_name[split]) == 4
+    for i in range(4):
+      rec, ref = by_name[split][i], src[i]
+      assert int(rec["index"]) == i
+      assert np.array_equal(rec["image"], ref["image"])
+      assert np.array_equal(rec["speech"], ref["speech"])
+      assert np.array_equal(rec["objects"], ref["objects"])
+      assert [c.decode() for c in rec["captions"]] == ref["captions"]
+      assert rec["negative_caption"].decode() == ref["negative_caption"]
+      for k in ("label", "color_label", "relation_label", "voice", "answer_label"):
+        assert int(rec[k]) == int(ref[k]), k
+  with pytest.raises(ValueError, match="split"):
+    shapes_tfds.prepare_shapes_tfds(str(tmp_path), split="train")

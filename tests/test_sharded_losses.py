@@ -13,9 +13,13 @@ from tests import helpers
 @pytest.fixture(scope="module")
 def result():
   proc = subprocess.run(
-      [sys.executable, os.path.join(helpers.ROOT, "tests", "sharded_losses_check.py")],
-      env=helpers.subprocess_env(), capture_output=True, text=True, timeout=600,
-      cwd=helpers.ROOT)
+    [sys.executable, os.path.join(helpers.ROOT, "tests", "sharded_losses_check.py")],
+    env=helpers.subprocess_env(),
+    capture_output=True,
+    text=True,
+    timeout=600,
+    cwd=helpers.ROOT,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   return json.loads(proc.stdout.strip().splitlines()[-1])
 

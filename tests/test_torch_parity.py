@@ -39,7 +39,8 @@ def test_same_loss_and_updates_for_same_weights(stem):
 
   steps = 4
   torch_step = torch_reference.TrainStep(
-      model, config.optim, torch_reference.schedule_values(jax_step.schedule, steps).__getitem__)
+    model, config.optim, torch_reference.schedule_values(jax_step.schedule, steps).__getitem__
+  )
   jax_losses, torch_losses = [], []
   for _ in range(steps):
     jax_step.run(1)
@@ -51,14 +52,18 @@ def test_same_loss_and_updates_for_same_weights(stem):
 
   # After the updates, the weights are the same too.
   params = jax.tree.map(np.asarray, jax_step.state.params)
-  np.testing.assert_allclose(model.logit_scale.detach().numpy(), params["logit_scale"],
-                             rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(model.text_proj.weight.detach().numpy().T,
-                             params["text_proj"]["kernel"], rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(
-      model.image_encoder.encoder.blocks[0].fc1.weight.detach().numpy().T,
-      params["image_encoder"]["transformer"]["block0"]["mlp"]["fc1"]["kernel"],
-      rtol=1e-4, atol=1e-5)
+    model.logit_scale.detach().numpy(), params["logit_scale"], rtol=1e-5, atol=1e-6
+  )
+  np.testing.assert_allclose(
+    model.text_proj.weight.detach().numpy().T, params["text_proj"]["kernel"], rtol=1e-4, atol=1e-5
+  )
+  np.testing.assert_allclose(
+    model.image_encoder.encoder.blocks[0].fc1.weight.detach().numpy().T,
+    params["image_encoder"]["transformer"]["block0"]["mlp"]["fc1"]["kernel"],
+    rtol=1e-4,
+    atol=1e-5,
+  )
 
 
 def test_analytic_flops_match_xla_for_the_dense_part():
@@ -68,6 +73,7 @@ def test_analytic_flops_match_xla_for_the_dense_part():
   batch = throughput_sizes.random_batch(config)
   compiled = step_timing.CompiledStep(config, batch, warm_up=False).compiled()
   from cmjax import perf  # pylint: disable=g-import-not-at-top
+
   xla = perf.compiled_flops(compiled)
   analytic = throughput_sizes.model_flops_per_step(config)
   assert xla is not None

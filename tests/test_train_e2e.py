@@ -26,11 +26,18 @@ def test_tiny_run_writes_metrics_checkpoints_and_events(tiny_run):
   with open(os.path.join(workdir, "metrics.json")) as f:
     m = json.load(f)
   assert m["step"] == helpers.load_config("shapes_contrastive.py", "tiny").total_steps
-  for key in ("zeroshot/shape_accuracy", "zeroshot/color_accuracy",
-              "retrieval/image_to_text/R@5", "retrieval/text_to_image/medr",
-              "retrieval/image_to_audio/R@5", "retrieval/text_to_audio/R@1",
-              "retrieval/image_text/rsum", "train/loss", "train/examples_per_s",
-              "train/mfu"):
+  for key in (
+    "zeroshot/shape_accuracy",
+    "zeroshot/color_accuracy",
+    "retrieval/image_to_text/R@5",
+    "retrieval/text_to_image/medr",
+    "retrieval/image_to_audio/R@5",
+    "retrieval/text_to_audio/R@1",
+    "retrieval/image_text/rsum",
+    "train/loss",
+    "train/examples_per_s",
+    "train/mfu",
+  ):
     assert key in m, key
     assert np.isfinite(m[key]), key
   assert os.listdir(os.path.join(workdir, "tensorboard"))
@@ -50,12 +57,15 @@ def test_workdir_of_a_different_model_is_refused(tiny_run):
   assert "different model" in proc.stderr and "embed_dim" in proc.stderr
 
 
-@pytest.mark.parametrize("override, message", [
+@pytest.mark.parametrize(
+  "override, message",
+  [
     ("--config.batch_size=-4", "batch_size"),
     ("--config.model.name=vit_huge", "model.name"),
     ("--config.bacth_size=4", "bacth_size"),
     ("--config.data.image_size=60", "image_size"),
-])
+  ],
+)
 def test_bad_config_stops_with_a_message_naming_the_key(tmp_path, override, message):
   proc = helpers.run_train(str(tmp_path), TINY, override, check=False)
   assert proc.returncode != 0
@@ -69,9 +79,14 @@ def test_kill_at_a_random_moment_then_resume_gives_identical_params(tmp_path):
 
   killed = str(tmp_path / "killed")
   rng = np.random.default_rng(int(time.time()))
-  proc = subprocess.Popen(helpers.train_cmd(killed, arg, "--config.checkpoint_every_steps=2"),
-                          env=helpers.subprocess_env(), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, cwd=helpers.ROOT)
+  proc = subprocess.Popen(
+    helpers.train_cmd(killed, arg, "--config.checkpoint_every_steps=2"),
+    env=helpers.subprocess_env(),
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+    cwd=helpers.ROOT,
+  )
   for line in proc.stdout:  # wait until training is under way
     if line.startswith("[2/"):
       break
@@ -80,6 +95,7 @@ def test_kill_at_a_random_moment_then_resume_gives_identical_params(tmp_path):
   proc.wait()
   assert not os.path.exists(os.path.join(killed, "metrics.json")), "finished before the kill"
   from cmjax import checkpoint
+
   survived = checkpoint.list_steps(killed)  # finalised steps only, no *.tmp folders
 
   out = helpers.run_train(killed, arg, "--config.checkpoint_every_steps=2")
@@ -94,9 +110,13 @@ def test_kill_at_a_random_moment_then_resume_gives_identical_params(tmp_path):
 def test_sigterm_saves_a_checkpoint_before_exit(tmp_path):
   workdir = str(tmp_path)
   proc = subprocess.Popen(
-      helpers.train_cmd(workdir, TINY + ",steps=400", "--config.checkpoint_every_steps=1000"),
-      env=helpers.subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-      text=True, cwd=helpers.ROOT)
+    helpers.train_cmd(workdir, TINY + ",steps=400", "--config.checkpoint_every_steps=1000"),
+    env=helpers.subprocess_env(),
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+    cwd=helpers.ROOT,
+  )
   for line in proc.stdout:
     if line.startswith("[4/"):
       break
@@ -105,5 +125,6 @@ def test_sigterm_saves_a_checkpoint_before_exit(tmp_path):
   assert proc.wait(timeout=120) == 0
   assert "SIGTERM: saved a checkpoint" in rest
   from cmjax import checkpoint
+
   steps = checkpoint.list_steps(workdir)
   assert steps and 4 <= steps[-1] < 400

@@ -23,27 +23,33 @@ def test_batchnorm_state_is_trained_checkpointed_and_used_in_eval(tmp_path):
   assert np.isfinite(m["train/loss"]) and np.isfinite(m["retrieval/image_to_text/R@5"])
   steps = helpers.load_config("shapes_contrastive.py", "tiny").total_steps
   state = ocp.StandardCheckpointer().restore(
-      os.path.join(workdir, "checkpoints", str(steps), "state"))
+    os.path.join(workdir, "checkpoints", str(steps), "state")
+  )
   stats = state["model_state"]["batch_stats"]["image_encoder"]
   # Running means start at 0 and variances at 1; training moved them.
   assert float(np.max(np.abs(stats["stem_norm"]["mean"]))) > 1e-3
   assert float(np.max(np.abs(stats["stem_norm"]["var"] - 1))) > 1e-3
   # load_trained hands back params and batch_stats together.
   from cmjax import trainer
+
   config = helpers.load_config("shapes_contrastive.py", "tiny,image=resnet_bn,text=gru,audio=cnn")
   _, variables, step = trainer.load_trained(config, workdir)
   assert step == steps and set(variables) == {"params", "batch_stats"}
   np.testing.assert_array_equal(
-      jax.device_get(variables["batch_stats"]["image_encoder"]["stem_norm"]["mean"]),
-      stats["stem_norm"]["mean"])
+    jax.device_get(variables["batch_stats"]["image_encoder"]["stem_norm"]["mean"]),
+    stats["stem_norm"]["mean"],
+  )
 
 
 def test_video_text_run_reports_video_retrieval(tmp_path):
   workdir = str(tmp_path)
   proc = helpers.run_train(workdir, "shapes_video.py:tiny,video=tubelet_vit")
   m = _metrics(workdir)
-  for key in ("retrieval/video_to_text/R@5", "retrieval/text_to_video/R@5",
-              "retrieval/video_text/rsum"):
+  for key in (
+    "retrieval/video_to_text/R@5",
+    "retrieval/text_to_video/R@5",
+    "retrieval/video_text/rsum",
+  ):
     assert np.isfinite(m[key]), key
   assert not any(k.startswith("retrieval/image") for k in m)
   assert "Model contrastive" in proc.stdout
@@ -52,6 +58,7 @@ def test_video_text_run_reports_video_retrieval(tmp_path):
 def test_unknown_encoder_variant_is_refused_with_the_choices(tmp_path):
   proc = helpers.run_train(str(tmp_path), "shapes_contrastive.py:tiny,image=vgg", check=False)
   assert proc.returncode != 0 and "image='vgg'" in proc.stderr and "resnet_bn" in proc.stderr
-  proc = helpers.run_train(str(tmp_path), "shapes_contrastive.py:tiny",
-                           "--config.model.image.name=resnet", check=False)
+  proc = helpers.run_train(
+    str(tmp_path), "shapes_contrastive.py:tiny", "--config.model.image.name=resnet", check=False
+  )
   assert proc.returncode != 0 and "patch_size" in proc.stderr

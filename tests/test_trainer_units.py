@@ -3,7 +3,6 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 import pytest
 
 from cmjax import experiment, optimizer
@@ -55,11 +54,14 @@ def test_sgd_follows_the_momentum_and_l2_formula(tiny):
   tiny.optim.momentum = 0.5
   tx, schedule = optimizer.make_optimizer(tiny.optim, total_steps=100, warmup_steps=0)
   rng = np.random.default_rng(0)
-  params = {"w": jnp.asarray(rng.normal(size=(3, 2)), jnp.float32),
-            "b": jnp.asarray(rng.normal(size=(2,)), jnp.float32)}
-  grads = [jax.tree_util.tree_map(lambda p: jnp.asarray(rng.normal(size=p.shape),
-                                                        jnp.float32), params)
-           for _ in range(2)]
+  params = {
+    "w": jnp.asarray(rng.normal(size=(3, 2)), jnp.float32),
+    "b": jnp.asarray(rng.normal(size=(2,)), jnp.float32),
+  }
+  grads = [
+    jax.tree_util.tree_map(lambda p: jnp.asarray(rng.normal(size=p.shape), jnp.float32), params)
+    for _ in range(2)
+  ]
   state = tx.init(params)
   p, ref, velocity = params, {k: np.asarray(v) for k, v in params.items()}, None
   for step, g in enumerate(grads):
@@ -92,7 +94,9 @@ def test_batch_size_must_divide_over_devices(tiny):
 
 def test_unknown_objective_is_refused(tiny):
   tiny.objectives.contrastive.type = "triplet"
-  with pytest.raises(ValueError, match="unknown objective 'triplet'.*config.objectives.contrastive.type"):
+  with pytest.raises(
+    ValueError, match="unknown objective 'triplet'.*config.objectives.contrastive.type"
+  ):
     experiment.validate_config(tiny, num_devices=1)
 
 
@@ -101,4 +105,3 @@ def test_an_old_style_loss_entry_says_what_replaced_it(tiny):
   tiny.loss = dict(name="clip")
   with pytest.raises(ValueError, match="config.loss was replaced by config.objectives"):
     experiment.validate_config(tiny, num_devices=1)
-

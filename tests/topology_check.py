@@ -14,8 +14,9 @@ import json
 import os
 import sys
 
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                           " --xla_force_host_platform_device_count=8")
+os.environ["XLA_FLAGS"] = (
+  os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+)
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
@@ -30,10 +31,10 @@ from tests.multidevice_step import split_axes  # noqa: E402
 
 SAVED_ON = {"data": 2, "fsdp": 4}
 TARGETS = {  # name: (mesh, number of devices)
-    "1 device": ({}, 1),
-    "2 devices, data parallel": ({"data": 2}, 2),
-    "4 devices, fsdp": ({"fsdp": 4}, 4),
-    "8 devices, data=4 model=2": ({"data": 4, "model": 2}, 8),
+  "1 device": ({}, 1),
+  "2 devices, data parallel": ({"data": 2}, 2),
+  "4 devices, fsdp": ({"fsdp": 4}, 4),
+  "8 devices, data=4 model=2": ({"data": 4, "model": 2}, 8),
 }
 
 
@@ -74,8 +75,7 @@ def main():
     loader.close()
     restored_axes = split_axes(state.params)
     _, losses = train(state, step, data_iter, mesh, 2)
-    out[name] = {"step": at, "losses": losses, "reference": reference,
-                 "param_axes": restored_axes}
+    out[name] = {"step": at, "losses": losses, "reference": reference, "param_axes": restored_axes}
   print(json.dumps(out))
 
 

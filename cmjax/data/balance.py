@@ -18,8 +18,9 @@ def balanced_class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
   """float32 `[num_classes]`: n / (num_classes * count_c), as scikit-learn's
   `compute_class_weight('balanced')`; a class with no examples gets weight 0."""
   counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-  weights = np.divide(len(labels), num_classes * counts, out=np.zeros_like(counts),
-                      where=counts > 0)
+  weights = np.divide(
+    len(labels), num_classes * counts, out=np.zeros_like(counts), where=counts > 0
+  )
   return weights.astype(np.float32)
 
 

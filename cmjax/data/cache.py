@@ -42,23 +42,23 @@ _RAGGED = ("speech",)  # 1-D fields whose length varies between examples
 
 
 def default_cache_dir() -> str:
-  return os.environ.get("CMJAX_CACHE_DIR",
-                        os.path.join(os.path.expanduser("~"), ".cache", "cmjax"))
+  return os.environ.get("CMJAX_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "cmjax"))
 
 
 def cache_key(name: str, options: dict) -> str:
-  blob = json.dumps({"name": name, "version": _VERSION, **options}, sort_keys=True,
-                    default=str)
+  blob = json.dumps({"name": name, "version": _VERSION, **options}, sort_keys=True, default=str)
   return f"{name}-{hashlib.sha1(blob.encode()).hexdigest()[:16]}"
 
 
 def _is_text(value: Any) -> bool:
   return isinstance(value, str) or (
-      isinstance(value, list) and all(isinstance(v, str) for v in value))
+    isinstance(value, list) and all(isinstance(v, str) for v in value)
+  )
 
 
-def write_part(source: Any, start: int, stop: int, directory: str,
-               progress_every: int = 16) -> None:
+def write_part(
+  source: Any, start: int, stop: int, directory: str, progress_every: int = 16
+) -> None:
   """Writes examples `start..stop-1` of `source` into `directory` (one part)."""
   os.makedirs(directory, exist_ok=True)
   n = stop - start
@@ -84,8 +84,11 @@ def write_part(source: Any, start: int, stop: int, directory: str,
           kinds[key] = "array"
           value = np.asarray(value)
           arrays[key] = np.lib.format.open_memmap(
-              os.path.join(directory, f"{key}.npy"), mode="w+", dtype=value.dtype,
-              shape=(n,) + value.shape)
+            os.path.join(directory, f"{key}.npy"),
+            mode="w+",
+            dtype=value.dtype,
+            shape=(n,) + value.shape,
+          )
     row = {}
     for key, kind in kinds.items():
       if kind == "array":
@@ -121,8 +124,13 @@ def _read_progress(path: str) -> int:
     return 0
 
 
-def materialize(factory: Callable[[], Any], directory: str, *,
-                num_workers: int | None = None, description: str = "") -> str:
+def materialize(
+  factory: Callable[[], Any],
+  directory: str,
+  *,
+  num_workers: int | None = None,
+  description: str = "",
+) -> str:
   """Writes every example of `factory()` (a random-access source) into `directory`.
 
   `factory` must be picklable (e.g. a `functools.partial` of the source class);
@@ -141,20 +149,32 @@ def materialize(factory: Callable[[], Any], directory: str, *,
   with open(os.path.join(tmp, "factory.pkl"), "wb") as f:
     pickle.dump(factory, f)
 
-  bar = tqdm.tqdm(total=n, desc=description or os.path.basename(directory),
-                  unit="ex", file=sys.stderr, mininterval=2.0)
+  bar = tqdm.tqdm(
+    total=n,
+    desc=description or os.path.basename(directory),
+    unit="ex",
+    file=sys.stderr,
+    mininterval=2.0,
+  )
   package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   env = dict(os.environ)
   env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
   procs = []
   try:
     for k, (a, b) in enumerate(parts):
-      procs.append(subprocess.Popen(
+      procs.append(
+        subprocess.Popen(
           [sys.executable, "-m", "cmjax.data.cache", tmp, str(k), str(a), str(b)],
-          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+          env=env,
+          stdout=subprocess.DEVNULL,
+          stderr=subprocess.PIPE,
+          text=True,
+        )
+      )
     while True:
-      done = sum(_read_progress(os.path.join(tmp, f"part-{k}", "progress"))
-                 for k in range(len(parts)))
+      done = sum(
+        _read_progress(os.path.join(tmp, f"part-{k}", "progress")) for k in range(len(parts))
+      )
       bar.update(done - bar.n)
       if all(p.poll() is not None for p in procs):
         break
@@ -162,8 +182,10 @@ def materialize(factory: Callable[[], Any], directory: str, *,
     failed = [(k, p) for k, p in enumerate(procs) if p.returncode != 0]
     if failed:
       k, p = failed[0]
-      raise RuntimeError(f"Generating {directory} failed in worker {k} "
-                         f"(exit {p.returncode}):\n{p.stderr.read()[-3000:]}")
+      raise RuntimeError(
+        f"Generating {directory} failed in worker {k} "
+        f"(exit {p.returncode}):\n{p.stderr.read()[-3000:]}"
+      )
   finally:
     bar.close()
     for p in procs:
@@ -192,8 +214,9 @@ class _Part:
         path = os.path.join(directory, f"{key}.bin")
         dtype = np.dtype(meta["ragged_dtypes"][key])
         # np.memmap refuses empty files (e.g. speech switched off).
-        self.flat[key] = (np.memmap(path, dtype=dtype, mode="r")
-                          if os.path.getsize(path) else np.zeros((0,), dtype))
+        self.flat[key] = (
+          np.memmap(path, dtype=dtype, mode="r") if os.path.getsize(path) else np.zeros((0,), dtype)
+        )
         self.offsets[key] = np.load(os.path.join(directory, f"{key}.offsets.npy"))
     with open(os.path.join(directory, "text.json")) as f:
       self.texts = json.load(f)
@@ -201,7 +224,7 @@ class _Part:
   def get(self, i: int) -> dict:
     out = {k: np.array(a[i]) if a.ndim > 1 else a[i] for k, a in self.arrays.items()}
     for key, flat in self.flat.items():
-      out[key] = np.array(flat[self.offsets[key][i]:self.offsets[key][i + 1]])
+      out[key] = np.array(flat[self.offsets[key][i] : self.offsets[key][i + 1]])
     out.update(self.texts[i])
     return out
 
@@ -219,8 +242,7 @@ class CachedSource:
       meta = json.load(f)
     self._n = meta["num_examples"]
     self._starts = [a for a, _ in meta["parts"]]
-    self._parts = [_Part(os.path.join(directory, f"part-{k}"))
-                   for k in range(len(meta["parts"]))]
+    self._parts = [_Part(os.path.join(directory, f"part-{k}")) for k in range(len(meta["parts"]))]
 
   def __getstate__(self):
     return {"directory": self.directory}
@@ -234,8 +256,10 @@ class CachedSource:
   def column(self, key: str) -> np.ndarray:
     """A fixed-shape field of every example, `[n, ...]`, without reading the others."""
     if key not in self._parts[0].arrays:
-      raise KeyError(f"{key!r} is not a fixed-shape field of {self.directory}; it has "
-                     f"{sorted(self._parts[0].arrays)}")
+      raise KeyError(
+        f"{key!r} is not a fixed-shape field of {self.directory}; it has "
+        f"{sorted(self._parts[0].arrays)}"
+      )
     return np.concatenate([np.asarray(p.arrays[key]) for p in self._parts])
 
   def __repr__(self) -> str:

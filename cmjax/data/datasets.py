@@ -31,7 +31,9 @@ def _import_builtin_datasets() -> None:
   pass  # the built-in datasets below register themselves when this module loads
 
 
-DATASETS = Registry("dataset", config_key="config.data.name", load_builtins=_import_builtin_datasets)
+DATASETS = Registry(
+  "dataset", config_key="config.data.name", load_builtins=_import_builtin_datasets
+)
 register = DATASETS.register
 
 
@@ -57,7 +59,9 @@ class Dataset:
     """Classes of label `key` (raises naming the dataset's labels if it has none)."""
     labels = self.spec.labels
     if key not in labels:
-      raise ValueError(f"dataset {self.spec.dataset!r} has no label {key!r}; it has {sorted(labels)}")
+      raise ValueError(
+        f"dataset {self.spec.dataset!r} has no label {key!r}; it has {sorted(labels)}"
+      )
     return labels[key]
 
 
@@ -93,8 +97,8 @@ class GeneratedDataset(Dataset):
     unknown = [k for k in data_config.get("extras", ()) if k not in self.available_extras]
     if unknown:
       raise ValueError(
-          f"config.data.extras has {unknown}, which dataset {self.name!r} does not have; "
-          f"it has {sorted(self.available_extras)}"
+        f"config.data.extras has {unknown}, which dataset {self.name!r} does not have; "
+        f"it has {sorted(self.available_extras)}"
       )
     self.extras = tuple(data_config.get("extras", ()))
     self.tokenizer = records.make_tokenizer(data_config)
@@ -120,13 +124,13 @@ class GeneratedDataset(Dataset):
     for key in list(self.label_classes) + list(self.extras):
       features[key] = spec_lib.Feature((), "int32")
     return spec_lib.ElementSpec(
-        dataset=self.name,
-        modalities=tuple(modalities),
-        features=features,
-        labels=dict(self.label_classes),
-        extras={k: self.available_extras[k] for k in self.extras},
-        vocab_size=self.tokenizer.vocab_size if self.has_text else 0,
-        sample_rate=int(data.sample_rate) if data.speech else 0,
+      dataset=self.name,
+      modalities=tuple(modalities),
+      features=features,
+      labels=dict(self.label_classes),
+      extras={k: self.available_extras[k] for k in self.extras},
+      vocab_size=self.tokenizer.vocab_size if self.has_text else 0,
+      sample_rate=int(data.sample_rate) if data.speech else 0,
     )
 
   def source(self, split, *, seed, num_examples=None, **overrides):
@@ -134,21 +138,23 @@ class GeneratedDataset(Dataset):
     options.update(overrides)
     if num_examples is None:
       num_examples = (
-          self.config.get("num_train") if split == "train" else self.default_num_examples[split]
+        self.config.get("num_train") if split == "train" else self.default_num_examples[split]
       )
-    return records.generated_source(self.config, self.source_cls, split, seed, num_examples, options)
+    return records.generated_source(
+      self.config, self.source_cls, split, seed, num_examples, options
+    )
 
   def preprocess(self, train=True):
     data = self.config
     return records.Preprocess(
-        self.tokenizer,
-        data.get("max_text_len", 0),
-        records.max_audio_samples(data),
-        data["speech"],
-        with_video=records.has_video(data),
-        text_field=records.text_field(data) if self.has_text else None,
-        label_keys=tuple(self.label_classes) + self.extras,
-        max_shift=int(data.get("augment_shift", 0)) if train else 0,
+      self.tokenizer,
+      data.get("max_text_len", 0),
+      records.max_audio_samples(data),
+      data["speech"],
+      with_video=records.has_video(data),
+      text_field=records.text_field(data) if self.has_text else None,
+      label_keys=tuple(self.label_classes) + self.extras,
+      max_shift=int(data.get("augment_shift", 0)) if train else 0,
     )
 
 
@@ -157,15 +163,23 @@ class ShapesDataset(GeneratedDataset):
   """The procedural tri-modal scenes of `cmjax.data.shapes`."""
 
   option_keys = (
-      "image_size", "min_objects", "max_objects", "domain", "class_skew", "speech",
-      "sample_rate", "max_speech_seconds", "video_frames", "video_size",
+    "image_size",
+    "min_objects",
+    "max_objects",
+    "domain",
+    "class_skew",
+    "speech",
+    "sample_rate",
+    "max_speech_seconds",
+    "video_frames",
+    "video_size",
   )
   label_classes = {"label": 8, "shape_label": 8, "color_label": 8, "size_label": 2}
   available_extras = {
-      "answer_label": "index of the answer to `question` in shapes_text.ANSWERS",
-      "relation_label": "object 0 vs object 1 (shapes_text.RELATIONS index), -1 if one object",
-      "num_objects": "objects in the scene",
-      "domain": "visual domain (0 plain, 1 textured)",
+    "answer_label": "index of the answer to `question` in shapes_text.ANSWERS",
+    "relation_label": "object 0 vs object 1 (shapes_text.RELATIONS index), -1 if one object",
+    "num_objects": "objects in the scene",
+    "domain": "visual domain (0 plain, 1 textured)",
   }
 
   @property
@@ -186,7 +200,13 @@ class AVDigitsDataset(GeneratedDataset):
   """Handwritten digits paired with spoken digit names (`cmjax.data.av_digits`)."""
 
   option_keys = (
-      "image_size", "image_noise", "occlusion", "speech", "sample_rate", "snr_db", "class_skew",
+    "image_size",
+    "image_noise",
+    "occlusion",
+    "speech",
+    "sample_rate",
+    "snr_db",
+    "class_skew",
   )
   label_classes = {"label": 10}
   available_extras = {"digit_index": "row of the digit in scikit-learn's digits"}

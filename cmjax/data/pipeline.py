@@ -11,12 +11,12 @@ from __future__ import annotations
 import grain
 import numpy as np
 
-from cmjax.data import balance
-from cmjax.data import datasets
+from cmjax.data import balance, datasets
 
 
-def train_dataset(config, dataset=None, *, process_index: int = 0, process_count: int = 1,
-                  source=None) -> grain.IterDataset:
+def train_dataset(
+  config, dataset=None, *, process_index: int = 0, process_count: int = 1, source=None
+) -> grain.IterDataset:
   """Infinite, shuffled, batched per-host training stream (`config.batch_size` global).
 
   Process `process_index` of `process_count` yields rows
@@ -27,8 +27,9 @@ def train_dataset(config, dataset=None, *, process_index: int = 0, process_count
   if dataset is None:
     dataset = datasets.build(data)
   if config.batch_size % process_count:
-    raise ValueError(f"batch_size={config.batch_size} is not divisible by the "
-                     f"{process_count} processes.")
+    raise ValueError(
+      f"batch_size={config.batch_size} is not divisible by the {process_count} processes."
+    )
   local_batch = config.batch_size // process_count
   if source is None:
     source = dataset.source("train", seed=config.seed)
@@ -45,11 +46,11 @@ def train_dataset(config, dataset=None, *, process_index: int = 0, process_count
   ds = grain.MapDataset.source(source).seed(config.seed).shuffle().repeat(None)
   ds = ds.random_map(dataset.preprocess(train=True))
   ds = ds.batch(local_batch, drop_remainder=True)[process_index::process_count]
-  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=1,
-                                            prefetch_buffer_size=4))
+  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=4))
   if data.get("num_workers", 0) > 0:
-    it = it.mp_prefetch(grain.MultiprocessingOptions(
-        num_workers=data.num_workers, per_worker_buffer_size=2))
+    it = it.mp_prefetch(
+      grain.MultiprocessingOptions(num_workers=data.num_workers, per_worker_buffer_size=2)
+    )
   return it
 
 

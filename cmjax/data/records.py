@@ -15,12 +15,17 @@ from typing import Any, Mapping
 import grain
 import numpy as np
 
-from cmjax.data import cache
-from cmjax.data import tokenizers
+from cmjax.data import cache, tokenizers
 
 
-def generated_source(data_config: Mapping[str, Any], source_cls: type, split: str, seed: int,
-                     num_examples: int, options: dict):
+def generated_source(
+  data_config: Mapping[str, Any],
+  source_cls: type,
+  split: str,
+  seed: int,
+  num_examples: int,
+  options: dict,
+):
   """`source_cls(split=, seed=, num_examples=, **options)`, generated once into a cache.
 
   With `config.data.cache` (the default) the split is generated once by all
@@ -32,10 +37,14 @@ def generated_source(data_config: Mapping[str, Any], source_cls: type, split: st
   factory = functools.partial(source_cls, **kwargs)
   if not data_config.get("cache", True):
     return factory()
-  directory = os.path.join(data_config.get("cache_dir") or cache.default_cache_dir(),
-                           cache.cache_key(name, kwargs))
-  cache.materialize(factory, directory, description=f"{name}/{split}: generating "
-                    f"{num_examples} examples once (cached)")
+  directory = os.path.join(
+    data_config.get("cache_dir") or cache.default_cache_dir(), cache.cache_key(name, kwargs)
+  )
+  cache.materialize(
+    factory,
+    directory,
+    description=f"{name}/{split}: generating {num_examples} examples once (cached)",
+  )
   return cache.CachedSource(directory)
 
 
@@ -74,10 +83,10 @@ def tfds_source(name: str, split: str, data_dir: str | None) -> DecodedSource:
   `config.data.tfds_data_dir=data_dir`.
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
   sources = tfds.data_source(name, data_dir=data_dir)
   if split not in sources:
-    raise ValueError(f"TFDS dataset {name!r} has no split {split!r}; it has "
-                     f"{sorted(sources)}.")
+    raise ValueError(f"TFDS dataset {name!r} has no split {split!r}; it has {sorted(sources)}.")
   return DecodedSource(sources[split])
 
 
@@ -93,11 +102,11 @@ def text_field(data_config: Mapping[str, Any]) -> str:
   """Which captions are the text: 'captions' (of the image) or 'video_captions'."""
   field = data_config.get("text_field", "captions")
   if field not in ("captions", "video_captions"):
-    raise ValueError(f"config.data.text_field={field!r}; expected 'captions' or "
-                     "'video_captions'.")
+    raise ValueError(f"config.data.text_field={field!r}; expected 'captions' or 'video_captions'.")
   if field == "video_captions" and not has_video(data_config):
-    raise ValueError("config.data.text_field='video_captions' needs video clips: "
-                     "set config.data.video_frames > 0.")
+    raise ValueError(
+      "config.data.text_field='video_captions' needs video clips: set config.data.video_frames > 0."
+    )
   return field
 
 
@@ -125,8 +134,9 @@ def random_shift(image: np.ndarray, max_shift: int, rng: np.random.Generator) ->
   dy, dx = rng.integers(-max_shift, max_shift + 1, size=2)
   h, w = image.shape[:2]
   padded = np.pad(image, ((max_shift, max_shift), (max_shift, max_shift), (0, 0)), mode="edge")
-  return np.ascontiguousarray(padded[max_shift + dy:max_shift + dy + h,
-                                     max_shift + dx:max_shift + dx + w])
+  return np.ascontiguousarray(
+    padded[max_shift + dy : max_shift + dy + h, max_shift + dx : max_shift + dx + w]
+  )
 
 
 class Preprocess(grain.transforms.RandomMap):
@@ -138,11 +148,17 @@ class Preprocess(grain.transforms.RandomMap):
   reproducible (grain seeds `rng` per element).
   """
 
-  def __init__(self, tokenizer, max_text_len: int, max_samples: int,
-               with_speech: bool, with_video: bool = False,
-               text_field: str | None = "captions",
-               label_keys: tuple[str, ...] = (),
-               max_shift: int = 0):
+  def __init__(
+    self,
+    tokenizer,
+    max_text_len: int,
+    max_samples: int,
+    with_speech: bool,
+    with_video: bool = False,
+    text_field: str | None = "captions",
+    label_keys: tuple[str, ...] = (),
+    max_shift: int = 0,
+  ):
     self.tokenizer = tokenizer
     self.max_text_len = max_text_len
     self.max_samples = max_samples

@@ -40,13 +40,13 @@ class Modality:
 
 
 MODALITIES: dict[str, Modality] = {
-    m.name: m
-    for m in (
-        Modality("image", ("image",), "encode_image"),
-        Modality("text", ("text", "text_mask"), "encode_text"),
-        Modality("audio", ("audio", "audio_mask"), "encode_audio"),
-        Modality("video", ("video",), "encode_video"),
-    )
+  m.name: m
+  for m in (
+    Modality("image", ("image",), "encode_image"),
+    Modality("text", ("text", "text_mask"), "encode_text"),
+    Modality("audio", ("audio", "audio_mask"), "encode_audio"),
+    Modality("video", ("video",), "encode_video"),
+  )
 }
 
 
@@ -93,8 +93,9 @@ class ElementSpec:
     for m in self.modalities:
       missing = [k for k in modality(m).keys if k not in self.features]
       if missing:
-        raise ValueError(f"dataset {self.dataset!r} declares modality {m!r} but not its "
-                         f"batch keys {missing}")
+        raise ValueError(
+          f"dataset {self.dataset!r} declares modality {m!r} but not its batch keys {missing}"
+        )
     for key in list(self.labels) + list(self.extras):
       if key not in self.features:
         raise ValueError(f"dataset {self.dataset!r} declares {key!r} without its shape")
@@ -109,18 +110,23 @@ class ElementSpec:
   def summary(self) -> dict:
     """A JSON-able description (written with the run's config and signature)."""
     return {
-        "dataset": self.dataset,
-        "modalities": list(self.modalities),
-        "features": {k: [list(f.shape), f.dtype] for k, f in self.features.items()},
-        "labels": dict(self.labels),
-        "vocab_size": self.vocab_size,
-        "sample_rate": self.sample_rate,
+      "dataset": self.dataset,
+      "modalities": list(self.modalities),
+      "features": {k: [list(f.shape), f.dtype] for k, f in self.features.items()},
+      "labels": dict(self.labels),
+      "vocab_size": self.vocab_size,
+      "sample_rate": self.sample_rate,
     }
 
 
 def modality_features(
-    name: str, *, image_size: int = 0, text_len: int = 0, audio_samples: int = 0,
-    video_frames: int = 0, video_size: int = 0
+  name: str,
+  *,
+  image_size: int = 0,
+  text_len: int = 0,
+  audio_samples: int = 0,
+  video_frames: int = 0,
+  video_size: int = 0,
 ) -> dict[str, Feature]:
   """The features of one modality with the given sizes (see the module docstring)."""
   if name == "image":
@@ -129,8 +135,8 @@ def modality_features(
     return {"text": Feature((text_len,), "int32"), "text_mask": Feature((text_len,), "bool")}
   if name == "audio":
     return {
-        "audio": Feature((audio_samples,), "float32"),
-        "audio_mask": Feature((audio_samples,), "bool"),
+      "audio": Feature((audio_samples,), "float32"),
+      "audio_mask": Feature((audio_samples,), "bool"),
     }
   if name == "video":
     return {"video": Feature((video_frames, video_size, video_size, 3), "uint8")}
@@ -147,7 +153,7 @@ def check_batch(batch: Mapping, spec: Mapping[str, jax.ShapeDtypeStruct], where:
     got = batch[key]
     if tuple(got.shape) != tuple(want.shape):
       raise ValueError(
-          f"Batch key {key!r}{where} has shape {tuple(got.shape)}, expected {tuple(want.shape)}."
+        f"Batch key {key!r}{where} has shape {tuple(got.shape)}, expected {tuple(want.shape)}."
       )
     if np.dtype(got.dtype) != np.dtype(want.dtype):
       raise ValueError(f"Batch key {key!r}{where} has dtype {got.dtype}, expected {want.dtype}.")

@@ -24,98 +24,100 @@ NUM_SPECIALS = len(SPECIALS)
 
 
 class _Tokenizer:
-    vocab_size: int
+  vocab_size: int
 
-    def encode(self, text: str) -> list[int]:
-        raise NotImplementedError
+  def encode(self, text: str) -> list[int]:
+    raise NotImplementedError
 
-    def decode(self, ids: Iterable[int]) -> str:
-        raise NotImplementedError
+  def decode(self, ids: Iterable[int]) -> str:
+    raise NotImplementedError
 
-    def pad(self, text: str, max_len: int) -> tuple[np.ndarray, np.ndarray]:
-        """<bos> + ids + <eos>, truncated to ``max_len`` (the <eos> is dropped
-        first, then content), padded with 0. Returns (int32 [max_len], bool [max_len])."""
-        if max_len < 1:
-            raise ValueError(f"max_len must be >= 1, got {max_len}")
-        seq = [BOS] + self.encode(text) + [EOS]
-        seq = seq[:max_len]
-        ids = np.zeros((max_len,), np.int32)
-        ids[:len(seq)] = seq
-        mask = np.zeros((max_len,), bool)
-        mask[:len(seq)] = True
-        return ids, mask
+  def pad(self, text: str, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """<bos> + ids + <eos>, truncated to ``max_len`` (the <eos> is dropped
+    first, then content), padded with 0. Returns (int32 [max_len], bool [max_len])."""
+    if max_len < 1:
+      raise ValueError(f"max_len must be >= 1, got {max_len}")
+    seq = [BOS] + self.encode(text) + [EOS]
+    seq = seq[:max_len]
+    ids = np.zeros((max_len,), np.int32)
+    ids[: len(seq)] = seq
+    mask = np.zeros((max_len,), bool)
+    mask[: len(seq)] = True
+    return ids, mask
 
-    def pad_batch(self, texts: Sequence[str], max_len: int) -> tuple[np.ndarray, np.ndarray]:
-        """``pad`` over a list: (int32 [B, max_len], bool [B, max_len])."""
-        pairs = [self.pad(t, max_len) for t in texts]
-        return (np.stack([p[0] for p in pairs]).reshape(len(texts), max_len),
-                np.stack([p[1] for p in pairs]).reshape(len(texts), max_len))
+  def pad_batch(self, texts: Sequence[str], max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """``pad`` over a list: (int32 [B, max_len], bool [B, max_len])."""
+    pairs = [self.pad(t, max_len) for t in texts]
+    return (
+      np.stack([p[0] for p in pairs]).reshape(len(texts), max_len),
+      np.stack([p[1] for p in pairs]).reshape(len(texts), max_len),
+    )
 
 
 class WordTokenizer(_Tokenizer):
-    """Whitespace word tokenizer over a fixed vocabulary (lower-cased input).
+  """Whitespace word tokenizer over a fixed vocabulary (lower-cased input).
 
-    Args:
-      vocab: the words, e.g. ``shapes.vocabulary()``; id of ``vocab[k]`` is
-        ``k + 4``. Duplicates and words containing whitespace are rejected.
-    """
+  Args:
+    vocab: the words, e.g. ``shapes.vocabulary()``; id of ``vocab[k]`` is
+      ``k + 4``. Duplicates and words containing whitespace are rejected.
+  """
 
-    def __init__(self, vocab: Sequence[str]):
-        vocab = list(vocab)
-        if len(set(vocab)) != len(vocab):
-            raise ValueError("vocab: contains duplicate words")
-        for w in vocab:
-            if not w or w != w.strip() or len(w.split()) != 1 or w in SPECIALS:
-                raise ValueError(f"vocab: invalid word {w!r}")
-        self.words = tuple(vocab)
-        self._ids = {w: k + NUM_SPECIALS for k, w in enumerate(vocab)}
-        self.vocab_size = NUM_SPECIALS + len(vocab)
+  def __init__(self, vocab: Sequence[str]):
+    vocab = list(vocab)
+    if len(set(vocab)) != len(vocab):
+      raise ValueError("vocab: contains duplicate words")
+    for w in vocab:
+      if not w or w != w.strip() or len(w.split()) != 1 or w in SPECIALS:
+        raise ValueError(f"vocab: invalid word {w!r}")
+    self.words = tuple(vocab)
+    self._ids = {w: k + NUM_SPECIALS for k, w in enumerate(vocab)}
+    self.vocab_size = NUM_SPECIALS + len(vocab)
 
-    def encode(self, text: str) -> list[int]:
-        return [self._ids.get(w, UNK) for w in text.lower().split()]
+  def encode(self, text: str) -> list[int]:
+    return [self._ids.get(w, UNK) for w in text.lower().split()]
 
-    def decode(self, ids: Iterable[int]) -> str:
-        """Words joined by spaces; <pad>/<bos>/<eos> dropped, unknown ids -> <unk>."""
-        out = []
-        for i in ids:
-            i = int(i)
-            if i in (PAD, BOS, EOS):
-                continue
-            k = i - NUM_SPECIALS
-            out.append(self.words[k] if 0 <= k < len(self.words) else SPECIALS[UNK])
-        return " ".join(out)
+  def decode(self, ids: Iterable[int]) -> str:
+    """Words joined by spaces; <pad>/<bos>/<eos> dropped, unknown ids -> <unk>."""
+    out = []
+    for i in ids:
+      i = int(i)
+      if i in (PAD, BOS, EOS):
+        continue
+      k = i - NUM_SPECIALS
+      out.append(self.words[k] if 0 <= k < len(self.words) else SPECIALS[UNK])
+    return " ".join(out)
 
 
 class ByteTokenizer(_Tokenizer):
-    """UTF-8 bytes shifted by 4; no vocabulary file, works for any text."""
+  """UTF-8 bytes shifted by 4; no vocabulary file, works for any text."""
 
-    vocab_size = NUM_SPECIALS + 256
+  vocab_size = NUM_SPECIALS + 256
 
-    def encode(self, text: str) -> list[int]:
-        return [b + NUM_SPECIALS for b in text.encode("utf-8")]
+  def encode(self, text: str) -> list[int]:
+    return [b + NUM_SPECIALS for b in text.encode("utf-8")]
 
-    def decode(self, ids: Iterable[int]) -> str:
-        """Bytes back to text; special ids dropped, invalid UTF-8 replaced."""
-        data = bytes(int(i) - NUM_SPECIALS for i in ids
-                     if NUM_SPECIALS <= int(i) < NUM_SPECIALS + 256)
-        return data.decode("utf-8", errors="replace")
+  def decode(self, ids: Iterable[int]) -> str:
+    """Bytes back to text; special ids dropped, invalid UTF-8 replaced."""
+    data = bytes(int(i) - NUM_SPECIALS for i in ids if NUM_SPECIALS <= int(i) < NUM_SPECIALS + 256)
+    return data.decode("utf-8", errors="replace")
 
 
 TOKENIZERS = ("word", "byte")
 
 
 def get_tokenizer(name: str, **kwargs) -> _Tokenizer:
-    """'word' (vocab=..., default ``shapes.vocabulary()``) or 'byte'."""
-    if name == "word":
-        vocab = kwargs.pop("vocab", None)
-        if kwargs:
-            raise ValueError(f"word tokenizer: unknown options {sorted(kwargs)}")
-        if vocab is None:
-            from cmjax.data import shapes
-            vocab = shapes.vocabulary()
-        return WordTokenizer(vocab)
-    if name == "byte":
-        if kwargs:
-            raise ValueError(f"byte tokenizer: unknown options {sorted(kwargs)}")
-        return ByteTokenizer()
-    raise ValueError(f"unknown tokenizer {name!r}; valid names: {', '.join(TOKENIZERS)}")
+  """'word' (vocab=..., default ``shapes.vocabulary()``) or 'byte'."""
+  if name == "word":
+    vocab = kwargs.pop("vocab", None)
+    if kwargs:
+      raise ValueError(f"word tokenizer: unknown options {sorted(kwargs)}")
+    if vocab is None:
+      from cmjax.data import shapes
+
+      vocab = shapes.vocabulary()
+    return WordTokenizer(vocab)
+  if name == "byte":
+    if kwargs:
+      raise ValueError(f"byte tokenizer: unknown options {sorted(kwargs)}")
+    return ByteTokenizer()
+  raise ValueError(f"unknown tokenizer {name!r}; valid names: {', '.join(TOKENIZERS)}")

@@ -10,7 +10,6 @@ def build_evaluators(config, ctx: EvalContext) -> dict:
   out = {}
   for name, entry in config.get("evals", {}).items():
     if "type" not in entry:
-      raise ValueError(f"config.evals.{name} needs a 'type' "
-                       "(e.g. 'retrieval' or 'zeroshot').")
+      raise ValueError(f"config.evals.{name} needs a 'type' (e.g. 'retrieval' or 'zeroshot').")
     out[name] = get_evaluator_cls(entry["type"], f"config.evals.{name}.type")(entry, ctx)
   return out

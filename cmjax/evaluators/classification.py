@@ -23,40 +23,49 @@ import numpy as np
 
 from cmjax.data import pipeline
 from cmjax.data import spec as spec_lib
-from cmjax.evaluators import common
-from cmjax.evaluators import metrics
+from cmjax.evaluators import common, metrics
 
 
 @common.register("classification")
 class ClassificationEvaluator:
-
   def __init__(self, entry, ctx: common.EvalContext):
     model, dataset = ctx.model, ctx.dataset
     self.every_steps = common.every(entry, 0)
     self.modalities = ctx.modalities
     self.heads = dict(getattr(model, "heads", None) or {})
     if not self.heads:
-      raise ValueError("the classification evaluator needs a model with class heads "
-                       "(config.model.heads = {task: classes}).")
+      raise ValueError(
+        "the classification evaluator needs a model with class heads "
+        "(config.model.heads = {task: classes})."
+      )
     self.batch_size = int(entry.get("batch_size", 250))
     self.missing_fractions = [float(f) for f in entry.get("missing_fractions", ())]
     self.noise_levels = [float(s) for s in entry.get("noise_levels", ())]
     self.vocab_size = dataset.spec.vocab_size
     self.confusion = {}
-    source = dataset.source(entry.get("split", "test"), seed=common.split_seed(entry),
-                            num_examples=int(entry.get("num_examples", 1000)))
+    source = dataset.source(
+      entry.get("split", "test"),
+      seed=common.split_seed(entry),
+      num_examples=int(entry.get("num_examples", 1000)),
+    )
     preprocess = dataset.preprocess(train=False)
     # A fixed caption per example: the same inputs at every evaluation.
     self.arrays = pipeline.materialize(
-        source, lambda r: preprocess.random_map(r, np.random.default_rng(int(r["index"]))))
+      source, lambda r: preprocess.random_map(r, np.random.default_rng(int(r["index"])))
+    )
     self.n = len(next(iter(self.arrays.values())))
     rng = np.random.default_rng(int(entry.get("seed", 0)))
     self.missing_order = {m: rng.permutation(self.n) for m in self.modalities}
-    self._apply = jax.jit(lambda v, b: {k: x for k, x in model.apply(v, b).items()
-                                        if k.startswith("logits/")})
+    self._apply = jax.jit(
+      lambda v, b: {k: x for k, x in model.apply(v, b).items() if k.startswith("logits/")}
+    )
 
-  def predict(self, variables, present: dict[str, np.ndarray] | None = None,
-              arrays: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+  def predict(
+    self,
+    variables,
+    present: dict[str, np.ndarray] | None = None,
+    arrays: dict[str, np.ndarray] | None = None,
+  ) -> dict[str, np.ndarray]:
     """{task: int `[n]` predicted classes}; `present`: {modality: bool `[n]`};
     `arrays`: inputs to use instead of the held-out ones (e.g. corrupted)."""
     arrays = self.arrays if arrays is None else arrays
@@ -72,12 +81,12 @@ class ClassificationEvaluator:
         batch.update({f"{m}_present": present[m][idx] for m in self.modalities})
       out = self._apply(variables, batch)
       for t in self.heads:
-        preds[t].append(np.asarray(out[f"logits/{t}"]).argmax(-1)[:len(rows)])
+        preds[t].append(np.asarray(out[f"logits/{t}"]).argmax(-1)[: len(rows)])
     return {t: np.concatenate(p) for t, p in preds.items()}
 
   def present_with_missing(self, modality: str, fraction: float) -> dict[str, np.ndarray]:
     present = {m: np.ones(self.n, bool) for m in self.modalities}
-    present[modality][self.missing_order[modality][:int(round(fraction * self.n))]] = False
+    present[modality][self.missing_order[modality][: int(round(fraction * self.n))]] = False
     return present
 
   def corrupted(self, modality: str, level: float) -> dict[str, np.ndarray]:
@@ -116,10 +125,14 @@ class ClassificationEvaluator:
       for f in self.missing_fractions:
         missing = self.predict(variables, self.present_with_missing(m, f))
         for t in self.heads:
-          yield (f"classification/{t}/missing_{m}_{f:g}/accuracy",
-                 metrics.accuracy(self.arrays[t], missing[t]))
+          yield (
+            f"classification/{t}/missing_{m}_{f:g}/accuracy",
+            metrics.accuracy(self.arrays[t], missing[t]),
+          )
       for level in self.noise_levels:
         noisy = self.predict(variables, arrays=self.corrupted(m, level))
         for t in self.heads:
-          yield (f"classification/{t}/noise_{m}_{level:g}/accuracy",
-                 metrics.accuracy(self.arrays[t], noisy[t]))
+          yield (
+            f"classification/{t}/noise_{m}_{level:g}/accuracy",
+            metrics.accuracy(self.arrays[t], noisy[t]),
+          )

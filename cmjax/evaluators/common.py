@@ -27,13 +27,15 @@ import numpy as np
 
 from cmjax.registry import Registry
 
+
 def _import_builtin_evaluators() -> None:
   # Importing a module runs its @register; lazy, as the modules import this one.
   from cmjax.evaluators import classification, retrieval, zeroshot  # noqa: F401
 
 
-EVALUATORS = Registry("evaluator type", config_key="config.evals.<name>.type",
-                      load_builtins=_import_builtin_evaluators)
+EVALUATORS = Registry(
+  "evaluator type", config_key="config.evals.<name>.type", load_builtins=_import_builtin_evaluators
+)
 register = EVALUATORS.register
 
 
@@ -79,8 +81,7 @@ class Encoder:
   def __init__(self, model, method: str, batch_size: int):
     self.batch_size = batch_size
     fn = getattr(model, method)
-    self._apply = jax.jit(
-        lambda variables, *xs: model.apply(variables, *xs, method=fn))
+    self._apply = jax.jit(lambda variables, *xs: model.apply(variables, *xs, method=fn))
 
   def __call__(self, variables: Any, *arrays: np.ndarray) -> np.ndarray:
     """`variables`: `{'params': ..., ...}` as `model.apply` takes them (e.g.
@@ -91,11 +92,13 @@ class Encoder:
     n = arrays[0].shape[0]
     out = []
     for start in range(0, n, self.batch_size):
-      chunk = [a[start:start + self.batch_size] for a in arrays]
+      chunk = [a[start : start + self.batch_size] for a in arrays]
       rows = chunk[0].shape[0]
       if rows < self.batch_size:
-        chunk = [np.concatenate([c, np.zeros((self.batch_size - rows,) + c.shape[1:],
-                                              c.dtype)]) for c in chunk]
+        chunk = [
+          np.concatenate([c, np.zeros((self.batch_size - rows,) + c.shape[1:], c.dtype)])
+          for c in chunk
+        ]
       out.append(np.asarray(self._apply(variables, *chunk))[:rows])
     return np.concatenate(out).astype(np.float32)
 
@@ -103,11 +106,11 @@ class Encoder:
 def tokenize_all(tokenizer, texts, max_len: int) -> tuple[np.ndarray, np.ndarray]:
   """List of strings -> (`[n, max_len]` int32 ids, `[n, max_len]` bool mask)."""
   pairs = [tokenizer.pad(t, max_len) for t in texts]
-  return (np.stack([p[0] for p in pairs]).astype(np.int32),
-          np.stack([p[1] for p in pairs]).astype(bool))
+  return (
+    np.stack([p[0] for p in pairs]).astype(np.int32),
+    np.stack([p[1] for p in pairs]).astype(bool),
+  )
 
 
 def every(config_entry, default: int) -> int:
   return int(config_entry.get("every_steps", default) or 0)
-
-

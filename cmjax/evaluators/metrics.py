@@ -20,8 +20,9 @@ def best_positive_ranks(similarity: np.ndarray, positives: np.ndarray) -> np.nda
   similarity = np.asarray(similarity, np.float64)
   positives = np.asarray(positives, bool)
   if similarity.shape != positives.shape or similarity.ndim != 2:
-    raise ValueError(f"similarity {similarity.shape} and positives "
-                     f"{positives.shape} must be equal 2-D shapes.")
+    raise ValueError(
+      f"similarity {similarity.shape} and positives {positives.shape} must be equal 2-D shapes."
+    )
   if not positives.any(axis=1).all():
     raise ValueError("every query needs at least one positive candidate.")
   best = np.where(positives, similarity, -np.inf).max(axis=1, keepdims=True)
@@ -41,16 +42,16 @@ def accuracy(labels: np.ndarray, predictions: np.ndarray) -> float:
   return float(np.mean(np.asarray(labels) == np.asarray(predictions)))
 
 
-def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int
-                     ) -> np.ndarray:
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
   """int64 `[num_classes, num_classes]`: entry (i, j) counts true class i predicted as j."""
   cm = np.zeros((num_classes, num_classes), np.int64)
   np.add.at(cm, (np.asarray(labels), np.asarray(predictions)), 1)
   return cm
 
 
-def macro_precision_recall_f1(labels: np.ndarray, predictions: np.ndarray,
-                              num_classes: int) -> dict[str, float]:
+def macro_precision_recall_f1(
+  labels: np.ndarray, predictions: np.ndarray, num_classes: int
+) -> dict[str, float]:
   """Unweighted means over classes of precision, recall and F1.
 
   As scikit-learn's `precision_recall_fscore_support(average='macro')`: the
@@ -66,8 +67,11 @@ def macro_precision_recall_f1(labels: np.ndarray, predictions: np.ndarray,
   precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
   recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
   f1 = np.divide(2 * tp, predicted + actual, out=np.zeros_like(tp), where=seen)
-  return {"precision": float(np.mean(precision[seen])), "recall": float(np.mean(recall[seen])),
-          "f1": float(np.mean(f1[seen]))}
+  return {
+    "precision": float(np.mean(precision[seen])),
+    "recall": float(np.mean(recall[seen])),
+    "f1": float(np.mean(f1[seen])),
+  }
 
 
 def macro_f1(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> float:

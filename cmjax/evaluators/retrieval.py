@@ -16,17 +16,13 @@ import time
 
 import numpy as np
 
-from cmjax.data import pipeline
-from cmjax.data import records
+from cmjax.data import pipeline, records
 from cmjax.data import spec as spec_lib
-from cmjax.evaluators import common
-from cmjax.evaluators import metrics
-
+from cmjax.evaluators import common, metrics
 
 
 @common.register("retrieval")
 class RetrievalEvaluator:
-
   def __init__(self, entry, ctx: common.EvalContext):
     t0 = time.time()
     data, dataset, model = ctx.config.data, ctx.dataset, ctx.model
@@ -34,8 +30,12 @@ class RetrievalEvaluator:
     k = int(entry.get("num_captions", 5))
     modalities = ctx.modalities
     field = records.text_field(data)
-    source = dataset.source(entry.get("split", "test"), seed=common.split_seed(entry),
-                            num_examples=int(entry.get("num_examples", 1000)), num_captions=k)
+    source = dataset.source(
+      entry.get("split", "test"),
+      seed=common.split_seed(entry),
+      num_examples=int(entry.get("num_examples", 1000)),
+      num_captions=k,
+    )
     tokenizer = dataset.tokenizer
     max_samples = records.max_audio_samples(data)
 
@@ -47,7 +47,8 @@ class RetrievalEvaluator:
         out["video"] = rec["video"]
       if "text" in modalities:
         out["text"], out["text_mask"] = common.tokenize_all(
-            tokenizer, rec[field], data.max_text_len)
+          tokenizer, rec[field], data.max_text_len
+        )
       if "audio" in modalities:
         out["audio"], out["audio_mask"] = records.pad_audio(rec["speech"], max_samples)
       return out
@@ -59,18 +60,19 @@ class RetrievalEvaluator:
     self.owner = {}
     for m in modalities:
       if m == "text":
-        self.inputs[m] = (arrays["text"].reshape(n * k, -1),
-                          arrays["text_mask"].reshape(n * k, -1))
+        self.inputs[m] = (arrays["text"].reshape(n * k, -1), arrays["text_mask"].reshape(n * k, -1))
         self.owner[m] = np.repeat(np.arange(n), k)
       else:
         self.inputs[m] = tuple(arrays[key] for key in spec_lib.modality(m).keys)
         self.owner[m] = np.arange(n)
     bs = int(entry.get("batch_size", 250))
-    self.encoders = {m: common.Encoder(model, spec_lib.modality(m).encode_method, bs)
-                     for m in self.inputs}
+    self.encoders = {
+      m: common.Encoder(model, spec_lib.modality(m).encode_method, bs) for m in self.inputs
+    }
     self.pairs = list(itertools.combinations(list(self.inputs), 2))
-    logging.info("retrieval evaluator: %d examples x %d captions ready in %.1fs",
-                 n, k, time.time() - t0)
+    logging.info(
+      "retrieval evaluator: %d examples x %d captions ready in %.1fs", n, k, time.time() - t0
+    )
 
   def run(self, variables):
     emb = {m: self.encoders[m](variables, *xs) for m, xs in self.inputs.items()}

@@ -19,8 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from cmjax.data import pipeline
-from cmjax.evaluators import common
-from cmjax.evaluators import metrics
+from cmjax.evaluators import common, metrics
 
 
 def class_prompts(classes, templates) -> list[list[str]]:
@@ -33,24 +32,35 @@ def class_prompts(classes, templates) -> list[list[str]]:
 
 @common.register("zeroshot")
 class ZeroShotEvaluator:
-
   def __init__(self, entry, ctx: common.EvalContext):
     dataset = ctx.dataset
     self.every_steps = common.every(entry, 0)
     tasks = dict(entry.get("tasks") or {})
     if not tasks:
-      raise ValueError("the zeroshot evaluator needs tasks: config.evals.<name>.tasks = "
-                       "{task: dict(label=KEY, classes=[names], templates=['a photo of a {}'])}")
+      raise ValueError(
+        "the zeroshot evaluator needs tasks: config.evals.<name>.tasks = "
+        "{task: dict(label=KEY, classes=[names], templates=['a photo of a {}'])}"
+      )
     for name, task in tasks.items():
       dataset.num_classes(task["label"])  # raises naming the dataset's labels
       if len(task["classes"]) != dataset.num_classes(task["label"]):
-        raise ValueError(f"zeroshot task {name!r}: {len(task['classes'])} class names for "
-                         f"label {task['label']!r}, which has {dataset.num_classes(task['label'])}.")
-    source = dataset.source(entry.get("split", "test"), seed=common.split_seed(entry),
-                            num_examples=int(entry.get("num_examples", 1000)),
-                            **dict(entry.get("source_options") or {}))
-    arrays = pipeline.materialize(source, lambda r: {"image": r["image"], **{
-        name: np.int32(r[task["label"]]) for name, task in tasks.items()}})
+        raise ValueError(
+          f"zeroshot task {name!r}: {len(task['classes'])} class names for "
+          f"label {task['label']!r}, which has {dataset.num_classes(task['label'])}."
+        )
+    source = dataset.source(
+      entry.get("split", "test"),
+      seed=common.split_seed(entry),
+      num_examples=int(entry.get("num_examples", 1000)),
+      **dict(entry.get("source_options") or {}),
+    )
+    arrays = pipeline.materialize(
+      source,
+      lambda r: {
+        "image": r["image"],
+        **{name: np.int32(r[task["label"]]) for name, task in tasks.items()},
+      },
+    )
     self.images = arrays["image"]
     self.labels = {name: arrays[name] for name in tasks}
     text_len = dataset.spec.text_length()

@@ -2,4 +2,4 @@
 
 from cmjax.models.registry import get_model, known_models, register
 
-__all__ = ['get_model', 'known_models', 'register']
+__all__ = ["get_model", "known_models", "register"]

@@ -66,6 +66,7 @@ class MultiHeadAttention(nn.Module):
     dropout_rate: dropout on the attention weights (active only when called
       with `deterministic=False`; needs the 'dropout' rng).
   """
+
   num_heads: int
   head_dim: int | None = None
   out_features: int | None = None
@@ -78,9 +79,15 @@ class MultiHeadAttention(nn.Module):
   dropout_rate: float = 0.0
 
   @nn.compact
-  def __call__(self, inputs_q: jax.Array, inputs_kv: jax.Array | None = None,
-               *, key_mask: jax.Array | None = None,
-               causal: bool = False, deterministic: bool = True) -> jax.Array:
+  def __call__(
+    self,
+    inputs_q: jax.Array,
+    inputs_kv: jax.Array | None = None,
+    *,
+    key_mask: jax.Array | None = None,
+    causal: bool = False,
+    deterministic: bool = True,
+  ) -> jax.Array:
     """Attends from `inputs_q` to `inputs_kv` (self-attention if None).
 
     Args:
@@ -104,16 +111,17 @@ class MultiHeadAttention(nn.Module):
     chex.assert_equal(inputs_kv.shape[0], batch)
     head_dim = self.head_dim or in_dim // self.num_heads
     if self.head_dim is None and in_dim % self.num_heads:
-      raise ValueError(f'width {in_dim} is not divisible by num_heads '
-                       f'{self.num_heads}; set head_dim explicitly')
+      raise ValueError(
+        f"width {in_dim} is not divisible by num_heads {self.num_heads}; set head_dim explicitly"
+      )
     out_features = self.out_features or in_dim
 
     # [batch, tokens, heads, head_dim]: the layout dot_product_attention wants.
     if self_attention:
-      q, k, v = self._project(inputs_q, ('query', 'key', 'value'), head_dim)
+      q, k, v = self._project(inputs_q, ("query", "key", "value"), head_dim)
     else:
-      q, = self._project(inputs_q, ('query',), head_dim)
-      k, v = self._project(inputs_kv, ('key', 'value'), head_dim)
+      (q,) = self._project(inputs_q, ("query",), head_dim)
+      k, v = self._project(inputs_kv, ("key", "value"), head_dim)
     chex.assert_shape(q, (batch, q_len, self.num_heads, head_dim))
     chex.assert_shape([k, v], (batch, kv_len, self.num_heads, head_dim))
 
@@ -126,7 +134,7 @@ class MultiHeadAttention(nn.Module):
     else:
       mask, kv_lengths = None, None
       if key_mask is not None:
-        if self.implementation == 'cudnn':
+        if self.implementation == "cudnn":
           # cuDNN rejects a broadcast [batch, 1, 1, kv] mask but has a fused
           # padding mode driven by lengths. Exact for right-padded (prefix)
           # masks, which is what our text and audio masks are. Clamped at 1 so
@@ -135,17 +143,29 @@ class MultiHeadAttention(nn.Module):
         else:
           mask = key_mask_to_attention_mask(key_mask)
       if use_dropout:
-        raise ValueError(f'attention dropout needs implementation=None, got '
-                         f'{self.implementation!r}')
+        raise ValueError(
+          f"attention dropout needs implementation=None, got {self.implementation!r}"
+        )
       x = jax.nn.dot_product_attention(
-          q, k, v, mask=mask, key_value_seq_lengths=kv_lengths,
-          is_causal=causal, implementation=self.implementation)
+        q,
+        k,
+        v,
+        mask=mask,
+        key_value_seq_lengths=kv_lengths,
+        is_causal=causal,
+        implementation=self.implementation,
+      )
     chex.assert_shape(x, (batch, q_len, self.num_heads, head_dim))
 
     kernel, bias = _ProjectionParams(
-        ((self.num_heads, head_dim, out_features), (out_features,)), self.use_bias,
-        self.param_dtype, self.kernel_init, self.bias_init,
-        axes=(('heads', 'head_dim', 'embed'), ('embed',)), name='out')()
+      ((self.num_heads, head_dim, out_features), (out_features,)),
+      self.use_bias,
+      self.param_dtype,
+      self.kernel_init,
+      self.bias_init,
+      axes=(("heads", "head_dim", "embed"), ("embed",)),
+      name="out",
+    )()
     x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
     out = flat_matmul(x, kernel, contract=2)  # one [batch * q, heads * head_dim] matmul
     if self.use_bias:
@@ -165,8 +185,9 @@ class MultiHeadAttention(nn.Module):
     shapes = (x.shape[-1], self.num_heads, head_dim), (self.num_heads, head_dim)
     kernels, biases = [], []
     for name in names:
-      kernel, bias = _ProjectionParams(shapes, self.use_bias, self.param_dtype,
-                                       self.kernel_init, self.bias_init, name=name)()
+      kernel, bias = _ProjectionParams(
+        shapes, self.use_bias, self.param_dtype, self.kernel_init, self.bias_init, name=name
+      )()
       kernels.append(kernel)
       biases.append(bias)
     x, kernel = nn.dtypes.promote_dtype(x, jnp.concatenate(kernels, axis=1), dtype=self.dtype)
@@ -178,7 +199,7 @@ class MultiHeadAttention(nn.Module):
   def _dropout_keep(self, shape: tuple[int, ...]) -> tuple[jax.Array, float]:
     """A bool keep mask of `shape` (rng 'dropout') and the keep probability."""
     keep_prob = 1.0 - self.dropout_rate
-    return jax.random.bernoulli(self.make_rng('dropout'), keep_prob, shape), keep_prob
+    return jax.random.bernoulli(self.make_rng("dropout"), keep_prob, shape), keep_prob
 
 
 class _ProjectionParams(nn.Module):
@@ -188,40 +209,58 @@ class _ProjectionParams(nn.Module):
   the bias's trailing ones: `[in_dim, heads, head_dim]` with bias `[heads, head_dim]`
   for q/k/v, `[heads, head_dim, out_dim]` with bias `[out_dim]` for the output.
   """
+
   shapes: tuple
   use_bias: bool
   param_dtype: Dtype
   kernel_init: Any
   bias_init: Any
-  axes: tuple = (('embed', 'heads', 'head_dim'), ('heads', 'head_dim'))
+  axes: tuple = (("embed", "heads", "head_dim"), ("heads", "head_dim"))
 
   @nn.compact
   def __call__(self):
     kernel_shape, bias_shape = self.shapes
     kernel_axes, bias_axes = self.axes
+
     # Initialised as nn.DenseGeneral does: on the flattened `[in, out]` shape
     # (so fan-in is the product of the input axes), then reshaped; same rng
     # path, same values.
     def flat(init, lead):
       def init_fn(rng, shape, dtype=jnp.float32):
         flat_shape = (math.prod(shape[:lead]), math.prod(shape[lead:]))
-        return jnp.reshape(init(rng, flat_shape[1:] if lead == 0 else flat_shape, dtype),
-                           shape)
+        return jnp.reshape(init(rng, flat_shape[1:] if lead == 0 else flat_shape, dtype), shape)
+
       return init_fn
 
-    kernel = self.param('kernel', nn.with_logical_partitioning(
-        flat(self.kernel_init, len(kernel_shape) - len(bias_shape)), kernel_axes),
-        kernel_shape, self.param_dtype)
-    bias = self.param('bias', nn.with_logical_partitioning(
-        flat(self.bias_init, 0), bias_axes), bias_shape,
-        self.param_dtype) if self.use_bias else None
+    kernel = self.param(
+      "kernel",
+      nn.with_logical_partitioning(
+        flat(self.kernel_init, len(kernel_shape) - len(bias_shape)), kernel_axes
+      ),
+      kernel_shape,
+      self.param_dtype,
+    )
+    bias = (
+      self.param(
+        "bias",
+        nn.with_logical_partitioning(flat(self.bias_init, 0), bias_axes),
+        bias_shape,
+        self.param_dtype,
+      )
+      if self.use_bias
+      else None
+    )
     return kernel, bias
 
 
-def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None = None,
-           causal: bool = False,
-           dropout: Callable[[tuple[int, ...]], tuple[jax.Array, float]] | None = None
-           ) -> jax.Array:
+def attend(
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  mask: jax.Array | None = None,
+  causal: bool = False,
+  dropout: Callable[[tuple[int, ...]], tuple[jax.Array, float]] | None = None,
+) -> jax.Array:
   """Softmax attention, normalised after the weighted sum.
 
   Equal to `softmax(q.k / sqrt(d)) @ v` (as `jax.nn.dot_product_attention`),
@@ -250,7 +289,7 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None = No
   # XLA:CPU transpose their operands and output on every call (2-3% of the
   # default experiment's step; benchmarks/train_throughput.py).
   qh, kh, vh = (jnp.swapaxes(a, 1, 2) for a in (q * scale, k, v))
-  logits = jnp.einsum('bhqd,bhkd->bhqk', qh, kh, preferred_element_type=jnp.float32)
+  logits = jnp.einsum("bhqd,bhkd->bhqk", qh, kh, preferred_element_type=jnp.float32)
   if causal:
     tri = jnp.tril(jnp.ones((q_len, kv_len), jnp.bool_))[None, None]
     mask = tri if mask is None else jnp.logical_and(mask, tri)
@@ -264,6 +303,8 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None = No
     keep, keep_prob = dropout(e.shape)
     e = jnp.where(keep, e, 0.0)
     denominator = denominator * keep_prob
-  out = jnp.einsum('bhqk,bhkd->bhqd', e.astype(v.dtype), vh,
-                   preferred_element_type=jnp.float32) / denominator
+  out = (
+    jnp.einsum("bhqk,bhkd->bhqd", e.astype(v.dtype), vh, preferred_element_type=jnp.float32)
+    / denominator
+  )
   return jnp.swapaxes(out, 1, 2).astype(q.dtype)

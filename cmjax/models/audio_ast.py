@@ -37,13 +37,13 @@ def patch_mask(frame_mask: jax.Array, patch_time: int, freq_patches: int) -> jax
   chex.assert_rank(frame_mask, 2)
   batch, frames = frame_mask.shape
   if frames % patch_time:
-    raise ValueError(f'{frames} frames are not a multiple of patch_time {patch_time}')
+    raise ValueError(f"{frames} frames are not a multiple of patch_time {patch_time}")
   steps = frames // patch_time
   per_step = jnp.any(frame_mask.reshape(batch, steps, patch_time), axis=-1)
   return jnp.repeat(per_step, freq_patches, axis=1)
 
 
-@register_encoder('audio', 'ast')
+@register_encoder("audio", "ast")
 class AudioSpectrogramViT(AudioFrontEnd):
   """AST-style encoder on raw waveforms.
 
@@ -56,6 +56,7 @@ class AudioSpectrogramViT(AudioFrontEnd):
     dropout_rate: dropout inside the Transformer.
     dtype: compute dtype after the (float32) front end.
   """
+
   patch_time: int = 4
   patch_freq: int = 16
   width: int = 128
@@ -67,8 +68,9 @@ class AudioSpectrogramViT(AudioFrontEnd):
   remat: bool | str = False  # transformer.remat_block: False, 'full' or 'dots'
 
   @nn.compact
-  def __call__(self, audio: jax.Array, audio_mask: jax.Array, *,
-               train: bool = False) -> EncoderOutput:
+  def __call__(
+    self, audio: jax.Array, audio_mask: jax.Array, *, train: bool = False
+  ) -> EncoderOutput:
     """audio: float `[batch, T]`; audio_mask: bool `[batch, T]` (True = real).
 
     Returns EncoderOutput(tokens `[batch, n, width]`, pooled `[batch, width]`) with
@@ -78,7 +80,7 @@ class AudioSpectrogramViT(AudioFrontEnd):
     """
     pt, pf = self.patch_time, self.patch_freq
     if self.n_mels % pf:
-      raise ValueError(f'n_mels {self.n_mels} is not a multiple of patch_freq {pf}')
+      raise ValueError(f"n_mels {self.n_mels} is not a multiple of patch_freq {pf}")
     batch = audio.shape[0]
     x, fmask = self.log_mel_features(audio, audio_mask, train)
     extra = -x.shape[1] % pt
@@ -86,20 +88,30 @@ class AudioSpectrogramViT(AudioFrontEnd):
     fmask = jnp.pad(fmask, ((0, 0), (0, extra)))
     steps, freq_patches = x.shape[1] // pt, self.n_mels // pf
     # The spectrogram as a one-channel image `[batch, frames, n_mels, 1]`.
-    x = patch_embed(self.width, (pt, pf), 'patch_embed', self.dtype)(
-        x.astype(self.dtype)[..., None])
+    x = patch_embed(self.width, (pt, pf), "patch_embed", self.dtype)(
+      x.astype(self.dtype)[..., None]
+    )
     chex.assert_shape(x, (batch, steps, freq_patches, self.width))
     # Frequency positions are learned (the mel axis has a fixed size); time
     # positions are fixed, so no maximum audio length is baked in.
-    freq_pos = self.param('freq_pos_embedding', nn.with_logical_partitioning(
-        nn.initializers.normal(0.02), ('pos', 'embed')), (freq_patches, self.width))
+    freq_pos = self.param(
+      "freq_pos_embedding",
+      nn.with_logical_partitioning(nn.initializers.normal(0.02), ("pos", "embed")),
+      (freq_patches, self.width),
+    )
     time_pos = sinusoidal_positions(steps, self.width)
-    x = (x + freq_pos.astype(self.dtype)[None, None]
-         + time_pos.astype(self.dtype)[None, :, None])
+    x = x + freq_pos.astype(self.dtype)[None, None] + time_pos.astype(self.dtype)[None, :, None]
     x = x.reshape(batch, steps * freq_patches, self.width)
     tmask = patch_mask(fmask, pt, freq_patches)
-    x = Transformer(self.depth, self.num_heads, self.mlp_dim, self.dropout_rate,
-                    self.dtype, remat=self.remat, name='transformer')(x, tmask, deterministic=not train)
+    x = Transformer(
+      self.depth,
+      self.num_heads,
+      self.mlp_dim,
+      self.dropout_rate,
+      self.dtype,
+      remat=self.remat,
+      name="transformer",
+    )(x, tmask, deterministic=not train)
     pooled = masked_mean(x, tmask)
     chex.assert_shape(x, (batch, steps * freq_patches, self.width))
     chex.assert_shape(pooled, (batch, self.width))

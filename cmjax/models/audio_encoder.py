@@ -16,7 +16,7 @@ from cmjax.models.pooling import masked_mean, sinusoidal_positions
 from cmjax.models.transformer import Transformer
 
 
-@register_encoder('audio', 'transformer')
+@register_encoder("audio", "transformer")
 class AudioTransformer(AudioFrontEnd):
   """Speech/audio encoder on raw waveforms.
 
@@ -26,6 +26,7 @@ class AudioTransformer(AudioFrontEnd):
     dropout_rate: dropout inside the Transformer.
     dtype: compute dtype after the (float32) front end.
   """
+
   width: int = 128
   depth: int = 2
   num_heads: int = 4
@@ -35,8 +36,9 @@ class AudioTransformer(AudioFrontEnd):
   remat: bool | str = False  # transformer.remat_block: False, 'full' or 'dots'
 
   @nn.compact
-  def __call__(self, audio: jax.Array, audio_mask: jax.Array, *,
-               train: bool = False) -> EncoderOutput:
+  def __call__(
+    self, audio: jax.Array, audio_mask: jax.Array, *, train: bool = False
+  ) -> EncoderOutput:
     """audio: float `[batch, T]`; audio_mask: bool `[batch, T]` (True = real).
 
     Returns EncoderOutput(tokens `[batch, n, width]`, pooled `[batch, width]`) with
@@ -49,8 +51,8 @@ class AudioTransformer(AudioFrontEnd):
 
     # Explicit (1, 1) padding (not 'SAME') so output j always covers inputs
     # 2j-1..2j+1 whatever the sequence length: padding stays invisible.
-    for i, names in enumerate([(None, 'mels', 'embed'), (None, 'conv_in', 'embed')]):
-      x = conv(self.width, (3,), (2,), ((1, 1),), f'conv{i}', self.dtype, names)(x)
+    for i, names in enumerate([(None, "mels", "embed"), (None, "conv_in", "embed")]):
+      x = conv(self.width, (3,), (2,), ((1, 1),), f"conv{i}", self.dtype, names)(x)
       x = nn.gelu(x)
       fmask = subsample_mask(fmask)
       chex.assert_equal(x.shape[1], fmask.shape[1])
@@ -58,8 +60,15 @@ class AudioTransformer(AudioFrontEnd):
 
     # Fixed positions: no maximum audio length baked into the parameters.
     x = x + sinusoidal_positions(x.shape[1], self.width).astype(self.dtype)[None]
-    x = Transformer(self.depth, self.num_heads, self.mlp_dim, self.dropout_rate,
-                    self.dtype, remat=self.remat, name='transformer')(x, fmask, deterministic=not train)
+    x = Transformer(
+      self.depth,
+      self.num_heads,
+      self.mlp_dim,
+      self.dropout_rate,
+      self.dtype,
+      remat=self.remat,
+      name="transformer",
+    )(x, fmask, deterministic=not train)
     pooled = masked_mean(x, fmask)
     chex.assert_shape(x, (batch, fmask.shape[1], self.width))
     chex.assert_shape(pooled, (batch, self.width))

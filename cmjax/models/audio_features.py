@@ -54,14 +54,16 @@ def _mel_filterbank_cached(sample_rate, n_fft, n_mels, fmin, fmax):
   return weights
 
 
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int,
-                   fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
+def mel_filterbank(
+  sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None
+) -> np.ndarray:
   """Triangular mel filters, float32 `[n_mels, n_fft // 2 + 1]` (librosa layout).
 
   fmax defaults to the Nyquist frequency. Cached; the returned array is read-only.
   """
-  return _mel_filterbank_cached(int(sample_rate), int(n_fft), int(n_mels),
-                                float(fmin), None if fmax is None else float(fmax))
+  return _mel_filterbank_cached(
+    int(sample_rate), int(n_fft), int(n_mels), float(fmin), None if fmax is None else float(fmax)
+  )
 
 
 def num_frames(num_samples: int, n_fft: int, hop_length: int) -> int:
@@ -74,8 +76,7 @@ def hann_window(n_fft: int) -> np.ndarray:
   return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
 
 
-def power_spectrogram(wave: jax.Array, *, n_fft: int = 400,
-                      hop_length: int = 160) -> jax.Array:
+def power_spectrogram(wave: jax.Array, *, n_fft: int = 400, hop_length: int = 160) -> jax.Array:
   """|STFT|^2 of centred, zero-padded frames.
 
   Args:
@@ -99,32 +100,52 @@ def power_spectrogram(wave: jax.Array, *, n_fft: int = 400,
   return power
 
 
-def mel_spectrogram(wave: jax.Array, *, sample_rate: int = 16000,
-                    n_fft: int = 400, hop_length: int = 160, n_mels: int = 64,
-                    fmin: float = 0.0, fmax: float | None = None) -> jax.Array:
+def mel_spectrogram(
+  wave: jax.Array,
+  *,
+  sample_rate: int = 16000,
+  n_fft: int = 400,
+  hop_length: int = 160,
+  n_mels: int = 64,
+  fmin: float = 0.0,
+  fmax: float | None = None,
+) -> jax.Array:
   """Mel power spectrogram: `[batch, samples]` -> float32 `[batch, frames, n_mels]`."""
   power = power_spectrogram(wave, n_fft=n_fft, hop_length=hop_length)
   fb = mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax)
   # HIGHEST precision: the default may use reduced-precision passes on TPU/GPU.
-  return jnp.einsum('bfk,mk->bfm', power, fb, precision=jax.lax.Precision.HIGHEST)
+  return jnp.einsum("bfk,mk->bfm", power, fb, precision=jax.lax.Precision.HIGHEST)
 
 
-def log_mel_spectrogram(wave: jax.Array, *, sample_rate: int = 16000,
-                        n_fft: int = 400, hop_length: int = 160,
-                        n_mels: int = 64, fmin: float = 0.0,
-                        fmax: float | None = None, eps: float = 1e-6) -> jax.Array:
+def log_mel_spectrogram(
+  wave: jax.Array,
+  *,
+  sample_rate: int = 16000,
+  n_fft: int = 400,
+  hop_length: int = 160,
+  n_mels: int = 64,
+  fmin: float = 0.0,
+  fmax: float | None = None,
+  eps: float = 1e-6,
+) -> jax.Array:
   """log(mel power + eps): `[batch, samples]` -> float32 `[batch, frames, n_mels]`.
 
   Frames are centred (frame t is centred on sample t * hop_length) with zero
   padding, so frames = 1 + samples // hop_length for even n_fft.
   """
-  mel = mel_spectrogram(wave, sample_rate=sample_rate, n_fft=n_fft,
-                        hop_length=hop_length, n_mels=n_mels, fmin=fmin, fmax=fmax)
+  mel = mel_spectrogram(
+    wave,
+    sample_rate=sample_rate,
+    n_fft=n_fft,
+    hop_length=hop_length,
+    n_mels=n_mels,
+    fmin=fmin,
+    fmax=fmax,
+  )
   return jnp.log(mel + eps)
 
 
-def frame_mask(sample_mask: jax.Array, hop_length: int, *,
-               n_fft: int = 400) -> jax.Array:
+def frame_mask(sample_mask: jax.Array, hop_length: int, *, n_fft: int = 400) -> jax.Array:
   """Which spectrogram frames hold real audio.
 
   Frame t is valid iff its centre sample t * hop_length is a valid sample, so
@@ -169,12 +190,11 @@ def dct_matrix(n: int, n_out: int | None = None) -> np.ndarray:
   """
   n_out = n if n_out is None else n_out
   if not 0 < n_out <= n:
-    raise ValueError(f'need 0 < n_out <= n, got n={n}, n_out={n_out}')
+    raise ValueError(f"need 0 < n_out <= n, got n={n}, n_out={n_out}")
   return _dct_matrix_cached(int(n), int(n_out))
 
 
-def power_to_db(power: jax.Array, *, amin: float = 1e-10,
-                top_db: float | None = 80.0) -> jax.Array:
+def power_to_db(power: jax.Array, *, amin: float = 1e-10, top_db: float | None = 80.0) -> jax.Array:
   """10 log10(max(power, amin)), as librosa's `power_to_db(ref=1.0)`.
 
   Args:
@@ -190,16 +210,24 @@ def power_to_db(power: jax.Array, *, amin: float = 1e-10,
   db = 10.0 * jnp.log10(jnp.maximum(power, amin))
   if top_db is not None:
     if top_db < 0:
-      raise ValueError(f'top_db must be non-negative, got {top_db}')
+      raise ValueError(f"top_db must be non-negative, got {top_db}")
     axes = tuple(range(1, db.ndim))
     db = jnp.maximum(db, jnp.max(db, axis=axes, keepdims=True) - top_db)
   return db
 
 
-def mfcc(wave: jax.Array, *, sample_rate: int = 16000, n_mfcc: int = 13,
-         n_fft: int = 400, hop_length: int = 160, n_mels: int = 64,
-         fmin: float = 0.0, fmax: float | None = None,
-         top_db: float | None = 80.0) -> jax.Array:
+def mfcc(
+  wave: jax.Array,
+  *,
+  sample_rate: int = 16000,
+  n_mfcc: int = 13,
+  n_fft: int = 400,
+  hop_length: int = 160,
+  n_mels: int = 64,
+  fmin: float = 0.0,
+  fmax: float | None = None,
+  top_db: float | None = 80.0,
+) -> jax.Array:
   """Mel-frequency cepstral coefficients, as `librosa.feature.mfcc`.
 
   Power mel spectrogram (centred, zero padded) -> dB (`amin=1e-10`, ref 1,
@@ -215,17 +243,32 @@ def mfcc(wave: jax.Array, *, sample_rate: int = 16000, n_mfcc: int = 13,
     float32 `[batch, frames, n_mfcc]`, frames = `num_frames(samples, ...)`.
   """
   chex.assert_rank(wave, 2)
-  mel = mel_spectrogram(wave, sample_rate=sample_rate, n_fft=n_fft,
-                        hop_length=hop_length, n_mels=n_mels, fmin=fmin, fmax=fmax)
+  mel = mel_spectrogram(
+    wave,
+    sample_rate=sample_rate,
+    n_fft=n_fft,
+    hop_length=hop_length,
+    n_mels=n_mels,
+    fmin=fmin,
+    fmax=fmax,
+  )
   db = power_to_db(mel, top_db=top_db)
-  out = jnp.einsum('bfm,mc->bfc', db, dct_matrix(n_mels, n_mfcc),
-                   precision=jax.lax.Precision.HIGHEST)
+  out = jnp.einsum(
+    "bfm,mc->bfc", db, dct_matrix(n_mels, n_mfcc), precision=jax.lax.Precision.HIGHEST
+  )
   chex.assert_shape(out, (wave.shape[0], mel.shape[1], n_mfcc))
   return out
 
 
-def _band_mask(rng: jax.Array, batch: int, size: int, num: int, max_width: int,
-               limit: jax.Array | None, random_widths: bool) -> jax.Array:
+def _band_mask(
+  rng: jax.Array,
+  batch: int,
+  size: int,
+  num: int,
+  max_width: int,
+  limit: jax.Array | None,
+  random_widths: bool,
+) -> jax.Array:
   """bool `[batch, size]`: union of `num` random bands of (at most) max_width.
 
   Band starts are uniform over [0, limit - width] (limit defaults to size), so
@@ -245,11 +288,18 @@ def _band_mask(rng: jax.Array, batch: int, size: int, num: int, max_width: int,
   return jnp.any(bands, axis=1)
 
 
-def spec_augment(features: jax.Array, rng: jax.Array, *,
-                 num_freq_masks: int = 2, freq_mask_width: int = 8,
-                 num_time_masks: int = 2, time_mask_width: int = 10,
-                 mask: jax.Array | None = None, random_widths: bool = False,
-                 fill: str = 'zero') -> jax.Array:
+def spec_augment(
+  features: jax.Array,
+  rng: jax.Array,
+  *,
+  num_freq_masks: int = 2,
+  freq_mask_width: int = 8,
+  num_time_masks: int = 2,
+  time_mask_width: int = 10,
+  mask: jax.Array | None = None,
+  random_widths: bool = False,
+  fill: str = "zero",
+) -> jax.Array:
   """SpecAugment frequency and time masking (Park et al., 2019), no time warp.
 
   Every utterance gets its own `num_freq_masks` bands of `freq_mask_width`
@@ -273,12 +323,16 @@ def spec_augment(features: jax.Array, rng: jax.Array, *,
     features with the bands filled, same shape and dtype.
   """
   chex.assert_rank(features, 3)
-  if fill not in ('zero', 'mean'):
+  if fill not in ("zero", "mean"):
     raise ValueError(f"fill must be 'zero' or 'mean', got {fill!r}")
-  for name, value in [('num_freq_masks', num_freq_masks), ('freq_mask_width', freq_mask_width),
-                      ('num_time_masks', num_time_masks), ('time_mask_width', time_mask_width)]:
+  for name, value in [
+    ("num_freq_masks", num_freq_masks),
+    ("freq_mask_width", freq_mask_width),
+    ("num_time_masks", num_time_masks),
+    ("time_mask_width", time_mask_width),
+  ]:
     if value < 0:
-      raise ValueError(f'{name} must be non-negative, got {value}')
+      raise ValueError(f"{name} must be non-negative, got {value}")
   batch, frames, channels = features.shape
   if mask is not None:
     chex.assert_shape(mask, (batch, frames))
@@ -289,19 +343,20 @@ def spec_augment(features: jax.Array, rng: jax.Array, *,
   k_freq, k_time = jax.random.split(rng)
   hidden = jnp.zeros((batch, frames, channels), jnp.bool_)
   if do_freq:
-    bands = _band_mask(k_freq, batch, channels, num_freq_masks,
-                       min(freq_mask_width, channels), None, random_widths)
+    bands = _band_mask(
+      k_freq, batch, channels, num_freq_masks, min(freq_mask_width, channels), None, random_widths
+    )
     hidden = hidden | bands[:, None, :]
   if do_time:
     limit = None if mask is None else jnp.sum(mask.astype(jnp.int32), axis=1)
-    spans = _band_mask(k_time, batch, frames, num_time_masks,
-                       min(time_mask_width, frames), limit, random_widths)
+    spans = _band_mask(
+      k_time, batch, frames, num_time_masks, min(time_mask_width, frames), limit, random_widths
+    )
     hidden = hidden | spans[:, :, None]
-  if fill == 'zero':
+  if fill == "zero":
     value = jnp.zeros((), features.dtype)
   else:
-    w = (jnp.ones((batch, frames), jnp.float32) if mask is None
-         else mask.astype(jnp.float32))
+    w = jnp.ones((batch, frames), jnp.float32) if mask is None else mask.astype(jnp.float32)
     total = jnp.sum(features.astype(jnp.float32) * w[..., None], axis=(1, 2))
     count = jnp.maximum(jnp.sum(w, axis=1) * channels, 1.0)
     value = (total / count).astype(features.dtype)[:, None, None]

@@ -45,6 +45,7 @@ class AudioFrontEnd(nn.Module):
     num_freq_masks, freq_mask_width, num_time_masks, time_mask_width: its
       settings.
   """
+
   sample_rate: int = 16000
   n_fft: int = 400
   hop_length: int = 160
@@ -55,8 +56,9 @@ class AudioFrontEnd(nn.Module):
   num_time_masks: int = 2
   time_mask_width: int = 10
 
-  def log_mel_features(self, audio: jax.Array, audio_mask: jax.Array,
-                       train: bool) -> tuple[jax.Array, jax.Array]:
+  def log_mel_features(
+    self, audio: jax.Array, audio_mask: jax.Array, train: bool
+  ) -> tuple[jax.Array, jax.Array]:
     """audio: float `[batch, T]`; audio_mask: bool `[batch, T]` (True = real).
 
     Returns (features float32 `[batch, frames, n_mels]`, normalised and zero
@@ -69,16 +71,25 @@ class AudioFrontEnd(nn.Module):
     # Zero masked samples: the spectrogram then cannot see what is behind them.
     wave = jnp.where(mask, audio.astype(jnp.float32), 0.0)
     feats = audio_features.log_mel_spectrogram(
-        wave, sample_rate=self.sample_rate, n_fft=self.n_fft,
-        hop_length=self.hop_length, n_mels=self.n_mels)
+      wave,
+      sample_rate=self.sample_rate,
+      n_fft=self.n_fft,
+      hop_length=self.hop_length,
+      n_mels=self.n_mels,
+    )
     fmask = audio_features.frame_mask(mask, self.hop_length, n_fft=self.n_fft)
     chex.assert_shape(feats, (audio.shape[0], fmask.shape[1], self.n_mels))
     x = normalise_over_valid(feats, fmask)
     if train and self.spec_augment:
-      stream = 'spec_augment' if self.has_rng('spec_augment') else 'dropout'
+      stream = "spec_augment" if self.has_rng("spec_augment") else "dropout"
       # Normalised features have zero mean, so zero fill is mean fill.
       x = audio_features.spec_augment(
-          x, self.make_rng(stream), num_freq_masks=self.num_freq_masks,
-          freq_mask_width=self.freq_mask_width, num_time_masks=self.num_time_masks,
-          time_mask_width=self.time_mask_width, mask=fmask)
+        x,
+        self.make_rng(stream),
+        num_freq_masks=self.num_freq_masks,
+        freq_mask_width=self.freq_mask_width,
+        num_time_masks=self.num_time_masks,
+        time_mask_width=self.time_mask_width,
+        mask=fmask,
+      )
     return x, fmask

@@ -29,8 +29,7 @@ def l2_normalize(x: jax.Array, eps: float = 1e-6) -> jax.Array:
 
 def _check_rank(key: str, x: Any, rank: int, what: str) -> None:
   if x.ndim != rank:
-    raise ValueError(f'batch[{key!r}] must have rank {rank} ({what}), '
-                     f'got shape {tuple(x.shape)}')
+    raise ValueError(f"batch[{key!r}] must have rank {rank} ({what}), got shape {tuple(x.shape)}")
 
 
 def validate_batch(batch: dict, modalities: tuple[str, ...]) -> tuple[str, ...]:
@@ -47,32 +46,38 @@ def validate_batch(batch: dict, modalities: tuple[str, ...]) -> tuple[str, ...]:
       continue
     missing = [k for k in keys if k not in batch]
     if missing:
-      raise KeyError(f'batch has {keys[0]!r} but lacks {missing}; the {m} '
-                     f'modality needs keys {list(keys)}')
+      raise KeyError(
+        f"batch has {keys[0]!r} but lacks {missing}; the {m} modality needs keys {list(keys)}"
+      )
     present.append(m)
   if not present:
-    raise ValueError(f'batch has none of the model modalities {list(modalities)}; '
-                     f'expected keys such as {[MODALITY_KEYS[m][0] for m in modalities]}, '
-                     f'got keys {sorted(batch)}')
-  for m, layout in (('image', '[batch, H, W, 3]'), ('video', '[batch, frames, H, W, 3]')):
+    raise ValueError(
+      f"batch has none of the model modalities {list(modalities)}; "
+      f"expected keys such as {[MODALITY_KEYS[m][0] for m in modalities]}, "
+      f"got keys {sorted(batch)}"
+    )
+  for m, layout in (("image", "[batch, H, W, 3]"), ("video", "[batch, frames, H, W, 3]")):
     if m in present:
       x = batch[m]
-      _check_rank(m, x, layout.count(',') + 1, layout)
+      _check_rank(m, x, layout.count(",") + 1, layout)
       if x.shape[-1] != 3:
-        raise ValueError(f"batch['{m}'] must have 3 channels (RGB, {layout}), "
-                         f'got shape {tuple(x.shape)}')
-  for m, what in (('text', 'token ids'), ('audio', 'waveform samples')):
+        raise ValueError(
+          f"batch['{m}'] must have 3 channels (RGB, {layout}), got shape {tuple(x.shape)}"
+        )
+  for m, what in (("text", "token ids"), ("audio", "waveform samples")):
     if m in present:
-      x, mask = batch[m], batch[f'{m}_mask']
-      _check_rank(m, x, 2, f'[batch, {what}]')
+      x, mask = batch[m], batch[f"{m}_mask"]
+      _check_rank(m, x, 2, f"[batch, {what}]")
       if tuple(mask.shape) != tuple(x.shape):
-        raise ValueError(f"batch['{m}_mask'] must have the shape of batch['{m}'] "
-                         f'{tuple(x.shape)}, got {tuple(mask.shape)}')
+        raise ValueError(
+          f"batch['{m}_mask'] must have the shape of batch['{m}'] "
+          f"{tuple(x.shape)}, got {tuple(mask.shape)}"
+        )
   return tuple(present)
 
 
-@register('contrastive')
-@register('tri_contrastive')
+@register("contrastive")
+@register("tri_contrastive")
 class TriModalContrastive(nn.Module):
   """CLIP/SigLIP-style model over any of image, text, audio and video.
 
@@ -89,6 +94,7 @@ class TriModalContrastive(nn.Module):
     logit_bias_init: initial logit bias (0 for CLIP, -10 for SigLIP).
     dtype: compute dtype of the towers; embeddings are returned in float32.
   """
+
   embed_dim: int = 128
   image: dict | None = None
   text: dict | None = None
@@ -104,26 +110,32 @@ class TriModalContrastive(nn.Module):
     self.used = input_modalities(self)
     unknown = set(self.used) - set(MODALITY_KEYS)
     if unknown:
-      raise ValueError(f'unknown modalities {sorted(unknown)}; '
-                       f'supported: {sorted(MODALITY_KEYS)}')
-    self.towers = {m: build_encoder(m, complete_from_data(m, getattr(self, m), self.data),
-                                    dtype=self.dtype, name=f'{m}_encoder')
-                   for m in self.used}
+      raise ValueError(f"unknown modalities {sorted(unknown)}; supported: {sorted(MODALITY_KEYS)}")
+    self.towers = {
+      m: build_encoder(
+        m, complete_from_data(m, getattr(self, m), self.data), dtype=self.dtype, name=f"{m}_encoder"
+      )
+      for m in self.used
+    }
     # Bias-free projection so that the zero vector stays meaningless.
-    self.projections = {m: nn.Dense(
-        self.embed_dim, use_bias=False, dtype=self.dtype, name=f'{m}_proj',
-        kernel_init=nn.with_logical_partitioning(
-            nn.initializers.lecun_normal(), ('embed', None)))
-                        for m in self.used}
+    self.projections = {
+      m: nn.Dense(
+        self.embed_dim,
+        use_bias=False,
+        dtype=self.dtype,
+        name=f"{m}_proj",
+        kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(), ("embed", None)),
+      )
+      for m in self.used
+    }
     self.logit_scale = self.param(
-        'logit_scale', nn.initializers.constant(self.logit_scale_init), ())
-    self.logit_bias = self.param(
-        'logit_bias', nn.initializers.constant(self.logit_bias_init), ())
+      "logit_scale", nn.initializers.constant(self.logit_scale_init), ()
+    )
+    self.logit_bias = self.param("logit_bias", nn.initializers.constant(self.logit_bias_init), ())
 
   def _embed(self, modality: str, *inputs, train: bool) -> jax.Array:
     if modality not in self.used:
-      raise ValueError(f'this model has no {modality} tower; '
-                       f'modalities={self.used}')
+      raise ValueError(f"this model has no {modality} tower; modalities={self.used}")
     pooled = self.towers[modality](*inputs, train=train).pooled
     z = l2_normalize(self.projections[modality](pooled))
     chex.assert_shape(z, (inputs[0].shape[0], self.embed_dim))
@@ -131,25 +143,25 @@ class TriModalContrastive(nn.Module):
 
   def encode_image(self, image: jax.Array, *, train: bool = False) -> jax.Array:
     """uint8 `[B, H, W, 3]` -> unit-norm float32 `[B, D]`."""
-    validate_batch({'image': image}, ('image',))
-    return self._embed('image', image, train=train)
+    validate_batch({"image": image}, ("image",))
+    return self._embed("image", image, train=train)
 
-  def encode_text(self, text: jax.Array, text_mask: jax.Array, *,
-                  train: bool = False) -> jax.Array:
+  def encode_text(self, text: jax.Array, text_mask: jax.Array, *, train: bool = False) -> jax.Array:
     """int32 `[B, L]` + bool `[B, L]` -> unit-norm float32 `[B, D]`."""
-    validate_batch({'text': text, 'text_mask': text_mask}, ('text',))
-    return self._embed('text', text, text_mask, train=train)
+    validate_batch({"text": text, "text_mask": text_mask}, ("text",))
+    return self._embed("text", text, text_mask, train=train)
 
-  def encode_audio(self, audio: jax.Array, audio_mask: jax.Array, *,
-                   train: bool = False) -> jax.Array:
+  def encode_audio(
+    self, audio: jax.Array, audio_mask: jax.Array, *, train: bool = False
+  ) -> jax.Array:
     """float `[B, T]` + bool `[B, T]` -> unit-norm float32 `[B, D]`."""
-    validate_batch({'audio': audio, 'audio_mask': audio_mask}, ('audio',))
-    return self._embed('audio', audio, audio_mask, train=train)
+    validate_batch({"audio": audio, "audio_mask": audio_mask}, ("audio",))
+    return self._embed("audio", audio, audio_mask, train=train)
 
   def encode_video(self, video: jax.Array, *, train: bool = False) -> jax.Array:
     """uint8 `[B, F, H, W, 3]` -> unit-norm float32 `[B, D]`."""
-    validate_batch({'video': video}, ('video',))
-    return self._embed('video', video, train=train)
+    validate_batch({"video": video}, ("video",))
+    return self._embed("video", video, train=train)
 
   def __call__(self, batch: dict, *, train: bool = False) -> dict:
     """Embeds every modality of the model present in `batch`.
@@ -162,11 +174,11 @@ class TriModalContrastive(nn.Module):
     for m in validate_batch(batch, tuple(self.used)):
       inputs = [batch[k] for k in MODALITY_KEYS[m]]
       out[m] = self._embed(m, *inputs, train=train)
-      if f'{m}_present' in batch:
+      if f"{m}_present" in batch:
         # Passed through so that losses can skip rows missing this modality.
-        present = jnp.asarray(batch[f'{m}_present']).astype(jnp.bool_)
+        present = jnp.asarray(batch[f"{m}_present"]).astype(jnp.bool_)
         chex.assert_shape(present, (out[m].shape[0],))
-        out[f'{m}_present'] = present
-    out['logit_scale'] = self.logit_scale
-    out['logit_bias'] = self.logit_bias
+        out[f"{m}_present"] = present
+    out["logit_scale"] = self.logit_scale
+    out["logit_bias"] = self.logit_bias
     return out

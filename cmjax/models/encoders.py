@@ -25,44 +25,55 @@ from cmjax.registry import Registry
 
 # Batch keys an encoder of each modality takes, in call order.
 MODALITY_INPUTS = {
-    'image': ('image',),
-    'text': ('text', 'text_mask'),
-    'audio': ('audio', 'audio_mask'),
-    'video': ('video',),
+  "image": ("image",),
+  "text": ("text", "text_mask"),
+  "audio": ("audio", "audio_mask"),
+  "video": ("video",),
 }
 
 # Encoder used when a modality's config has no 'name'.
 DEFAULT_ENCODER = {
-    'image': 'vit',
-    'text': 'transformer',
-    'audio': 'transformer',
-    'video': 'frames',
+  "image": "vit",
+  "text": "transformer",
+  "audio": "transformer",
+  "video": "frames",
 }
 
 
 class EncoderOutput(NamedTuple):
   tokens: jax.Array  # [batch, n, dim]
   pooled: jax.Array  # [batch, dim]
-  mask: jax.Array    # bool [batch, n]
+  mask: jax.Array  # bool [batch, n]
 
 
 def _import_builtin_encoders() -> None:
   # Importing each module runs its @register_encoder; lazy to avoid import cycles.
   # pylint: disable=g-import-not-at-top,unused-import
-  from cmjax.models import audio_ast, audio_cnn, audio_encoder  # noqa: F401
-  from cmjax.models import resnet, text_encoder, text_rnn, video, vit  # noqa: F401
+  from cmjax.models import (  # noqa: F401  # noqa: F401
+    audio_ast,
+    audio_cnn,
+    audio_encoder,
+    resnet,
+    text_encoder,
+    text_rnn,
+    video,
+    vit,
+  )
 
 
 # One registry per modality: the same name ('transformer') means different
 # modules for text and for audio.
-ENCODERS = {m: Registry(f'{m} encoder', config_key=f'config.model.{m}.name',
-                        load_builtins=_import_builtin_encoders)
-            for m in MODALITY_INPUTS}
+ENCODERS = {
+  m: Registry(
+    f"{m} encoder", config_key=f"config.model.{m}.name", load_builtins=_import_builtin_encoders
+  )
+  for m in MODALITY_INPUTS
+}
 
 
 def _check_modality(modality: str) -> None:
   if modality not in ENCODERS:
-    raise ValueError(f'unknown modality {modality!r}; known: {sorted(ENCODERS)}')
+    raise ValueError(f"unknown modality {modality!r}; known: {sorted(ENCODERS)}")
 
 
 def register_encoder(modality: str, name: str):
@@ -95,14 +106,16 @@ def build_encoder(modality: str, config: dict | None, **extra: Any):
   encoder does not take.
   """
   kwargs = dict(config or {})
-  name = kwargs.pop('name', DEFAULT_ENCODER.get(modality))
+  name = kwargs.pop("name", DEFAULT_ENCODER.get(modality))
   cls = get_encoder_cls(modality, name)
-  fields = set(getattr(cls, '__dataclass_fields__', {}))
+  fields = set(getattr(cls, "__dataclass_fields__", {}))
   unknown = sorted(set(kwargs) - fields)
   if unknown:
-    allowed = sorted(fields - {'parent', 'name'})
-    raise ValueError(f'config.model.{modality} has keys {unknown} that the {modality} '
-                     f'encoder {name!r} does not take; it takes {allowed}')
+    allowed = sorted(fields - {"parent", "name"})
+    raise ValueError(
+      f"config.model.{modality} has keys {unknown} that the {modality} "
+      f"encoder {name!r} does not take; it takes {allowed}"
+    )
   return cls(**kwargs, **extra)
 
 
@@ -117,12 +130,12 @@ def complete_from_data(modality: str, config: dict | None, data: Any) -> dict:
   entry = dict(config or {})
   if data is None:
     return entry
-  name = entry.get('name', DEFAULT_ENCODER.get(modality))
-  fields = getattr(get_encoder_cls(modality, name), '__dataclass_fields__', {})
-  if modality == 'text':
-    entry['vocab_size'] = data.vocab_size
-    if 'max_len' in fields:
-      entry['max_len'] = data.text_length()
-  if modality == 'audio' and 'sample_rate' in fields:
-    entry['sample_rate'] = data.sample_rate
+  name = entry.get("name", DEFAULT_ENCODER.get(modality))
+  fields = getattr(get_encoder_cls(modality, name), "__dataclass_fields__", {})
+  if modality == "text":
+    entry["vocab_size"] = data.vocab_size
+    if "max_len" in fields:
+      entry["max_len"] = data.text_length()
+  if modality == "audio" and "sample_rate" in fields:
+    entry["sample_rate"] = data.sample_rate
   return entry

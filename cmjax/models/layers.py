@@ -43,8 +43,9 @@ Initializer = Callable[..., jax.Array]
 LogicalAxes = tuple[str | None, ...]
 
 
-def flat_matmul(x: jax.Array, kernel: jax.Array, contract: int = 1,
-                precision=None, preferred_element_type=None) -> jax.Array:
+def flat_matmul(
+  x: jax.Array, kernel: jax.Array, contract: int = 1, precision=None, preferred_element_type=None
+) -> jax.Array:
   """`x` contracted over its last `contract` axes with `kernel`'s first ones.
 
   Args:
@@ -56,14 +57,20 @@ def flat_matmul(x: jax.Array, kernel: jax.Array, contract: int = 1,
   Returns:
     `[*lead, *out]`, equal to `jnp.tensordot(x, kernel, contract)`.
   """
-  lead, k_shape = x.shape[:x.ndim - contract], x.shape[x.ndim - contract:]
+  lead, k_shape = x.shape[: x.ndim - contract], x.shape[x.ndim - contract :]
   if tuple(kernel.shape[:contract]) != tuple(k_shape):
-    raise ValueError(f'flat_matmul: x {x.shape} and kernel {kernel.shape} do not share '
-                     f'the {contract} contracted axes')
+    raise ValueError(
+      f"flat_matmul: x {x.shape} and kernel {kernel.shape} do not share "
+      f"the {contract} contracted axes"
+    )
   out_shape = kernel.shape[contract:]
   k, n = math.prod(k_shape), math.prod(out_shape)
-  y = jnp.matmul(x.reshape(-1, k), kernel.reshape(k, n), precision=precision,
-                 preferred_element_type=preferred_element_type)
+  y = jnp.matmul(
+    x.reshape(-1, k),
+    kernel.reshape(k, n),
+    precision=precision,
+    preferred_element_type=preferred_element_type,
+  )
   return y.reshape(*lead, *out_shape)
 
 
@@ -80,10 +87,18 @@ class Dense(nn.Dense):
     return jnp.reshape(super().__call__(flat), (*lead, self.features))
 
 
-def conv_as_matmul(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int],
-                   padding: Sequence[tuple[int, int]], lhs_dilation=None, rhs_dilation=None,
-                   dimension_numbers=None, feature_group_count: int = 1,
-                   precision=None, **unused) -> jax.Array:
+def conv_as_matmul(
+  lhs: jax.Array,
+  rhs: jax.Array,
+  window_strides: Sequence[int],
+  padding: Sequence[tuple[int, int]],
+  lhs_dilation=None,
+  rhs_dilation=None,
+  dimension_numbers=None,
+  feature_group_count: int = 1,
+  precision=None,
+  **unused,
+) -> jax.Array:
   """`lax.conv_general_dilated` for NHWC inputs and HWIO kernels, as a matmul.
 
   Args:
@@ -100,15 +115,17 @@ def conv_as_matmul(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int]
   """
   if dimension_numbers is not None:
     dn = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-    want = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, ('NHWC', 'HWIO', 'NHWC'))
+    want = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
     if dn != want:
-      raise ValueError(f'conv_as_matmul needs NHWC/HWIO layouts, got {dimension_numbers}')
-  for name, value in (('lhs_dilation', lhs_dilation), ('rhs_dilation', rhs_dilation)):
+      raise ValueError(f"conv_as_matmul needs NHWC/HWIO layouts, got {dimension_numbers}")
+  for name, value in (("lhs_dilation", lhs_dilation), ("rhs_dilation", rhs_dilation)):
     if value is not None and any(d != 1 for d in value):
-      raise ValueError(f'conv_as_matmul does not support {name}={value}')
+      raise ValueError(f"conv_as_matmul does not support {name}={value}")
   if feature_group_count != 1 or isinstance(padding, str):
-    raise ValueError('conv_as_matmul needs feature_group_count=1 and explicit padding, '
-                     f'got {feature_group_count}, {padding!r}')
+    raise ValueError(
+      "conv_as_matmul needs feature_group_count=1 and explicit padding, "
+      f"got {feature_group_count}, {padding!r}"
+    )
   kh, kw, c, o = rhs.shape
   sh, sw = window_strides
   x = jnp.pad(lhs, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
@@ -116,15 +133,27 @@ def conv_as_matmul(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int]
   out_w = (x.shape[2] - kw) // sw + 1
   # [batch, H', W', kh * kw * C], patch entries in the kernel's (i, j, c) order.
   patches = jnp.concatenate(
-      [x[:, i:i + sh * (out_h - 1) + 1:sh, j:j + sw * (out_w - 1) + 1:sw, :]
-       for i in range(kh) for j in range(kw)], axis=-1)
+    [
+      x[:, i : i + sh * (out_h - 1) + 1 : sh, j : j + sw * (out_w - 1) + 1 : sw, :]
+      for i in range(kh)
+      for j in range(kw)
+    ],
+    axis=-1,
+  )
   return flat_matmul(patches, rhs.reshape(kh * kw * c, o), precision=precision)
 
 
-def dense(features: int, name: str, dtype: Dtype = jnp.float32, use_bias: bool = True,
-          in_axis: str | None = 'embed', out_axis: str | None = 'mlp', *,
-          kernel_init: Initializer = nn.initializers.lecun_normal(),
-          param_dtype: Dtype = jnp.float32) -> Dense:
+def dense(
+  features: int,
+  name: str,
+  dtype: Dtype = jnp.float32,
+  use_bias: bool = True,
+  in_axis: str | None = "embed",
+  out_axis: str | None = "mlp",
+  *,
+  kernel_init: Initializer = nn.initializers.lecun_normal(),
+  param_dtype: Dtype = jnp.float32,
+) -> Dense:
   """A `Dense` `[..., in] -> [..., features]` with partitioned parameters.
 
   Args:
@@ -136,17 +165,30 @@ def dense(features: int, name: str, dtype: Dtype = jnp.float32, use_bias: bool =
       bias takes `out_axis`.
     kernel_init: the kernel's initialiser (the bias starts at zero).
   """
-  return Dense(features, use_bias=use_bias, dtype=dtype, param_dtype=param_dtype, name=name,
-               kernel_init=nn.with_logical_partitioning(kernel_init, (in_axis, out_axis)),
-               bias_init=nn.with_logical_partitioning(
-                   nn.initializers.zeros_init(), (out_axis,)))
+  return Dense(
+    features,
+    use_bias=use_bias,
+    dtype=dtype,
+    param_dtype=param_dtype,
+    name=name,
+    kernel_init=nn.with_logical_partitioning(kernel_init, (in_axis, out_axis)),
+    bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), (out_axis,)),
+  )
 
 
-def conv(features: int, kernel_size: Sequence[int], strides: Sequence[int],
-         padding: str | Sequence[tuple[int, int]], name: str, dtype: Dtype,
-         kernel_axes: LogicalAxes, *, use_bias: bool = True,
-         kernel_init: Initializer = nn.initializers.lecun_normal(),
-         conv_general_dilated: Callable[..., jax.Array] | None = None) -> nn.Conv:
+def conv(
+  features: int,
+  kernel_size: Sequence[int],
+  strides: Sequence[int],
+  padding: str | Sequence[tuple[int, int]],
+  name: str,
+  dtype: Dtype,
+  kernel_axes: LogicalAxes,
+  *,
+  use_bias: bool = True,
+  kernel_init: Initializer = nn.initializers.lecun_normal(),
+  conv_general_dilated: Callable[..., jax.Array] | None = None,
+) -> nn.Conv:
   """An `nn.Conv` `[batch, *spatial, in] -> [batch, *spatial', features]`, partitioned.
 
   Args:
@@ -163,14 +205,22 @@ def conv(features: int, kernel_size: Sequence[int], strides: Sequence[int],
       `conv_as_matmul`); None keeps flax's default.
   """
   if len(kernel_axes) != len(kernel_size) + 2:
-    raise ValueError(f'kernel_axes {kernel_axes} must name the {len(kernel_size)} window '
-                     'axes, the input and the output channels')
-  return nn.Conv(features, tuple(kernel_size), strides=tuple(strides), padding=padding,
-                 use_bias=use_bias, dtype=dtype, name=name,
-                 conv_general_dilated=conv_general_dilated,
-                 kernel_init=nn.with_logical_partitioning(kernel_init, tuple(kernel_axes)),
-                 bias_init=nn.with_logical_partitioning(
-                     nn.initializers.zeros_init(), (kernel_axes[-1],)))
+    raise ValueError(
+      f"kernel_axes {kernel_axes} must name the {len(kernel_size)} window "
+      "axes, the input and the output channels"
+    )
+  return nn.Conv(
+    features,
+    tuple(kernel_size),
+    strides=tuple(strides),
+    padding=padding,
+    use_bias=use_bias,
+    dtype=dtype,
+    name=name,
+    conv_general_dilated=conv_general_dilated,
+    kernel_init=nn.with_logical_partitioning(kernel_init, tuple(kernel_axes)),
+    bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), (kernel_axes[-1],)),
+  )
 
 
 def patch_embed(width: int, patch: Sequence[int], name: str, dtype: Dtype) -> nn.Conv:
@@ -193,25 +243,43 @@ def patch_embed(width: int, patch: Sequence[int], name: str, dtype: Dtype) -> nn
     `bias [width]` on `('embed',)`.
   """
   patch = tuple(patch)
-  return conv(width, patch, patch, 'VALID', name, dtype,
-              (None,) * len(patch) + ('conv_in', 'embed'))
+  return conv(
+    width, patch, patch, "VALID", name, dtype, (None,) * len(patch) + ("conv_in", "embed")
+  )
 
 
-def layer_norm(name: str | None = None, dtype: Dtype = jnp.float32,
-               param_dtype: Dtype = jnp.float32, axis: str = 'embed') -> nn.LayerNorm:
+def layer_norm(
+  name: str | None = None,
+  dtype: Dtype = jnp.float32,
+  param_dtype: Dtype = jnp.float32,
+  axis: str = "embed",
+) -> nn.LayerNorm:
   """LayerNorm over the last axis whose scale/bias `[features]` carry the `axis` logical name."""
   return nn.LayerNorm(
-      dtype=dtype, param_dtype=param_dtype, name=name,
-      scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), (axis,)),
-      bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), (axis,)))
+    dtype=dtype,
+    param_dtype=param_dtype,
+    name=name,
+    scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), (axis,)),
+    bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), (axis,)),
+  )
 
 
-def token_embed(vocab_size: int, width: int, dtype: Dtype = jnp.float32,
-                param_dtype: Dtype = jnp.float32, name: str = 'token_embed') -> nn.Embed:
+def token_embed(
+  vocab_size: int,
+  width: int,
+  dtype: Dtype = jnp.float32,
+  param_dtype: Dtype = jnp.float32,
+  name: str = "token_embed",
+) -> nn.Embed:
   """Token ids int `[...]` -> `[..., width]`.
 
   The table `embedding [vocab_size, width]` is on ('vocab', 'embed').
   """
-  return nn.Embed(vocab_size, width, dtype=dtype, param_dtype=param_dtype, name=name,
-                  embedding_init=nn.with_logical_partitioning(
-                      nn.initializers.normal(0.02), ('vocab', 'embed')))
+  return nn.Embed(
+    vocab_size,
+    width,
+    dtype=dtype,
+    param_dtype=param_dtype,
+    name=name,
+    embedding_init=nn.with_logical_partitioning(nn.initializers.normal(0.02), ("vocab", "embed")),
+  )

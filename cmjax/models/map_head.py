@@ -16,6 +16,7 @@ class MAPHead(nn.Module):
   One learned query attends over all tokens, then a residual MLP refines the
   result; unlike mean pooling, the model learns which tokens matter.
   """
+
   num_heads: int
   mlp_dim: int
   dtype: Dtype = jnp.float32
@@ -24,13 +25,16 @@ class MAPHead(nn.Module):
   def __call__(self, x: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
     chex.assert_rank(x, 3)
     batch, _, width = x.shape
-    probe = self.param('probe', nn.with_logical_partitioning(
-        nn.initializers.xavier_uniform(), (None, 'embed')), (1, width))
+    probe = self.param(
+      "probe",
+      nn.with_logical_partitioning(nn.initializers.xavier_uniform(), (None, "embed")),
+      (1, width),
+    )
     q = jnp.broadcast_to(probe.astype(self.dtype)[None], (batch, 1, width))
-    y = MultiHeadAttention(num_heads=self.num_heads, dtype=self.dtype,
-                           name='attn')(q, x, key_mask=key_mask)
-    y = y + MlpBlock(self.mlp_dim, dtype=self.dtype, name='mlp')(
-        layer_norm('ln', self.dtype)(y))
+    y = MultiHeadAttention(num_heads=self.num_heads, dtype=self.dtype, name="attn")(
+      q, x, key_mask=key_mask
+    )
+    y = y + MlpBlock(self.mlp_dim, dtype=self.dtype, name="mlp")(layer_norm("ln", self.dtype)(y))
     pooled = y[:, 0]
     chex.assert_shape(pooled, (batch, width))
     return pooled

@@ -10,8 +10,7 @@ def _import_builtin_models() -> None:
   from cmjax.models import classifier, contrastive  # noqa: F401
 
 
-MODELS = Registry('model', config_key='config.model.name',
-                  load_builtins=_import_builtin_models)
+MODELS = Registry("model", config_key="config.model.name", load_builtins=_import_builtin_models)
 register = MODELS.register
 
 
@@ -24,14 +23,14 @@ def get_model(name: str, **kwargs) -> Any:
   return MODELS.get(name)(**kwargs)
 
 
-DEFAULT_MODALITIES = ('image', 'text', 'audio')
+DEFAULT_MODALITIES = ("image", "text", "audio")
 
 
 def input_modalities(model) -> tuple[str, ...]:
   """The modalities a model consumes: its `modalities` setting, else every
   modality of its `data` spec, else image, text and audio."""
-  explicit = getattr(model, 'modalities', None)
+  explicit = getattr(model, "modalities", None)
   if explicit:
     return tuple(explicit)
-  data = getattr(model, 'data', None)
+  data = getattr(model, "data", None)
   return tuple(data.modalities) if data is not None else DEFAULT_MODALITIES

@@ -11,7 +11,7 @@ from cmjax.models.pooling import last_token, masked_mean, sinusoidal_positions
 from cmjax.models.transformer import Transformer
 
 
-@register_encoder('text', 'transformer')
+@register_encoder("text", "transformer")
 class TextTransformer(nn.Module):
   """Text Transformer encoder (bidirectional, or causal) with key padding mask.
 
@@ -30,24 +30,26 @@ class TextTransformer(nn.Module):
     remat, scan: passed to `Transformer`.
     param_dtype: parameter dtype.
   """
+
   vocab_size: int
   max_len: int = 32
   width: int = 128
   depth: int = 2
   num_heads: int = 4
   mlp_dim: int = 256
-  pool: str = 'mean'
+  pool: str = "mean"
   dropout_rate: float = 0.0
   dtype: Dtype = jnp.float32
   causal: bool = False
-  positions: str = 'learned'
+  positions: str = "learned"
   remat: bool | str = False
   scan: bool = False
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, text: jax.Array, text_mask: jax.Array, *,
-               train: bool = False) -> EncoderOutput:
+  def __call__(
+    self, text: jax.Array, text_mask: jax.Array, *, train: bool = False
+  ) -> EncoderOutput:
     """text: int `[batch, L]`; text_mask: bool `[batch, L]` (True = real token).
 
     Returns EncoderOutput(tokens `[batch, L, width]`, pooled `[batch, width]`,
@@ -56,29 +58,38 @@ class TextTransformer(nn.Module):
     chex.assert_rank([text, text_mask], 2)
     chex.assert_equal_shape([text, text_mask])
     batch, length = text.shape
-    if self.pool not in ('mean', 'first', 'last'):
+    if self.pool not in ("mean", "first", "last"):
       raise ValueError(f"pool must be 'mean', 'first' or 'last', got {self.pool!r}")
-    if self.positions not in ('learned', 'sinusoidal'):
-      raise ValueError("positions must be 'learned' or 'sinusoidal', got "
-                       f'{self.positions!r}')
-    if self.positions == 'learned' and length > self.max_len:
-      raise ValueError(f'text length {length} exceeds max_len {self.max_len}')
+    if self.positions not in ("learned", "sinusoidal"):
+      raise ValueError(f"positions must be 'learned' or 'sinusoidal', got {self.positions!r}")
+    if self.positions == "learned" and length > self.max_len:
+      raise ValueError(f"text length {length} exceeds max_len {self.max_len}")
     mask = text_mask.astype(jnp.bool_)
     x = token_embed(self.vocab_size, self.width, self.dtype, self.param_dtype)(text)
-    if self.positions == 'learned':
-      pos = self.param('pos_embedding', nn.with_logical_partitioning(
-          nn.initializers.normal(0.01), ('pos', 'embed')),
-          (self.max_len, self.width), self.param_dtype)[:length]
+    if self.positions == "learned":
+      pos = self.param(
+        "pos_embedding",
+        nn.with_logical_partitioning(nn.initializers.normal(0.01), ("pos", "embed")),
+        (self.max_len, self.width),
+        self.param_dtype,
+      )[:length]
     else:
       pos = sinusoidal_positions(length, self.width)
     x = x + pos.astype(self.dtype)[None]
-    x = Transformer(self.depth, self.num_heads, self.mlp_dim, self.dropout_rate,
-                    self.dtype, remat=self.remat, scan=self.scan,
-                    param_dtype=self.param_dtype, name='transformer')(
-                        x, mask, deterministic=not train, causal=self.causal)
-    if self.pool == 'first':
+    x = Transformer(
+      self.depth,
+      self.num_heads,
+      self.mlp_dim,
+      self.dropout_rate,
+      self.dtype,
+      remat=self.remat,
+      scan=self.scan,
+      param_dtype=self.param_dtype,
+      name="transformer",
+    )(x, mask, deterministic=not train, causal=self.causal)
+    if self.pool == "first":
       pooled = x[:, 0]
-    elif self.pool == 'last':
+    elif self.pool == "last":
       pooled = last_token(x, mask)
     else:
       pooled = masked_mean(x, mask)

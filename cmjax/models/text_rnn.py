@@ -30,7 +30,7 @@ def _orthogonal_f32(key: jax.Array, shape: tuple[int, ...], dtype: Dtype = jnp.f
   return nn.initializers.orthogonal()(key, shape, jnp.float32).astype(dtype)
 
 
-@register_encoder('text', 'rnn')
+@register_encoder("text", "rnn")
 class TextRNN(nn.Module):
   """LSTM or GRU text encoder.
 
@@ -48,34 +48,36 @@ class TextRNN(nn.Module):
     dtype: compute dtype.
     param_dtype: parameter dtype.
   """
+
   vocab_size: int
   width: int = 128
-  cell: str = 'lstm'
+  cell: str = "lstm"
   bidirectional: bool = False
   depth: int = 1
-  pool: str = 'last'
+  pool: str = "last"
   dropout_rate: float = 0.0
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
   def _cell(self) -> nn.RNNCellBase:
     kwargs = dict(
-        features=self.width, dtype=self.dtype, param_dtype=self.param_dtype,
-        kernel_init=nn.with_logical_partitioning(
-            nn.initializers.lecun_normal(), ('embed', 'mlp')),
-        recurrent_kernel_init=nn.with_logical_partitioning(
-            _orthogonal_f32, (None, 'mlp')),
-        bias_init=nn.with_logical_partitioning(
-            nn.initializers.zeros_init(), ('mlp',)),
-        # Unbound, so that `nn.RNN` adopts it (params under `rnn{i}/cell`).
-        parent=None)
-    if self.cell == 'lstm':
+      features=self.width,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(), ("embed", "mlp")),
+      recurrent_kernel_init=nn.with_logical_partitioning(_orthogonal_f32, (None, "mlp")),
+      bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), ("mlp",)),
+      # Unbound, so that `nn.RNN` adopts it (params under `rnn{i}/cell`).
+      parent=None,
+    )
+    if self.cell == "lstm":
       return nn.OptimizedLSTMCell(**kwargs)
     return nn.GRUCell(**kwargs)
 
   @nn.compact
-  def __call__(self, text: jax.Array, text_mask: jax.Array, *,
-               train: bool = False) -> EncoderOutput:
+  def __call__(
+    self, text: jax.Array, text_mask: jax.Array, *, train: bool = False
+  ) -> EncoderOutput:
     """text: int `[batch, L]`; text_mask: bool `[batch, L]` (True = real token).
 
     Returns EncoderOutput(tokens `[batch, L, width]` (zeros at padding), pooled
@@ -83,12 +85,12 @@ class TextRNN(nn.Module):
     """
     chex.assert_rank([text, text_mask], 2)
     chex.assert_equal_shape([text, text_mask])
-    if self.cell not in ('lstm', 'gru'):
+    if self.cell not in ("lstm", "gru"):
       raise ValueError(f"cell must be 'lstm' or 'gru', got {self.cell!r}")
-    if self.pool not in ('last', 'mean'):
+    if self.pool not in ("last", "mean"):
       raise ValueError(f"pool must be 'last' or 'mean', got {self.pool!r}")
     if self.depth < 1:
-      raise ValueError(f'depth must be >= 1, got {self.depth}')
+      raise ValueError(f"depth must be >= 1, got {self.depth}")
     batch, length = text.shape
     mask = text_mask.astype(jnp.bool_)
     lengths = jnp.sum(mask, axis=1, dtype=jnp.int32)
@@ -96,25 +98,32 @@ class TextRNN(nn.Module):
     for i in range(self.depth):
       x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
       if self.bidirectional:
-        layer = nn.Bidirectional(nn.RNN(self._cell(), parent=None),
-                                 nn.RNN(self._cell(), parent=None),
-                                 name=f'rnn{i}')
+        layer = nn.Bidirectional(
+          nn.RNN(self._cell(), parent=None), nn.RNN(self._cell(), parent=None), name=f"rnn{i}"
+        )
       else:
-        layer = nn.RNN(self._cell(), name=f'rnn{i}')
+        layer = nn.RNN(self._cell(), name=f"rnn{i}")
       x = layer(x, seq_lengths=lengths)
     if self.bidirectional:
       chex.assert_shape(x, (batch, length, 2 * self.width))
-      proj = dense(self.width, 'out_proj', self.dtype, in_axis='mlp', out_axis='embed',
-                   param_dtype=self.param_dtype)
+      proj = dense(
+        self.width,
+        "out_proj",
+        self.dtype,
+        in_axis="mlp",
+        out_axis="embed",
+        param_dtype=self.param_dtype,
+      )
       # Forward state after the last real token; backward state after reading
       # the row from its last real token back to the first one.
-      last = jnp.concatenate([last_token(x[..., :self.width], mask),
-                              x[:, 0, self.width:]], axis=-1)
+      last = jnp.concatenate(
+        [last_token(x[..., : self.width], mask), x[:, 0, self.width :]], axis=-1
+      )
       x = proj(x)
     else:
       last = last_token(x, mask)
     x = jnp.where(mask[..., None], x, 0).astype(self.dtype)
-    if self.pool == 'last':
+    if self.pool == "last":
       pooled = proj(last) if self.bidirectional else last
     else:
       pooled = masked_mean(x, mask)

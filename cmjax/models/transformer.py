@@ -21,6 +21,7 @@ from cmjax.models.layers import Dtype, dense, layer_norm
 
 class MlpBlock(nn.Module):
   """Dense -> GELU -> dropout -> Dense: `[batch, tokens, width]` -> same."""
+
   mlp_dim: int
   dropout_rate: float = 0.0
   dtype: Dtype = jnp.float32
@@ -30,12 +31,26 @@ class MlpBlock(nn.Module):
   def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
     width = x.shape[-1]
     init = nn.initializers.xavier_uniform()
-    h = dense(self.mlp_dim, 'fc1', self.dtype, in_axis='embed', out_axis='mlp',
-              kernel_init=init, param_dtype=self.param_dtype)(x)
+    h = dense(
+      self.mlp_dim,
+      "fc1",
+      self.dtype,
+      in_axis="embed",
+      out_axis="mlp",
+      kernel_init=init,
+      param_dtype=self.param_dtype,
+    )(x)
     h = nn.gelu(h)
     h = nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)
-    return dense(width, 'fc2', self.dtype, in_axis='mlp', out_axis='embed',
-                 kernel_init=init, param_dtype=self.param_dtype)(h)
+    return dense(
+      width,
+      "fc2",
+      self.dtype,
+      in_axis="mlp",
+      out_axis="embed",
+      kernel_init=init,
+      param_dtype=self.param_dtype,
+    )(h)
 
 
 class EncoderBlock(nn.Module):
@@ -47,6 +62,7 @@ class EncoderBlock(nn.Module):
     dtype, param_dtype: compute and parameter dtypes.
     attention_dropout_rate: dropout on the attention weights.
   """
+
   num_heads: int
   mlp_dim: int
   dropout_rate: float = 0.0
@@ -55,25 +71,33 @@ class EncoderBlock(nn.Module):
   attention_dropout_rate: float = 0.0
 
   @nn.compact
-  def __call__(self, x: jax.Array, key_mask: jax.Array | None = None,
-               deterministic: bool = True, causal: bool = False) -> jax.Array:
+  def __call__(
+    self,
+    x: jax.Array,
+    key_mask: jax.Array | None = None,
+    deterministic: bool = True,
+    causal: bool = False,
+  ) -> jax.Array:
     """x: `[batch, tokens, width]`; key_mask: bool `[batch, tokens]` or None.
 
     `deterministic` and `causal` may be passed positionally (as `nn.remat`
     with `static_argnums` needs).
     """
     chex.assert_rank(x, 3)
-    h = layer_norm('ln_attn', self.dtype, self.param_dtype)(x)
-    h = MultiHeadAttention(num_heads=self.num_heads, dtype=self.dtype,
-                           param_dtype=self.param_dtype,
-                           dropout_rate=self.attention_dropout_rate, name='attn')(
-                               h, key_mask=key_mask, causal=causal,
-                               deterministic=deterministic)
+    h = layer_norm("ln_attn", self.dtype, self.param_dtype)(x)
+    h = MultiHeadAttention(
+      num_heads=self.num_heads,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      dropout_rate=self.attention_dropout_rate,
+      name="attn",
+    )(h, key_mask=key_mask, causal=causal, deterministic=deterministic)
     h = nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)
     x = x + h
-    h = layer_norm('ln_mlp', self.dtype, self.param_dtype)(x)
-    h = MlpBlock(self.mlp_dim, self.dropout_rate, self.dtype, self.param_dtype,
-                 name='mlp')(h, deterministic=deterministic)
+    h = layer_norm("ln_mlp", self.dtype, self.param_dtype)(x)
+    h = MlpBlock(self.mlp_dim, self.dropout_rate, self.dtype, self.param_dtype, name="mlp")(
+      h, deterministic=deterministic
+    )
     h = nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)
     return x + h
 
@@ -81,9 +105,9 @@ class EncoderBlock(nn.Module):
 # Activation rematerialisation: which intermediate values of a block are kept
 # for the backward pass (the rest are recomputed there).
 REMAT_POLICIES = {
-    'full': None,  # keep nothing but the block's input
-    # keep the weight matmuls' outputs; recompute attention scores and mixing
-    'dots': jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+  "full": None,  # keep nothing but the block's input
+  # keep the weight matmuls' outputs; recompute attention scores and mixing
+  "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
 }
 
 
@@ -92,18 +116,20 @@ def remat_block(block_cls: type, remat: bool | str) -> type:
 
   False / None / 'none': unchanged; True: 'full'; else a key of REMAT_POLICIES.
   """
-  if remat in (False, None, 'none'):
+  if remat in (False, None, "none"):
     return block_cls
-  name = 'full' if remat is True else remat
+  name = "full" if remat is True else remat
   if name not in REMAT_POLICIES:
-    raise ValueError(f"remat={remat!r}; expected False, True, 'none' or one of "
-                     f"{sorted(REMAT_POLICIES)}")
+    raise ValueError(
+      f"remat={remat!r}; expected False, True, 'none' or one of {sorted(REMAT_POLICIES)}"
+    )
   # Positional (deterministic, causal) are static: argnums count `self`.
   return nn.remat(block_cls, policy=REMAT_POLICIES[name], static_argnums=(3, 4))
 
 
 class _ScanStep(nn.Module):
   """One `EncoderBlock` as an `nn.scan` step: `(x, key_mask) -> (x, None)`."""
+
   num_heads: int
   mlp_dim: int
   dropout_rate: float
@@ -117,9 +143,15 @@ class _ScanStep(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, key_mask: jax.Array | None):
     block_cls = remat_block(EncoderBlock, self.remat)
-    x = block_cls(self.num_heads, self.mlp_dim, self.dropout_rate, self.dtype,
-                  self.param_dtype, self.attention_dropout_rate, name='block')(
-                      x, key_mask, self.deterministic, self.causal)
+    x = block_cls(
+      self.num_heads,
+      self.mlp_dim,
+      self.dropout_rate,
+      self.dtype,
+      self.param_dtype,
+      self.attention_dropout_rate,
+      name="block",
+    )(x, key_mask, self.deterministic, self.causal)
     return x, None
 
 
@@ -141,6 +173,7 @@ class Transformer(nn.Module):
     param_dtype: parameter dtype.
     attention_dropout_rate: dropout on attention weights.
   """
+
   depth: int
   num_heads: int
   mlp_dim: int
@@ -152,8 +185,14 @@ class Transformer(nn.Module):
   attention_dropout_rate: float = 0.0
 
   @nn.compact
-  def __call__(self, x: jax.Array, key_mask: jax.Array | None = None, *,
-               deterministic: bool = True, causal: bool = False) -> jax.Array:
+  def __call__(
+    self,
+    x: jax.Array,
+    key_mask: jax.Array | None = None,
+    *,
+    deterministic: bool = True,
+    causal: bool = False,
+  ) -> jax.Array:
     """x: `[batch, tokens, width]`; key_mask: bool `[batch, tokens]` or None.
 
     Returns `[batch, tokens, width]`.
@@ -165,20 +204,38 @@ class Transformer(nn.Module):
     x = x.astype(self.dtype)
     if self.scan:
       stack = nn.scan(
-          _ScanStep, variable_axes={'params': 0}, split_rngs={'params': True,
-                                                              'dropout': True},
-          in_axes=nn.broadcast, length=self.depth,
-          metadata_params={nn.PARTITION_NAME: None})
-      x, _ = stack(self.num_heads, self.mlp_dim, self.dropout_rate, self.dtype,
-                   self.param_dtype, self.attention_dropout_rate, self.remat,
-                   deterministic, causal, name='blocks')(x, key_mask)
+        _ScanStep,
+        variable_axes={"params": 0},
+        split_rngs={"params": True, "dropout": True},
+        in_axes=nn.broadcast,
+        length=self.depth,
+        metadata_params={nn.PARTITION_NAME: None},
+      )
+      x, _ = stack(
+        self.num_heads,
+        self.mlp_dim,
+        self.dropout_rate,
+        self.dtype,
+        self.param_dtype,
+        self.attention_dropout_rate,
+        self.remat,
+        deterministic,
+        causal,
+        name="blocks",
+      )(x, key_mask)
     else:
       block_cls = remat_block(EncoderBlock, self.remat)
       for i in range(self.depth):
-        x = block_cls(self.num_heads, self.mlp_dim, self.dropout_rate,
-                      self.dtype, self.param_dtype, self.attention_dropout_rate,
-                      name=f'block{i}')(x, key_mask, deterministic, causal)
-    x = layer_norm('ln_final', self.dtype, self.param_dtype)(x)
+        x = block_cls(
+          self.num_heads,
+          self.mlp_dim,
+          self.dropout_rate,
+          self.dtype,
+          self.param_dtype,
+          self.attention_dropout_rate,
+          name=f"block{i}",
+        )(x, key_mask, deterministic, causal)
+    x = layer_norm("ln_final", self.dtype, self.param_dtype)(x)
     chex.assert_shape(x, shape)
     return x
 
@@ -194,7 +251,7 @@ def stack_block_params(params: Any, depth: int) -> Any:
     A dict with `blocks/block/...` leaves stacked to `[depth, ...]` and every
     other entry (e.g. `ln_final`) unchanged.
   """
-  blocks = [params[f'block{i}'] for i in range(depth)]
-  rest = {k: v for k, v in params.items() if not k.startswith('block')}
+  blocks = [params[f"block{i}"] for i in range(depth)]
+  rest = {k: v for k, v in params.items() if not k.startswith("block")}
   stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *blocks)
-  return {**rest, 'blocks': {'block': stacked}}
+  return {**rest, "blocks": {"block": stacked}}

@@ -20,7 +20,7 @@ from cmjax.models.transformer import Transformer
 from cmjax.models.vit import image_to_float
 
 
-@register_encoder('video', 'frames')
+@register_encoder("video", "frames")
 class FrameTransformer(nn.Module):
   """Per-frame image encoder + temporal Transformer.
 
@@ -31,6 +31,7 @@ class FrameTransformer(nn.Module):
     dropout_rate: dropout inside the temporal Transformer.
     dtype: compute dtype.
   """
+
   frame_encoder: dict | None = None
   width: int = 128
   depth: int = 1
@@ -49,24 +50,28 @@ class FrameTransformer(nn.Module):
     """
     chex.assert_rank(video, 5)
     batch, frames = video.shape[:2]
-    encoder = build_encoder('image', self.frame_encoder, dtype=self.dtype,
-                            name='frame_encoder')
+    encoder = build_encoder("image", self.frame_encoder, dtype=self.dtype, name="frame_encoder")
     # Frames fold into the batch: one image-encoder call for the whole clip.
-    per_frame = encoder(video.reshape((batch * frames,) + video.shape[2:]),
-                        train=train).pooled
+    per_frame = encoder(video.reshape((batch * frames,) + video.shape[2:]), train=train).pooled
     x = per_frame.reshape(batch, frames, per_frame.shape[-1])
-    x = dense(self.width, 'frame_proj', self.dtype, in_axis='conv_in', out_axis='embed')(x)
+    x = dense(self.width, "frame_proj", self.dtype, in_axis="conv_in", out_axis="embed")(x)
     # Fixed positions: the frame count is not baked into the parameters.
     x = x + sinusoidal_positions(frames, self.width).astype(self.dtype)[None]
-    x = Transformer(self.depth, self.num_heads, self.mlp_dim, self.dropout_rate,
-                    self.dtype, remat=self.remat,
-                    name='temporal_transformer')(x, deterministic=not train)
+    x = Transformer(
+      self.depth,
+      self.num_heads,
+      self.mlp_dim,
+      self.dropout_rate,
+      self.dtype,
+      remat=self.remat,
+      name="temporal_transformer",
+    )(x, deterministic=not train)
     pooled = jnp.mean(x, axis=1)
     chex.assert_shape(x, (batch, frames, self.width))
     return EncoderOutput(x, pooled, jnp.ones((batch, frames), jnp.bool_))
 
 
-@register_encoder('video', 'tubelet_vit')
+@register_encoder("video", "tubelet_vit")
 class TubeletViT(nn.Module):
   """ViT over spatio-temporal tubelets.
 
@@ -77,6 +82,7 @@ class TubeletViT(nn.Module):
     dropout_rate: dropout inside the Transformer.
     dtype: compute dtype.
   """
+
   tubelet_frames: int = 2
   patch_size: int = 8
   width: int = 128
@@ -98,21 +104,32 @@ class TubeletViT(nn.Module):
     batch, f, h, w, _ = video.shape
     t, p = self.tubelet_frames, self.patch_size
     if f % t or h % p or w % p:
-      raise ValueError(f'video of {f} frames of {h}x{w} does not split into '
-                       f'tubelets of {t} frames x {p}x{p} pixels '
-                       '(tubelet_frames, patch_size)')
+      raise ValueError(
+        f"video of {f} frames of {h}x{w} does not split into "
+        f"tubelets of {t} frames x {p}x{p} pixels "
+        "(tubelet_frames, patch_size)"
+      )
     x = image_to_float(video).astype(self.dtype)
-    x = patch_embed(self.width, (t, p, p), 'tubelet_embed', self.dtype)(x)
+    x = patch_embed(self.width, (t, p, p), "tubelet_embed", self.dtype)(x)
     steps, space = f // t, (h // p) * (w // p)
     x = x.reshape(batch, steps, space, self.width)
     # Factorised positions: learned over space, fixed (sinusoidal) over time.
-    space_pos = self.param('space_pos_embedding', nn.with_logical_partitioning(
-        nn.initializers.normal(0.02), ('pos', 'embed')), (space, self.width))
+    space_pos = self.param(
+      "space_pos_embedding",
+      nn.with_logical_partitioning(nn.initializers.normal(0.02), ("pos", "embed")),
+      (space, self.width),
+    )
     time_pos = sinusoidal_positions(steps, self.width)
-    x = (x + space_pos.astype(self.dtype)[None, None]
-         + time_pos.astype(self.dtype)[None, :, None])
+    x = x + space_pos.astype(self.dtype)[None, None] + time_pos.astype(self.dtype)[None, :, None]
     x = x.reshape(batch, steps * space, self.width)
-    x = Transformer(self.depth, self.num_heads, self.mlp_dim, self.dropout_rate,
-                    self.dtype, remat=self.remat, name='transformer')(x, deterministic=not train)
+    x = Transformer(
+      self.depth,
+      self.num_heads,
+      self.mlp_dim,
+      self.dropout_rate,
+      self.dtype,
+      remat=self.remat,
+      name="transformer",
+    )(x, deterministic=not train)
     pooled = jnp.mean(x, axis=1)
     return EncoderOutput(x, pooled, jnp.ones(x.shape[:2], jnp.bool_))

@@ -18,7 +18,7 @@ def image_to_float(image: jax.Array) -> jax.Array:
   return image.astype(jnp.float32) * 2.0 - 1.0
 
 
-@register_encoder('image', 'vit')
+@register_encoder("image", "vit")
 class ViT(nn.Module):
   """ViT encoder.
 
@@ -34,13 +34,14 @@ class ViT(nn.Module):
     dropout_rate: dropout inside the Transformer.
     dtype: compute dtype.
   """
+
   patch_size: int = 8
   width: int = 128
   depth: int = 2
   num_heads: int = 4
   mlp_dim: int = 256
-  pool: str = 'mean'
-  stem: str = 'patch'
+  pool: str = "mean"
+  stem: str = "patch"
   dropout_rate: float = 0.0
   dtype: Dtype = jnp.float32
   remat: bool | str = False  # transformer.remat_block: False, 'full' or 'dots'
@@ -56,35 +57,47 @@ class ViT(nn.Module):
     batch, h, w, c = image.shape
     p = self.patch_size
     if h % p or w % p:
-      raise ValueError(f'image size {h}x{w} is not a multiple of patch_size {p}')
-    if self.pool not in ('mean', 'cls', 'map'):
+      raise ValueError(f"image size {h}x{w} is not a multiple of patch_size {p}")
+    if self.pool not in ("mean", "cls", "map"):
       raise ValueError(f"pool must be 'mean', 'cls' or 'map', got {self.pool!r}")
-    if self.stem not in ('patch', 'conv'):
+    if self.stem not in ("patch", "conv"):
       raise ValueError(f"stem must be 'patch' or 'conv', got {self.stem!r}")
     x = image_to_float(image).astype(self.dtype)
-    if self.stem == 'conv':
+    if self.stem == "conv":
       x = self._conv_stem(x)
     else:
-      x = patch_embed(self.width, (p, p), 'patch_embed', self.dtype)(x)
+      x = patch_embed(self.width, (p, p), "patch_embed", self.dtype)(x)
     n = (h // p) * (w // p)
     x = x.reshape(batch, n, self.width)
-    if self.pool == 'cls':
-      cls = self.param('cls', nn.with_logical_partitioning(
-          nn.initializers.zeros_init(), ('embed',)), (self.width,))
+    if self.pool == "cls":
+      cls = self.param(
+        "cls", nn.with_logical_partitioning(nn.initializers.zeros_init(), ("embed",)), (self.width,)
+      )
       x = jnp.concatenate(
-          [jnp.broadcast_to(cls.astype(self.dtype), (batch, 1, self.width)), x], axis=1)
-    pos = self.param('pos_embedding', nn.with_logical_partitioning(
-        nn.initializers.normal(0.02), ('pos', 'embed')), (x.shape[1], self.width))
+        [jnp.broadcast_to(cls.astype(self.dtype), (batch, 1, self.width)), x], axis=1
+      )
+    pos = self.param(
+      "pos_embedding",
+      nn.with_logical_partitioning(nn.initializers.normal(0.02), ("pos", "embed")),
+      (x.shape[1], self.width),
+    )
     x = x + pos.astype(self.dtype)[None]
-    x = Transformer(self.depth, self.num_heads, self.mlp_dim, self.dropout_rate,
-                    self.dtype, remat=self.remat, name='transformer')(x, deterministic=not train)
-    if self.pool == 'cls':
+    x = Transformer(
+      self.depth,
+      self.num_heads,
+      self.mlp_dim,
+      self.dropout_rate,
+      self.dtype,
+      remat=self.remat,
+      name="transformer",
+    )(x, deterministic=not train)
+    if self.pool == "cls":
       pooled = x[:, 0]
-    elif self.pool == 'map':
-      pooled = MAPHead(self.num_heads, self.mlp_dim, self.dtype, name='map_head')(x)
+    elif self.pool == "map":
+      pooled = MAPHead(self.num_heads, self.mlp_dim, self.dtype, name="map_head")(x)
     else:
       pooled = jnp.mean(x, axis=1)
-    chex.assert_shape(x, (batch, n + (self.pool == 'cls'), self.width))
+    chex.assert_shape(x, (batch, n + (self.pool == "cls"), self.width))
     chex.assert_shape(pooled, (batch, self.width))
     return EncoderOutput(x, pooled, jnp.ones(x.shape[:2], jnp.bool_))
 
@@ -101,9 +114,16 @@ class ViT(nn.Module):
       features = max(self.width >> (steps - 1 - i), 8)
       last = i == steps - 1
       # Only the last conv's output is the token width, sharded as 'embed'.
-      x = conv(features, (3, 3), (2, 2), ((1, 1), (1, 1)), f'stem_conv{i}', self.dtype,
-               (None, None, 'conv_in', 'embed' if last else None),
-               conv_general_dilated=conv_as_matmul)(x)
+      x = conv(
+        features,
+        (3, 3),
+        (2, 2),
+        ((1, 1), (1, 1)),
+        f"stem_conv{i}",
+        self.dtype,
+        (None, None, "conv_in", "embed" if last else None),
+        conv_general_dilated=conv_as_matmul,
+      )(x)
       if not last:
         x = nn.gelu(x)
     return x

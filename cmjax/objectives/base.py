@@ -40,8 +40,8 @@ def _import_builtin_objectives() -> None:
 
 
 OBJECTIVES = Registry(
-    "objective", config_key="config.objectives.<term>.type",
-    load_builtins=_import_builtin_objectives)
+  "objective", config_key="config.objectives.<term>.type", load_builtins=_import_builtin_objectives
+)
 register = OBJECTIVES.register
 
 
@@ -88,8 +88,10 @@ def require(where: str, what: str, needed: Iterable[str], have: Iterable[str]) -
   have = set(have)
   missing = [k for k in needed if k not in have]
   if missing:
-    raise ValueError(f"{where} needs {what} {missing}, which the experiment does not "
-                     f"provide; it has {sorted(have)}.")
+    raise ValueError(
+      f"{where} needs {what} {missing}, which the experiment does not "
+      f"provide; it has {sorted(have)}."
+    )
 
 
 # ----------------------------------------------------------------------------
@@ -97,11 +99,11 @@ def require(where: str, what: str, needed: Iterable[str], have: Iterable[str]) -
 # ----------------------------------------------------------------------------
 
 SCHEDULES: dict[str, Callable[..., optax.Schedule]] = {
-    "constant": optax.constant_schedule,
-    "linear": optax.linear_schedule,
-    "cosine": optax.cosine_decay_schedule,
-    "warmup_cosine": optax.warmup_cosine_decay_schedule,
-    "exponential": optax.exponential_decay,
+  "constant": optax.constant_schedule,
+  "linear": optax.linear_schedule,
+  "cosine": optax.cosine_decay_schedule,
+  "warmup_cosine": optax.warmup_cosine_decay_schedule,
+  "exponential": optax.exponential_decay,
 }
 
 
@@ -121,8 +123,7 @@ def make_weight(weight: Any, where: str) -> float | optax.Schedule:
       return SCHEDULES[name](**kwargs)
     except TypeError as e:
       raise ValueError(f"{where}.weight: bad arguments for schedule {name!r}: {e}") from None
-  raise ValueError(f"{where}.weight={weight!r}; expected a number or "
-                   "dict(schedule=NAME, ...)")
+  raise ValueError(f"{where}.weight={weight!r}; expected a number or dict(schedule=NAME, ...)")
 
 
 class WeightedSum:
@@ -162,8 +163,10 @@ def build(config, dataset, mesh=None) -> WeightedSum:
   """The objective of `config.objectives` (every term built and weighted)."""
   entries = config.get("objectives")
   if not entries:
-    raise ValueError("config.objectives is missing: name the loss terms, e.g. "
-                     "config.objectives = dict(contrastive=dict(type='clip')).")
+    raise ValueError(
+      "config.objectives is missing: name the loss terms, e.g. "
+      "config.objectives = dict(contrastive=dict(type='clip'))."
+    )
   ctx = BuildContext(config=config, dataset=dataset, mesh=mesh)
   terms = {}
   for name, entry in entries.items():

@@ -20,20 +20,23 @@ from cmjax.objectives import base
 
 @base.register("classification")
 class ClassificationObjective(base.Objective):
-
   def __init__(self, entry, ctx, where=""):
     super().__init__(entry, ctx, where)
     unknown = set(entry) - {"type", "weight", "tasks", "class_weights"}
     if unknown:
-      raise ValueError(f"{self.where} has unknown keys {sorted(unknown)}; it takes "
-                       "type, weight, tasks, class_weights.")
+      raise ValueError(
+        f"{self.where} has unknown keys {sorted(unknown)}; it takes "
+        "type, weight, tasks, class_weights."
+      )
     spec = ctx.dataset.spec
     heads = dict(ctx.config.model.get("heads") or spec.labels)
     self.tasks = tuple(entry.get("tasks") or ())
     for t in self.tasks or heads:
       if t not in spec.labels:
-        raise ValueError(f"{self.where}: task {t!r} has no labels in dataset "
-                         f"{spec.dataset!r}; it has {sorted(spec.labels)}.")
+        raise ValueError(
+          f"{self.where}: task {t!r} has no labels in dataset "
+          f"{spec.dataset!r}; it has {sorted(spec.labels)}."
+        )
     self.needs_outputs = tuple(f"logits/{t}" for t in self.tasks)
     self.needs_batch = self.tasks or tuple(heads)
     weights = entry.get("class_weights")
@@ -43,15 +46,18 @@ class ClassificationObjective(base.Objective):
     if weights == "balanced":
       source = ctx.dataset.source("train", seed=ctx.config.seed)
       self.class_weights = {
-          t: balance.balanced_class_weights(balance.labels_of(source, t), classes)
-          for t, classes in heads.items()}
+        t: balance.balanced_class_weights(balance.labels_of(source, t), classes)
+        for t, classes in heads.items()
+      }
 
   def check(self, output_keys, batch_keys) -> None:
     super().check(output_keys, batch_keys)
-    tasks = self.tasks or [k[len("logits/"):] for k in output_keys if k.startswith("logits/")]
+    tasks = self.tasks or [k[len("logits/") :] for k in output_keys if k.startswith("logits/")]
     if not tasks:
-      raise ValueError(f"{self.where} (classification) needs 'logits/<task>' model outputs; "
-                       f"the model outputs {sorted(output_keys)}.")
+      raise ValueError(
+        f"{self.where} (classification) needs 'logits/<task>' model outputs; "
+        f"the model outputs {sorted(output_keys)}."
+      )
     base.require(self.where, "batch keys (labels)", tasks, batch_keys)
 
   def __call__(self, outputs, batch, step):

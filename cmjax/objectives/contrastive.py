@@ -18,8 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
-from cmjax import losses
-from cmjax import sharding
+from cmjax import losses, sharding
 from cmjax.data import spec as spec_lib
 from cmjax.objectives import base
 
@@ -31,8 +30,10 @@ class _Contrastive(base.Objective):
     super().__init__(entry, ctx, where)
     unknown = set(entry) - {"type", "weight", "modalities", "sharded"}
     if unknown:
-      raise ValueError(f"{self.where} has unknown keys {sorted(unknown)}; it takes "
-                       "type, weight, modalities, sharded.")
+      raise ValueError(
+        f"{self.where} has unknown keys {sorted(unknown)}; it takes "
+        "type, weight, modalities, sharded."
+      )
     self.modalities = tuple(entry.get("modalities") or spec_lib.MODALITIES)
     self.sharded = bool(entry.get("sharded", False))
     self.mesh = ctx.mesh
@@ -42,9 +43,11 @@ class _Contrastive(base.Objective):
     super().check(output_keys, batch_keys)
     present = [m for m in self.modalities if m in set(output_keys)]
     if len(present) < 2:
-      raise ValueError(f"{self.where} (type {self.kind!r}) needs the embeddings of at least "
-                       f"two modalities among {list(self.modalities)}; the model outputs "
-                       f"{sorted(output_keys)}.")
+      raise ValueError(
+        f"{self.where} (type {self.kind!r}) needs the embeddings of at least "
+        f"two modalities among {list(self.modalities)}; the model outputs "
+        f"{sorted(output_keys)}."
+      )
 
   def __call__(self, outputs, batch, step):
     del batch, step
@@ -56,8 +59,12 @@ class _Contrastive(base.Objective):
     """The loss in `jax.shard_map`: each device takes its own batch rows."""
     rows = P(sharding.BATCH_AXES)
     specs = {k: P() if jnp.ndim(v) == 0 else rows for k, v in outputs.items()}
-    local = functools.partial(losses.multimodal_contrastive_loss, kind=self.kind,
-                              modalities=self.modalities, axis_name=sharding.BATCH_AXES)
+    local = functools.partial(
+      losses.multimodal_contrastive_loss,
+      kind=self.kind,
+      modalities=self.modalities,
+      axis_name=sharding.BATCH_AXES,
+    )
     return jax.shard_map(local, mesh=self.mesh, in_specs=(specs,), out_specs=P())(outputs)
 
 

@@ -33,8 +33,9 @@ def _import_builtin_fusions() -> None:
   from cmjax.models.fusion import pooled, tokens  # noqa: F401
 
 
-FUSIONS = Registry('fusion', config_key='config.model.fusion.name',
-                   load_builtins=_import_builtin_fusions)
+FUSIONS = Registry(
+  "fusion", config_key="config.model.fusion.name", load_builtins=_import_builtin_fusions
+)
 register_fusion = FUSIONS.register  # class decorator: buildable as config.model.fusion.name
 
 
@@ -46,8 +47,9 @@ def get_fusion_cls(name: str) -> type:
   return FUSIONS.get(name)
 
 
-def presence(features: Features, present: Mapping[str, jax.Array] | None,
-             modality: str) -> jax.Array:
+def presence(
+  features: Features, present: Mapping[str, jax.Array] | None, modality: str
+) -> jax.Array:
   """bool `[B]`: which examples have `modality` (all True when not given)."""
   batch = features[modality].pooled.shape[0]
   if present is None or modality not in present:
@@ -63,11 +65,14 @@ def check_features(modalities, features: Features, minimum: int = 1) -> None:
   """
   missing = [m for m in modalities if m not in features]
   if missing:
-    raise ValueError(f'fusion over {list(modalities)} got no features for {missing}; '
-                     f'got {sorted(features)}')
+    raise ValueError(
+      f"fusion over {list(modalities)} got no features for {missing}; got {sorted(features)}"
+    )
   if len(modalities) < minimum:
-    raise ValueError(f'this fusion needs at least {minimum} modalities, got '
-                     f'{list(modalities)} (config.model.modalities)')
+    raise ValueError(
+      f"this fusion needs at least {minimum} modalities, got "
+      f"{list(modalities)} (config.model.modalities)"
+    )
 
 
 def zero_missing(x: jax.Array, present: jax.Array) -> jax.Array:
