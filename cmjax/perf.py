@@ -30,3 +30,28 @@ def measure_peak_flops(n: int = 1024, repeats: int = 5) -> float:
     f(x).block_until_ready()
     best = min(best, time.perf_counter() - t)
   return 2 * n**3 / best
+
+
+class Throughput:
+  """Step time, examples/s, MFU and data wait over the steps since the last log."""
+
+  def __init__(self, batch_size: int, flops_per_step: float | None, peak_total: float):
+    self.batch_size, self.flops, self.peak = batch_size, flops_per_step, peak_total
+    self.reset()
+
+  def reset(self):
+    self.t0, self.steps, self.wait = time.perf_counter(), 0, 0.0
+
+  def summary(self, metrics: dict) -> dict:
+    dt = time.perf_counter() - self.t0
+    step_time = dt / max(self.steps, 1)
+    out = {k: float(v) for k, v in metrics.items()}
+    out.update(
+      step_time_s=step_time,
+      examples_per_s=self.batch_size / step_time,
+      data_wait_frac=self.wait / dt,
+    )
+    if self.flops:
+      out["mfu"] = self.flops / step_time / self.peak
+    self.reset()
+    return out

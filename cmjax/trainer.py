@@ -103,31 +103,6 @@ class _Evaluations:
         metric_writer.write_json(os.path.join(workdir, f"{name}.json"), ev.artifacts())
 
 
-class _Throughput:
-  """Step time, examples/s, MFU and data wait over the steps since the last log."""
-
-  def __init__(self, batch_size: int, flops_per_step: float | None, peak_total: float):
-    self.batch_size, self.flops, self.peak = batch_size, flops_per_step, peak_total
-    self.reset()
-
-  def reset(self):
-    self.t0, self.steps, self.wait = time.perf_counter(), 0, 0.0
-
-  def summary(self, metrics: dict) -> dict:
-    dt = time.perf_counter() - self.t0
-    step_time = dt / max(self.steps, 1)
-    out = {k: float(v) for k, v in metrics.items()}
-    out.update(
-      step_time_s=step_time,
-      examples_per_s=self.batch_size / step_time,
-      data_wait_frac=self.wait / dt,
-    )
-    if self.flops:
-      out["mfu"] = self.flops / step_time / self.peak
-    self.reset()
-    return out
-
-
 def _prepare(config, workdir: str):
   """Builds the experiment, restores the newest checkpoint; returns the run's parts."""
   exp = experiment_lib.build(config)
@@ -200,7 +175,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   with jax.set_mesh(exp.mesh):
     compiled = exp.jit_step(shardings).lower(abstract, exp.batch_spec(local=False)).compile()
   peak = config.get("peak_flops") or perf.measure_peak_flops()
-  clock = _Throughput(
+  clock = perf.Throughput(
     config.batch_size, perf.compiled_flops(compiled), peak * len(exp.mesh.devices.flat)
   )
   evals = _Evaluations(exp, writer)

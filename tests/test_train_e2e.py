@@ -44,10 +44,27 @@ def test_tiny_run_writes_metrics_checkpoints_and_events(tiny_run):
   assert "ex/s" in proc.stdout and "MFU" in proc.stdout and "ETA" in proc.stdout
 
 
-def test_rerun_of_a_finished_run_resumes_instead_of_restarting(tiny_run):
+def test_rerun_of_a_finished_run_says_so_and_leaves_its_metrics(tiny_run):
   workdir, _ = tiny_run
+  path = os.path.join(workdir, "metrics.json")
+  with open(path) as f:
+    before = json.load(f)
+  assert any(k.startswith("train/") for k in before)
   proc = helpers.run_train(workdir, TINY)
   assert "Resumed from the checkpoint at step 6" in proc.stdout
+  assert "already finished" in proc.stdout
+  with open(path) as f:
+    assert json.load(f) == before  # train/* keys included
+
+
+def test_the_resolved_config_is_written_at_start(tiny_run):
+  workdir, _ = tiny_run
+  with open(os.path.join(workdir, "config.json")) as f:
+    written = json.load(f)
+  config = helpers.load_config("shapes_contrastive.py", "tiny")
+  assert written["config"]["batch_size"] == config.batch_size
+  assert written["config"]["objectives"]["contrastive"]["type"] == "clip"
+  assert written["data"]["modalities"] == ["image", "text", "audio"]
 
 
 def test_workdir_of_a_different_model_is_refused(tiny_run):
@@ -105,6 +122,10 @@ def test_kill_at_a_random_moment_then_resume_gives_identical_params(tmp_path):
   assert a.keys() == b.keys()
   for k in a:
     np.testing.assert_array_equal(a[k], b[k], err_msg=f"{k}; killed after {survived}")
+  # The steps trained again after the resume are not recorded twice.
+  with open(os.path.join(killed, "metrics_history.jsonl")) as f:
+    train_steps = [row["step"] for row in map(json.loads, f) if "loss" in row]
+  assert train_steps == sorted(set(train_steps)) and train_steps[-1] == 40, train_steps
 
 
 def test_sigterm_saves_a_checkpoint_before_exit(tmp_path):

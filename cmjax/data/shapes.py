@@ -112,6 +112,83 @@ def _place(rng, radii, relation, image_size):
   return np.array(centres)
 
 
+def _checked_options(
+  *,
+  split,
+  seed,
+  num_examples,
+  image_size,
+  min_objects,
+  max_objects,
+  domain,
+  class_skew,
+  num_captions,
+  speech,
+  sample_rate,
+  max_speech_seconds,
+  holdout_voices,
+  noise_snr_db,
+  speech_rates,
+  video_frames,
+  video_size,
+):
+  """Checks `ShapesSource`'s options, raising ValueError naming the bad one.
+
+  Returns `(num_examples, (snr low, high), (rate low, high))`, resolved.
+  """
+  del speech, holdout_voices  # any bool will do
+
+  def bad(option, value, why):
+    raise ValueError(f"ShapesSource option {option}={value!r}: {why}")
+
+  if split not in SPLITS:
+    bad("split", split, f"must be one of {SPLITS}")
+  if not isinstance(seed, (int, np.integer)) or seed < 0:
+    bad("seed", seed, "must be a non-negative int")
+  if num_examples is None:
+    num_examples = DEFAULT_NUM_EXAMPLES[split]
+  if not isinstance(num_examples, (int, np.integer)) or num_examples < 1:
+    bad("num_examples", num_examples, "must be a positive int")
+  if not isinstance(image_size, (int, np.integer)) or not 32 <= image_size <= 1024:
+    bad("image_size", image_size, "must be an int in [32, 1024]")
+  if not isinstance(min_objects, (int, np.integer)) or not 1 <= min_objects <= MAX_OBJECTS:
+    bad("min_objects", min_objects, f"must be an int in [1, {MAX_OBJECTS}]")
+  if (
+    not isinstance(max_objects, (int, np.integer)) or not min_objects <= max_objects <= MAX_OBJECTS
+  ):
+    bad("max_objects", max_objects, f"must be an int in [min_objects, {MAX_OBJECTS}]")
+  if domain not in (0, 1):
+    bad("domain", domain, "must be 0 (plain) or 1 (textured, shifted palette)")
+  if not isinstance(class_skew, (int, float)) or not 0 <= class_skew <= 10:
+    bad("class_skew", class_skew, "must be a number in [0, 10] (Zipf exponent)")
+  if not isinstance(num_captions, (int, np.integer)) or not 1 <= num_captions <= 10:
+    bad("num_captions", num_captions, "must be an int in [1, 10]")
+  if not isinstance(sample_rate, (int, np.integer)) or not 4000 <= sample_rate <= 48000:
+    bad("sample_rate", sample_rate, "must be an int in [4000, 48000]")
+  if not isinstance(max_speech_seconds, (int, float)) or not 0.5 <= max_speech_seconds <= 30:
+    bad("max_speech_seconds", max_speech_seconds, "must be in [0.5, 30]")
+  try:
+    lo, hi = (float(v) for v in noise_snr_db)
+  except (TypeError, ValueError):
+    bad("noise_snr_db", noise_snr_db, "must be a (low, high) pair of numbers")
+  if not lo <= hi:
+    bad("noise_snr_db", noise_snr_db, "needs low <= high")
+  try:
+    rlo, rhi = (int(v) for v in speech_rates)
+  except (TypeError, ValueError):
+    bad("speech_rates", speech_rates, "must be a (low, high) pair of ints")
+  if not 80 <= rlo <= rhi <= 400:
+    bad("speech_rates", speech_rates, "needs 80 <= low <= high <= 400")
+
+  if not isinstance(video_frames, (int, np.integer)) or not (
+    video_frames == 0 or 2 <= video_frames <= 64
+  ):
+    bad("video_frames", video_frames, "must be 0 (no video) or an int in [2, 64]")
+  if not isinstance(video_size, (int, np.integer)) or not 32 <= video_size <= 256:
+    bad("video_size", video_size, "must be an int in [32, 256]")
+  return num_examples, (lo, hi), (rlo, rhi)
+
+
 class ShapesSource:
   """Random-access source of ``shapes`` examples (grain ``RandomAccessDataSource``).
 
@@ -161,55 +238,8 @@ class ShapesSource:
     video_frames: int = 0,
     video_size: int = 32,
   ):
-    def bad(option, value, why):
-      raise ValueError(f"ShapesSource option {option}={value!r}: {why}")
-
-    if split not in SPLITS:
-      bad("split", split, f"must be one of {SPLITS}")
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-      bad("seed", seed, "must be a non-negative int")
-    if num_examples is None:
-      num_examples = DEFAULT_NUM_EXAMPLES[split]
-    if not isinstance(num_examples, (int, np.integer)) or num_examples < 1:
-      bad("num_examples", num_examples, "must be a positive int")
-    if not isinstance(image_size, (int, np.integer)) or not 32 <= image_size <= 1024:
-      bad("image_size", image_size, "must be an int in [32, 1024]")
-    if not isinstance(min_objects, (int, np.integer)) or not 1 <= min_objects <= MAX_OBJECTS:
-      bad("min_objects", min_objects, f"must be an int in [1, {MAX_OBJECTS}]")
-    if (
-      not isinstance(max_objects, (int, np.integer))
-      or not min_objects <= max_objects <= MAX_OBJECTS
-    ):
-      bad("max_objects", max_objects, f"must be an int in [min_objects, {MAX_OBJECTS}]")
-    if domain not in (0, 1):
-      bad("domain", domain, "must be 0 (plain) or 1 (textured, shifted palette)")
-    if not isinstance(class_skew, (int, float)) or not 0 <= class_skew <= 10:
-      bad("class_skew", class_skew, "must be a number in [0, 10] (Zipf exponent)")
-    if not isinstance(num_captions, (int, np.integer)) or not 1 <= num_captions <= 10:
-      bad("num_captions", num_captions, "must be an int in [1, 10]")
-    if not isinstance(sample_rate, (int, np.integer)) or not 4000 <= sample_rate <= 48000:
-      bad("sample_rate", sample_rate, "must be an int in [4000, 48000]")
-    if not isinstance(max_speech_seconds, (int, float)) or not 0.5 <= max_speech_seconds <= 30:
-      bad("max_speech_seconds", max_speech_seconds, "must be in [0.5, 30]")
-    try:
-      lo, hi = (float(v) for v in noise_snr_db)
-    except (TypeError, ValueError):
-      bad("noise_snr_db", noise_snr_db, "must be a (low, high) pair of numbers")
-    if not lo <= hi:
-      bad("noise_snr_db", noise_snr_db, "needs low <= high")
-    try:
-      rlo, rhi = (int(v) for v in speech_rates)
-    except (TypeError, ValueError):
-      bad("speech_rates", speech_rates, "must be a (low, high) pair of ints")
-    if not 80 <= rlo <= rhi <= 400:
-      bad("speech_rates", speech_rates, "needs 80 <= low <= high <= 400")
-
-    if not isinstance(video_frames, (int, np.integer)) or not (
-      video_frames == 0 or 2 <= video_frames <= 64
-    ):
-      bad("video_frames", video_frames, "must be 0 (no video) or an int in [2, 64]")
-    if not isinstance(video_size, (int, np.integer)) or not 32 <= video_size <= 256:
-      bad("video_size", video_size, "must be an int in [32, 256]")
+    options = {k: v for k, v in locals().items() if k != "self"}
+    num_examples, (lo, hi), (rlo, rhi) = _checked_options(**options)
 
     self.split = split
     self.split_id = SPLITS.index(split)

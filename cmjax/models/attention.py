@@ -128,35 +128,41 @@ class MultiHeadAttention(nn.Module):
     if key_mask is not None:
       chex.assert_shape(key_mask, (batch, kv_len))
     use_dropout = self.dropout_rate > 0.0 and not deterministic
+    x = self._attend(q, k, v, key_mask, causal, use_dropout)
+    chex.assert_shape(x, (batch, q_len, self.num_heads, head_dim))
+    out = self._output(x, head_dim, out_features)
+    chex.assert_shape(out, (batch, q_len, out_features))
+    return out
+
+  def _attend(self, q, k, v, key_mask, causal: bool, use_dropout: bool) -> jax.Array:
+    """`[batch, q_tokens, heads, head_dim]`: `attend`, or jax's dot_product_attention."""
     if self.implementation is None:
       drop = self._dropout_keep if use_dropout else None
-      x = attend(q, k, v, key_mask_to_attention_mask(key_mask), causal, drop)
-    else:
-      mask, kv_lengths = None, None
-      if key_mask is not None:
-        if self.implementation == "cudnn":
-          # cuDNN rejects a broadcast [batch, 1, 1, kv] mask but has a fused
-          # padding mode driven by lengths. Exact for right-padded (prefix)
-          # masks, which is what our text and audio masks are. Clamped at 1 so
-          # an all-padding row stays finite (its output is unused anyway).
-          kv_lengths = jnp.maximum(jnp.sum(key_mask, axis=-1, dtype=jnp.int32), 1)
-        else:
-          mask = key_mask_to_attention_mask(key_mask)
-      if use_dropout:
-        raise ValueError(
-          f"attention dropout needs implementation=None, got {self.implementation!r}"
-        )
-      x = jax.nn.dot_product_attention(
-        q,
-        k,
-        v,
-        mask=mask,
-        key_value_seq_lengths=kv_lengths,
-        is_causal=causal,
-        implementation=self.implementation,
-      )
-    chex.assert_shape(x, (batch, q_len, self.num_heads, head_dim))
+      return attend(q, k, v, key_mask_to_attention_mask(key_mask), causal, drop)
+    mask, kv_lengths = None, None
+    if key_mask is not None:
+      if self.implementation == "cudnn":
+        # cuDNN rejects a broadcast [batch, 1, 1, kv] mask but has a fused
+        # padding mode driven by lengths. Exact for right-padded (prefix)
+        # masks, which is what our text and audio masks are. Clamped at 1 so
+        # an all-padding row stays finite (its output is unused anyway).
+        kv_lengths = jnp.maximum(jnp.sum(key_mask, axis=-1, dtype=jnp.int32), 1)
+      else:
+        mask = key_mask_to_attention_mask(key_mask)
+    if use_dropout:
+      raise ValueError(f"attention dropout needs implementation=None, got {self.implementation!r}")
+    return jax.nn.dot_product_attention(
+      q,
+      k,
+      v,
+      mask=mask,
+      key_value_seq_lengths=kv_lengths,
+      is_causal=causal,
+      implementation=self.implementation,
+    )
 
+  def _output(self, x: jax.Array, head_dim: int, out_features: int) -> jax.Array:
+    """The output projection: `[batch, q, heads, head_dim]` -> `[batch, q, out_features]`."""
     kernel, bias = _ProjectionParams(
       ((self.num_heads, head_dim, out_features), (out_features,)),
       self.use_bias,
@@ -170,7 +176,6 @@ class MultiHeadAttention(nn.Module):
     out = flat_matmul(x, kernel, contract=2)  # one [batch * q, heads * head_dim] matmul
     if self.use_bias:
       out = out + bias.astype(out.dtype)
-    chex.assert_shape(out, (batch, q_len, out_features))
     return out
 
   def _project(self, x: jax.Array, names: tuple[str, ...], head_dim: int):

@@ -21,15 +21,11 @@ from typing import Any, NamedTuple
 
 import jax
 
+from cmjax.data.spec import MODALITIES
 from cmjax.registry import Registry
 
 # Batch keys an encoder of each modality takes, in call order.
-MODALITY_INPUTS = {
-  "image": ("image",),
-  "text": ("text", "text_mask"),
-  "audio": ("audio", "audio_mask"),
-  "video": ("video",),
-}
+MODALITY_INPUTS = {m.name: m.keys for m in MODALITIES.values()}
 
 # Encoder used when a modality's config has no 'name'.
 DEFAULT_ENCODER = {
