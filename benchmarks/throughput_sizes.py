@@ -25,6 +25,7 @@ import math
 
 import numpy as np
 
+from cmjax import encoder_presets
 from cmjax.data import datasets
 from configs import shapes_contrastive
 
@@ -50,8 +51,8 @@ def _text(width, depth, heads, mlp):
 SIZES = {
   "tiny": (_vit(64, 2, 2, 256, 16), _text(64, 2, 2, 256), 64),
   "small": (
-    dict(shapes_contrastive.IMAGE_ENCODERS["vit"][0]),
-    dict(shapes_contrastive.TEXT_ENCODERS["transformer"][0]),
+    encoder_presets.image("vit"),
+    encoder_presets.text("transformer"),
     128,
   ),
   "base": (_vit(384, 12, 6, 1536, 8), _text(384, 12, 6, 1536), 32),

@@ -241,7 +241,7 @@ def apply_common_overrides(c, arg) -> None:
   6 steps of a longer tiny run. Log and checkpoint intervals stay as they are.
   """
   if arg.steps:
-    c.total_steps = arg.steps
+    c.total_steps, c.total_epochs, c.total_examples = arg.steps, None, None
     if arg.get("tiny"):
       for entry in c.get("evals", {}).values():
         if entry.get("every_steps"):  # 0: final evaluation only; stays so
@@ -280,8 +280,8 @@ def shrink_to_tiny(c) -> None:
   """
   c.data.num_train = 256
   c.batch_size = 16
-  c.total_steps = 6
-  c.optim.warmup_steps = 2
+  c.total_steps, c.total_epochs, c.total_examples = 6, None, None
+  c.optim.warmup_steps, c.optim.warmup_epochs, c.optim.warmup_examples = 2, None, None
   c.log_every_steps = 2
   c.checkpoint_every_steps = 3
   c.steps_per_call = 1  # one executable to compile, not two

@@ -9,6 +9,7 @@ A dataset is a class registered by name and built from `config.data`:
     def spec(self) -> ElementSpec: ...            # what its batches hold
     def source(self, split, *, seed, num_examples=None, **overrides): ...
     def preprocess(self, train: bool): ...        # grain RandomMap: record -> batch row
+    def captions(self, record): ...               # optional: all captions, for retrieval
 
 `source` returns a random-access source (`len`, `[i]`) of records;
 `preprocess(train).random_map(record, rng)` turns a record into one row of a
@@ -22,13 +23,17 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+import numpy as np
+
 from cmjax.data import records
 from cmjax.data import spec as spec_lib
 from cmjax.registry import Registry
 
 
 def _import_builtin_datasets() -> None:
-  pass  # the built-in datasets below register themselves when this module loads
+  # The generated datasets below register when this module loads; the others
+  # live in their own modules, which import this one.
+  from cmjax.data import files  # noqa: F401  # pylint: disable=g-import-not-at-top
 
 
 DATASETS = Registry(
@@ -54,6 +59,16 @@ class Dataset:
 
   def preprocess(self, train: bool = True):
     raise NotImplementedError
+
+  def captions(self, record) -> list[str]:
+    """Every caption of a record (retrieval scores each one); [] without text."""
+    raise NotImplementedError(f"dataset {self.spec.dataset!r} does not list captions")
+
+  def eval_row(self, record) -> dict:
+    """`preprocess(train=False)` of one record, seeded by its `index`."""
+    if not hasattr(self, "_eval_preprocess"):
+      self._eval_preprocess = self.preprocess(train=False)
+    return self._eval_preprocess.random_map(record, np.random.default_rng(int(record["index"])))
 
   def num_classes(self, key: str) -> int:
     """Classes of label `key` (raises naming the dataset's labels if it has none)."""
@@ -143,6 +158,9 @@ class GeneratedDataset(Dataset):
     return records.generated_source(
       self.config, self.source_cls, split, seed, num_examples, options
     )
+
+  def captions(self, record) -> list[str]:
+    return list(record[records.text_field(self.config)]) if self.has_text else []
 
   def preprocess(self, train=True):
     data = self.config

@@ -14,6 +14,8 @@ and pads to a fixed length and returns ``(ids int32 [L], mask bool [L])``.
 
 from __future__ import annotations
 
+import collections
+import re
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -54,15 +56,42 @@ class _Tokenizer:
     )
 
 
+# Words and single punctuation marks ("a dog." -> "a", "dog", ".").
+_WORD_OR_MARK = re.compile(r"\w+|[^\w\s]")
+
+
+def split_words(text: str, punctuation: bool = False) -> list[str]:
+  """Lower-cased words, split on whitespace (and punctuation marks with `punctuation`)."""
+  text = text.lower()
+  return _WORD_OR_MARK.findall(text) if punctuation else text.split()
+
+
+def build_vocab(
+  texts: Iterable[str], max_words: int, min_count: int = 1, punctuation: bool = True
+) -> list[str]:
+  """The `max_words` most frequent words of `texts` seen at least `min_count`
+  times, most frequent first (ties alphabetical), for a `WordTokenizer`."""
+  counts = collections.Counter()
+  for t in texts:
+    counts.update(split_words(t, punctuation))
+  words = sorted(
+    (w for w, c in counts.items() if c >= min_count and w not in SPECIALS),
+    key=lambda w: (-counts[w], w),
+  )
+  return words[:max_words]
+
+
 class WordTokenizer(_Tokenizer):
-  """Whitespace word tokenizer over a fixed vocabulary (lower-cased input).
+  """Word tokenizer over a fixed vocabulary (lower-cased input).
 
   Args:
     vocab: the words, e.g. ``shapes.vocabulary()``; id of ``vocab[k]`` is
       ``k + 4``. Duplicates and words containing whitespace are rejected.
+    punctuation: also split off punctuation marks (for real captions); by
+      default text is split on whitespace only.
   """
 
-  def __init__(self, vocab: Sequence[str]):
+  def __init__(self, vocab: Sequence[str], punctuation: bool = False):
     vocab = list(vocab)
     if len(set(vocab)) != len(vocab):
       raise ValueError("vocab: contains duplicate words")
@@ -70,11 +99,12 @@ class WordTokenizer(_Tokenizer):
       if not w or w != w.strip() or len(w.split()) != 1 or w in SPECIALS:
         raise ValueError(f"vocab: invalid word {w!r}")
     self.words = tuple(vocab)
+    self.punctuation = punctuation
     self._ids = {w: k + NUM_SPECIALS for k, w in enumerate(vocab)}
     self.vocab_size = NUM_SPECIALS + len(vocab)
 
   def encode(self, text: str) -> list[int]:
-    return [self._ids.get(w, UNK) for w in text.lower().split()]
+    return [self._ids.get(w, UNK) for w in split_words(text, self.punctuation)]
 
   def decode(self, ids: Iterable[int]) -> str:
     """Words joined by spaces; <pad>/<bos>/<eos> dropped, unknown ids -> <unk>."""
@@ -106,16 +136,17 @@ TOKENIZERS = ("word", "byte")
 
 
 def get_tokenizer(name: str, **kwargs) -> _Tokenizer:
-  """'word' (vocab=..., default ``shapes.vocabulary()``) or 'byte'."""
+  """'word' (vocab=..., default ``shapes.vocabulary()``; punctuation=bool) or 'byte'."""
   if name == "word":
     vocab = kwargs.pop("vocab", None)
+    punctuation = bool(kwargs.pop("punctuation", False))
     if kwargs:
       raise ValueError(f"word tokenizer: unknown options {sorted(kwargs)}")
     if vocab is None:
       from cmjax.data import shapes
 
       vocab = shapes.vocabulary()
-    return WordTokenizer(vocab)
+    return WordTokenizer(vocab, punctuation=punctuation)
   if name == "byte":
     if kwargs:
       raise ValueError(f"byte tokenizer: unknown options {sorted(kwargs)}")

@@ -1,0 +1,353 @@
+"""The `files` dataset: your own images, captions, audio and labels from a manifest.
+
+  config.data.name = "files"
+  config.data.manifest = "/data/pets/manifest.jsonl"   # or .csv / .tsv
+
+One manifest row per example; file paths are relative to the manifest's folder
+(or absolute):
+
+  {"image": "img/0001.jpg", "text": ["a cat", "a grey cat on a sofa"],
+   "audio": "wav/0001.wav", "label": "cat", "split": "train"}
+
+Columns (renamed with `config.data.fields`, e.g. `fields=dict(text="caption")`):
+  image   an image file of any size (JPEG, PNG, WebP, ...; any colour mode)
+  text    a caption, or a list of captions (one is drawn per visit in training)
+  audio   WAV, FLAC, OGG or MP3 at any rate: mixed to mono, resampled
+  video   a folder of frame images, or a `.npy` uint8 array `[frames, H, W, 3]`
+  split   'train', 'test', ... (without the column, `holdout_fraction` of the
+          rows, a fixed choice, form 'test')
+and the label columns that `config.data.labels` names.
+
+The modalities are `config.data.modalities`, else every modality column that
+the manifest has. A row may leave a modality empty (missing key, "" or
+null): its `<modality>_present` is then False and the arrays are zeros, which
+the models, fusion methods and objectives honour.
+"""
+
+from __future__ import annotations
+
+import os
+
+import grain
+import numpy as np
+
+from cmjax.data import datasets, decode, image_ops, manifest, records, tokenizers
+from cmjax.data import spec as spec_lib
+from cmjax.data.decode import DataError
+
+MODALITY_COLUMNS = ("image", "text", "audio", "video")
+DEFAULT_FIELDS = {m: m for m in MODALITY_COLUMNS} | {"split": "split"}
+DEFAULT_AUGMENT = dict(crop_scale=(0.9, 1.0), flip=False, color_jitter=0.0)
+
+
+def _empty(value) -> bool:
+  return value is None or (isinstance(value, (str, list)) and len(value) == 0)
+
+
+class RowSource:
+  """Random access over a split's manifest rows (each with its `index`)."""
+
+  def __init__(self, rows: list[dict]):
+    self.rows = rows
+
+  def __len__(self) -> int:
+    return len(self.rows)
+
+  def __getitem__(self, index: int) -> dict:
+    return dict(self.rows[index], index=np.int32(index))
+
+
+class LabelColumn:
+  """A class label read from a column: class names (or integer ids) -> int32."""
+
+  def __init__(self, key: str, entry, rows: list[dict]):
+    entry = {"column": entry} if isinstance(entry, str) else dict(entry)
+    self.key, self.column = key, entry.get("column", key)
+    values = [r.get(self.column) for r in rows if not _empty(r.get(self.column))]
+    if not values:
+      raise ValueError(f"config.data.labels.{key}: no manifest row has column {self.column!r}")
+    classes = entry.get("classes")
+    if isinstance(classes, str):  # a file with one class name per line
+      with open(classes, encoding="utf-8") as f:
+        classes = [line.strip() for line in f if line.strip()]
+    if classes is None and all(_as_int(v) is not None for v in values):
+      classes = [str(i) for i in range(max(_as_int(v) for v in values) + 1)]
+    elif classes is None:
+      classes = sorted({str(v) for v in values})
+    self.classes = [str(c) for c in classes]
+    self._index = {c: i for i, c in enumerate(self.classes)}
+
+  def __call__(self, row: dict) -> np.int32:
+    value = row.get(self.column)
+    if _empty(value):
+      raise DataError(f"column {self.column!r} (label {self.key!r}) is empty")
+    if str(value) in self._index:
+      return np.int32(self._index[str(value)])
+    raise DataError(
+      f"label {value!r} in column {self.column!r} is not one of the "
+      f"{len(self.classes)} classes (e.g. {self.classes[:5]})"
+    )
+
+
+def _as_int(value):
+  if isinstance(value, bool):
+    return None
+  if isinstance(value, int):
+    return value
+  if isinstance(value, str) and value.strip().isdigit():
+    return int(value)
+  return None
+
+
+def _captions(value) -> list[str]:
+  if isinstance(value, str):
+    return [value]
+  if isinstance(value, list) and all(isinstance(c, str) for c in value):
+    return value
+  raise DataError(f"text must be a string or a list of strings, got {value!r:.80}")
+
+
+def _split_rows(rows: list[dict], column: str, holdout: float) -> dict[str, list[dict]]:
+  """Rows per split: the `column`'s values, else a fixed holdout as 'test'."""
+  if any(column in r for r in rows):
+    splits: dict[str, list[dict]] = {}
+    for r in rows:
+      if _empty(r.get(column)):
+        raise DataError(f"{r['_row']}: column {column!r} is empty (other rows have it)")
+      splits.setdefault(str(r[column]), []).append(r)
+    return splits
+  if not 0 <= holdout < 1:
+    raise ValueError(f"config.data.holdout_fraction={holdout}; expected a number in [0, 1)")
+  test = set(np.random.default_rng(0).permutation(len(rows))[: int(round(holdout * len(rows)))])
+  return {
+    "train": [r for i, r in enumerate(rows) if i not in test],
+    "test": [r for i, r in enumerate(rows) if i in test],
+  }
+
+
+@datasets.register("files")
+class FilesDataset(datasets.Dataset):
+  """Examples listed in a JSONL / CSV manifest (see the module docstring)."""
+
+  def __init__(self, data_config):
+    super().__init__(data_config)
+    path = data_config.get("manifest")
+    if not path:
+      raise ValueError(
+        "config.data.manifest is required for config.data.name='files': a JSONL or CSV "
+        "file with one row per example (python -m cmjax.data.export_example writes one)"
+      )
+    self.name = "files"
+    self.path = os.path.abspath(os.path.expanduser(path))
+    self.root = os.path.dirname(self.path)
+    rows = manifest.read(self.path)
+    unknown = sorted(set(data_config.get("fields") or {}) - set(DEFAULT_FIELDS))
+    if unknown:
+      raise ValueError(
+        f"config.data.fields has {unknown}; expected keys among {sorted(DEFAULT_FIELDS)}"
+      )
+    self.fields = DEFAULT_FIELDS | dict(data_config.get("fields") or {})
+    self.modalities = self._modalities(rows, data_config.get("modalities"))
+    self.splits = _split_rows(
+      rows, self.fields["split"], float(data_config.get("holdout_fraction", 0.1))
+    )
+    self.labels = {k: LabelColumn(k, e, rows) for k, e in (data_config.get("labels") or {}).items()}
+    self.tokenizer = self._tokenizer() if "text" in self.modalities else None
+
+  def _modalities(self, rows, requested) -> tuple[str, ...]:
+    columns = set().union(*(r.keys() for r in rows))
+    if requested:
+      requested = [requested] if isinstance(requested, str) else list(requested)
+      for m in requested:
+        spec_lib.modality(m)  # raises on an unknown name
+        if self.fields[m] not in columns:
+          raise ValueError(
+            f"config.data.modalities has {m!r} but the manifest has no column "
+            f"{self.fields[m]!r}; its columns are {sorted(columns - {'_row'})} "
+            f"(rename with config.data.fields.{m})"
+          )
+      return tuple(m for m in MODALITY_COLUMNS if m in requested)
+    found = tuple(m for m in MODALITY_COLUMNS if self.fields[m] in columns)
+    if not found:
+      raise ValueError(
+        f"manifest {self.path!r} has none of the columns {[self.fields[m] for m in MODALITY_COLUMNS]}"
+        f"; its columns are {sorted(columns - {'_row'})} (map them with config.data.fields)"
+      )
+    return found
+
+  def _tokenizer(self):
+    data = self.config
+    name = data.get("tokenizer", "word")
+    if name != "word":
+      return tokenizers.get_tokenizer(name)
+    texts = []
+    for r in self.splits.get("train", []):
+      value = r.get(self.fields["text"])
+      if not _empty(value):
+        texts.extend(_captions(value))
+    vocab = tokenizers.build_vocab(
+      texts,
+      int(data.get("vocab_size", 20000)) - tokenizers.NUM_SPECIALS,
+      int(data.get("min_word_count", 1)),
+    )
+    return tokenizers.WordTokenizer(vocab, punctuation=True)
+
+  @property
+  def spec(self) -> spec_lib.ElementSpec:
+    data = self.config
+    sizes = dict(
+      image_size=int(data.get("image_size", 64)),
+      text_len=int(data.get("max_text_len", 32)),
+      audio_samples=self.audio_samples,
+      video_frames=int(data.get("video_frames", 8)),
+      video_size=int(data.get("video_size", 32)),
+    )
+    features = {}
+    for m in self.modalities:
+      features.update(spec_lib.modality_features(m, **sizes))
+      features[spec_lib.modality(m).present_key] = spec_lib.Feature((), "bool")
+    for key in self.labels:
+      features[key] = spec_lib.Feature((), "int32")
+    return spec_lib.ElementSpec(
+      dataset=f"files:{os.path.basename(self.path)}",
+      modalities=self.modalities,
+      features=features,
+      labels={k: len(c.classes) for k, c in self.labels.items()},
+      vocab_size=self.tokenizer.vocab_size if self.tokenizer else 0,
+      sample_rate=int(data.get("sample_rate", 16000)) if "audio" in self.modalities else 0,
+    )
+
+  @property
+  def audio_samples(self) -> int:
+    if "audio" not in self.modalities:
+      return 0
+    data = self.config
+    return int(
+      round(float(data.get("max_audio_seconds", 5.0)) * int(data.get("sample_rate", 16000)))
+    )
+
+  def class_names(self, key: str) -> list[str]:
+    return list(self.labels[key].classes)
+
+  def source(self, split, *, seed, num_examples=None, **overrides):
+    del seed  # the manifest's order; the pipeline shuffles
+    if overrides:
+      raise ValueError(f"dataset 'files' has no source options {sorted(overrides)}")
+    if split not in self.splits:
+      raise ValueError(
+        f"manifest {self.path!r} has no {split!r} rows; its splits are {sorted(self.splits)}"
+      )
+    rows = self.splits[split]
+    if num_examples is None and split == "train":
+      num_examples = self.config.get("num_train")  # None: every row
+    return RowSource(rows if num_examples is None else rows[: int(num_examples)])
+
+  def captions(self, record) -> list[str]:
+    """Every caption of a record (retrieval scores all of them)."""
+    value = record.get(self.fields["text"])
+    return [] if _empty(value) else _captions(value)
+
+  def preprocess(self, train=True):
+    data = self.config
+    augment = data.get("augment", DEFAULT_AUGMENT) if train else None
+    return FilesPreprocess(
+      root=self.root,
+      fields=self.fields,
+      modalities=self.modalities,
+      spec=self.spec,
+      tokenizer=self.tokenizer,
+      labels=self.labels,
+      augment=dict(DEFAULT_AUGMENT, **augment) if augment else None,
+      train=train,
+    )
+
+
+class FilesPreprocess(grain.transforms.RandomMap):
+  """A manifest row -> one batch row (decoded, resized, tokenized, padded)."""
+
+  def __init__(self, *, root, fields, modalities, spec, tokenizer, labels, augment, train):
+    self.root, self.fields, self.modalities = root, fields, modalities
+    self.features = spec.features
+    self.sample_rate = spec.sample_rate
+    self.tokenizer, self.labels = tokenizer, labels
+    self.augment, self.train = augment, train
+
+  def _path(self, value) -> str:
+    if not isinstance(value, str):
+      raise DataError(f"expected a file path, got {value!r:.80}")
+    return os.path.join(self.root, os.path.expanduser(value))
+
+  def random_map(self, record, rng: np.random.Generator):
+    try:
+      return self._row(record, rng)
+    except DataError as e:
+      raise DataError(f"{record.get('_row', '?')}: {e}") from None
+
+  def _row(self, record, rng):
+    out = {}
+    for m in self.modalities:
+      value = record.get(self.fields[m])
+      present = not _empty(value)
+      out[f"{m}_present"] = np.bool_(present)
+      if not present:
+        out.update({k: np.zeros(f.shape, f.dtype) for k, f in self._features_of(m)})
+        continue
+      out.update(getattr(self, f"_{m}")(value, rng))
+    for key, column in self.labels.items():
+      out[key] = column(record)
+    return out
+
+  def _features_of(self, m):
+    return [(k, self.features[k]) for k in spec_lib.modality(m).keys]
+
+  def _image(self, value, rng):
+    img = decode.image(self._path(value))
+    size = self.features["image"].shape[0]
+    if self.augment:
+      a = self.augment
+      view = image_ops.train_view(
+        img, size, rng, scale=tuple(a["crop_scale"]), flip=a["flip"], jitter=a["color_jitter"]
+      )
+    else:
+      view = image_ops.resize_shorter_center_crop(img, size)
+    return {"image": view}
+
+  def _text(self, value, rng):
+    caps = _captions(value)
+    caption = caps[int(rng.integers(len(caps)))] if self.train else caps[0]
+    ids, mask = self.tokenizer.pad(caption, self.features["text"].shape[0])
+    return {"text": ids, "text_mask": mask}
+
+  def _audio(self, value, rng):
+    wave = decode.audio(self._path(value), self.sample_rate)
+    n = self.features["audio"].shape[0]
+    if self.train and len(wave) > n:
+      start = int(rng.integers(len(wave) - n + 1))
+      wave = wave[start : start + n]
+    audio, mask = records.pad_audio(wave, n)
+    return {"audio": audio, "audio_mask": mask}
+
+  def _video(self, value, rng):
+    del rng
+    frames, size = self.features["video"].shape[:2]
+    path = self._path(value)
+    if os.path.isdir(path):
+      names = sorted(n for n in os.listdir(path) if not n.startswith("."))
+      if not names:
+        raise DataError(f"video folder {path!r} has no frames")
+      pick = np.linspace(0, len(names) - 1, frames).round().astype(int)
+      clip = [decode.image(os.path.join(path, names[i])) for i in pick]
+    elif path.endswith(".npy"):
+      try:
+        arr = np.load(path)
+      except (OSError, ValueError) as e:
+        raise DataError(f"cannot read video {path!r}: {e}") from None
+      if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8 or not len(arr):
+        raise DataError(
+          f"video {path!r}: expected uint8 [frames, H, W, 3], got {arr.dtype} {arr.shape}"
+        )
+      clip = list(arr[np.linspace(0, len(arr) - 1, frames).round().astype(int)])
+    else:
+      raise DataError(f"video {path!r}: expected a folder of frames or a .npy array")
+    video = np.stack([image_ops.resize_shorter_center_crop(f, size) for f in clip])
+    return {"video": video}

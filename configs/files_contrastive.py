@@ -1,0 +1,98 @@
+r"""Contrastive training on your own image-caption(-audio) pairs, listed in a manifest.
+
+  python -m cmjax.data.export_example --out /tmp/own      # an example to try
+  python train.py --config configs/files_contrastive.py \
+      --config.data.manifest=/tmp/own/shapes/manifest.jsonl --workdir /tmp/cmjax-files
+
+The manifest (JSONL or CSV; `cmjax/data/files.py` describes its columns) names
+each example's image, caption(s) and optionally audio file, relative to the
+manifest's folder, and its split. The model has a tower for every modality
+column the manifest has (or `config.data.modalities`); held-out retrieval over
+every pair of them is reported at the end.
+
+Variants (after the colon, comma separated):
+  tiny          a few steps of a very small model (the tests run it end to end)
+  steps=N, batch_size=N, workers=N   as in shapes_contrastive.py
+  image=E, text=E, audio=E           encoders, as in shapes_contrastive.py
+  loss=siglip   sigmoid contrastive objective instead of softmax (CLIP)
+"""
+
+import math
+
+import ml_collections
+
+from cmjax import config_utils, encoder_presets
+
+
+def get_config(arg=None):
+  arg = config_utils.parse_arg(
+    arg,
+    tiny=False,
+    loss="clip",
+    steps=0,
+    batch_size=0,
+    workers=-1,
+    image="vit",
+    text="transformer",
+    audio="transformer",
+  )
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  # ---- data ----
+  c.data = dict(
+    name="files",
+    manifest="",  # required: --config.data.manifest=PATH (.jsonl or .csv)
+    fields=dict(image="image", text="text", audio="audio", video="video", split="split"),
+    modalities=(),  # () = every modality column of the manifest
+    holdout_fraction=0.1,  # held out as 'test' when the manifest has no split column
+    num_train=None,  # None = every 'train' row
+    image_size=64,  # resize the shorter side, then crop (random-resized in training)
+    augment=dict(crop_scale=(0.9, 1.0), flip=False, color_jitter=0.0),
+    tokenizer="word",  # vocabulary of the training captions; or "byte"
+    vocab_size=20_000,
+    min_word_count=1,
+    max_text_len=32,
+    sample_rate=16_000,  # audio is resampled to this rate
+    max_audio_seconds=5.0,  # cropped (randomly in training) or zero-padded
+    labels={},
+    num_workers=0,
+  )
+  c.batch_size = 64
+  # In passes over the training rows, as datasets differ in size (steps=N
+  # sets a number of steps instead).
+  c.total_steps = None
+  c.total_epochs = 40
+  c.total_examples = None
+
+  # ---- model ----
+  c.model = dict(
+    name="tri_contrastive",
+    embed_dim=128,
+    image=encoder_presets.image(arg.image, arg.tiny),
+    text=encoder_presets.text(arg.text, arg.tiny),
+    audio=encoder_presets.audio(arg.audio, arg.tiny),
+    logit_scale_init=math.log(1 / 0.07),
+    logit_bias_init=0.0,
+  )
+  c.objectives = dict(contrastive=dict(type=arg.loss, weight=1.0, sharded=False))
+  if arg.loss == "siglip":
+    c.model.logit_scale_init = math.log(10.0)
+    c.model.logit_bias_init = -10.0
+
+  config_utils.set_training_defaults(c)
+  c.optim.warmup_steps, c.optim.warmup_epochs = None, 2
+
+  # ---- evaluation (at the end) ----
+  c.evals = dict(
+    retrieval=dict(type="retrieval", every_steps=0, split="test", num_examples=1000),
+  )
+
+  if arg.tiny:
+    config_utils.shrink_to_tiny(c)
+    c.model.embed_dim = 16
+    c.data.max_audio_seconds = 2.0
+    c.data.image_size = 32
+
+  config_utils.apply_common_overrides(c, arg)
+  return c

@@ -1,0 +1,110 @@
+"""Decoding real files: image colour modes to RGB, audio to mono at the model's rate
+(against librosa's loader), and errors that name the file."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cmjax.data import decode
+
+
+def _png_bytes(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
+  buf = io.BytesIO()
+  img.save(buf, format=fmt, **kw)
+  return buf.getvalue()
+
+
+@pytest.fixture
+def rgb():
+  return np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+
+
+def test_rgb_png_and_lossless_webp_decode_to_the_same_pixels(rgb):
+  for data in (
+    _png_bytes(Image.fromarray(rgb)),
+    _png_bytes(Image.fromarray(rgb), "WEBP", lossless=True),
+  ):
+    out = decode.image(data)
+    assert out.dtype == np.uint8 and out.shape == (20, 30, 3)
+    np.testing.assert_array_equal(out, rgb)
+
+
+def test_grey_palette_rgba_and_cmyk_become_rgb(rgb):
+  grey = rgb[..., 0]
+  np.testing.assert_array_equal(
+    decode.image(_png_bytes(Image.fromarray(grey))), np.repeat(grey[..., None], 3, -1)
+  )
+
+  palette = Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+  want = np.asarray(palette.convert("RGB"))
+  np.testing.assert_array_equal(decode.image(_png_bytes(palette)), want)
+
+  rgba = np.concatenate([rgb, np.full((20, 30, 1), 7, np.uint8)], -1)
+  np.testing.assert_array_equal(decode.image(_png_bytes(Image.fromarray(rgba))), rgb)
+
+  cmyk = Image.fromarray(rgb).convert("CMYK")
+  out = decode.image(_png_bytes(cmyk, "JPEG", quality=100))
+  assert out.shape == (20, 30, 3)
+  assert np.abs(out.astype(int) - rgb).mean() < 12  # JPEG loss only
+
+
+def test_16_bit_grey_is_scaled_not_clipped():
+  values = np.array([[0, 256, 32768, 65535]], np.uint16)
+  out = decode.image(_png_bytes(Image.fromarray(values)))
+  np.testing.assert_array_equal(out[0, :, 0], [0, 0, 127, 255])
+  assert out.shape == (1, 4, 3)
+
+
+def test_bad_images_name_the_file(tmp_path):
+  with pytest.raises(decode.DataError, match="missing.png"):
+    decode.image(str(tmp_path / "missing.png"))
+  broken = tmp_path / "broken.jpg"
+  broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+  with pytest.raises(decode.DataError, match="broken.jpg"):
+    decode.image(str(broken))
+
+
+@pytest.mark.parametrize("fmt,subtype", [("WAV", "PCM_16"), ("FLAC", "PCM_16"), ("WAV", "FLOAT")])
+def test_audio_matches_librosa_load(tmp_path, fmt, subtype):
+  """Stereo at 22.05 kHz -> mono at 16 kHz equals librosa's loader with its
+  polyphase resampler (which mixes channels by averaging too)."""
+  librosa = pytest.importorskip("librosa")
+  import soundfile
+
+  rng = np.random.default_rng(1)
+  t = np.arange(11025) / 22050
+  stereo = np.stack([0.5 * np.sin(2 * np.pi * 440 * t), 0.3 * rng.standard_normal(t.size)], 1)
+  path = str(tmp_path / f"clip.{fmt.lower()}")
+  soundfile.write(path, stereo.astype(np.float32), 22050, format=fmt, subtype=subtype)
+  ours = decode.audio(path, 16000)
+  ref, _ = librosa.load(path, sr=16000, mono=True, res_type="polyphase")
+  assert ours.dtype == np.float32 and ours.shape == ref.shape
+  np.testing.assert_allclose(ours, np.clip(ref, -1, 1), atol=1e-5)
+
+
+def test_ogg_keeps_the_waveform(tmp_path):
+  import soundfile
+
+  t = np.arange(16000) / 16000
+  wave = (0.5 * np.sin(2 * np.pi * 300 * t)).astype(np.float32)
+  path = str(tmp_path / "tone.ogg")
+  soundfile.write(path, wave, 16000, format="OGG", subtype="VORBIS")
+  out = decode.audio(path, 16000)
+  n = min(len(out), len(wave))
+  assert abs(len(out) - len(wave)) < 100
+  assert np.corrcoef(out[:n], wave[:n])[0, 1] > 0.99  # lossy, same tone
+
+
+def test_empty_and_corrupt_audio_name_the_file(tmp_path):
+  import soundfile
+
+  empty = str(tmp_path / "empty.wav")
+  soundfile.write(empty, np.zeros((0,), np.float32), 16000)
+  with pytest.raises(decode.DataError, match="empty.wav.*no samples"):
+    decode.audio(empty, 16000)
+  bad = tmp_path / "bad.wav"
+  bad.write_bytes(b"RIFF....WAVEnope")
+  with pytest.raises(decode.DataError, match="bad.wav"):
+    decode.audio(str(bad), 16000)
