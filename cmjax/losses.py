@@ -205,20 +205,67 @@ def softmax_cross_entropy(
   return jnp.sum(w * ce) / jnp.maximum(jnp.sum(w), 1e-12)
 
 
+def sigmoid_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
+  """Mean over examples and classes of the binary cross-entropy of `logits` `[B, C]`
+  against multi-hot `targets` `[B, C]` (as torch's BCEWithLogitsLoss)."""
+  logits = logits.astype(jnp.float32)
+  targets = targets.astype(jnp.float32)
+  # log(1 + exp(-|x|)) + max(x, 0) - x * t: stable for large |x|.
+  per = jnp.maximum(logits, 0) - logits * targets + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+  return jnp.mean(per)
+
+
+def regression_loss(pred: jax.Array, target: jax.Array, kind: str = "mse") -> jax.Array:
+  """Mean squared ('mse') or absolute ('l1') error of `pred` `[B]` against `target` `[B]`."""
+  diff = pred.astype(jnp.float32) - target.astype(jnp.float32)
+  if kind == "mse":
+    return jnp.mean(diff**2)
+  if kind == "l1":
+    return jnp.mean(jnp.abs(diff))
+  raise ValueError(f"regression loss {kind!r}; expected 'mse' or 'l1'")
+
+
+def _task_loss(logits, target, kind: str, class_weights, regression: str):
+  """(loss, {metric: value}) of one head; see `classification_loss`."""
+  if kind == "class":
+    loss = softmax_cross_entropy(logits, target, class_weights)
+    return loss, {"accuracy": jnp.mean((jnp.argmax(logits, -1) == target).astype(jnp.float32))}
+  if kind == "multilabel":
+    loss = sigmoid_cross_entropy(logits, target)
+    hits = (logits > 0) == (target > 0.5)
+    return loss, {"label_accuracy": jnp.mean(hits.astype(jnp.float32))}
+  if kind == "regression":
+    pred = logits[..., 0]
+    loss = regression_loss(pred, target, regression)
+    return loss, {"mae": jnp.mean(jnp.abs(pred - target.astype(jnp.float32)))}
+  raise ValueError(f"task kind {kind!r}; expected 'class', 'multilabel' or 'regression'")
+
+
 def classification_loss(
-  outputs: dict, batch: dict, *, class_weights: dict | None = None
+  outputs: dict,
+  batch: dict,
+  *,
+  class_weights: dict | None = None,
+  kinds: dict | None = None,
+  regression: str = "mse",
 ) -> tuple[jax.Array, dict]:
-  """Sum over tasks of the cross-entropy of `outputs['logits/<task>']` vs `batch[<task>]`.
+  """Sum over tasks of each head's loss against `batch[<task>]`.
 
   Args:
     outputs: model outputs with 'logits/<task>' `[B, C_task]` entries.
-    batch: holds int `[B]` labels under each task's name (e.g. 'shape_label').
-    class_weights: optional {task: `[C_task]` weights}.
+    batch: each task's target under its name: int `[B]` class labels,
+      multi-hot float `[B, C]` for a multi-label task, float `[B]` for a
+      regression (whose head has one output).
+    class_weights: optional {task: `[C_task]` weights} (class tasks).
+    kinds: {task: 'class' | 'multilabel' | 'regression'}; default 'class'.
+    regression: 'mse' or 'l1', the loss of regression tasks.
 
   An 'aux_loss' scalar in `outputs` is added to the total.
 
   Returns:
-    (scalar loss, metrics 'loss/<task>', 'accuracy/<task>' (and 'loss/aux')).
+    (scalar loss, metrics 'loss/<task>' and 'accuracy/<task>' (class),
+    'label_accuracy/<task>' (multi-label), 'mae/<task>' (regression), and
+    'loss/aux').
   """
   tasks = [k[len("logits/") :] for k in outputs if k.startswith("logits/")]
   if not tasks:
@@ -227,11 +274,16 @@ def classification_loss(
   for t in tasks:
     if t not in batch:
       raise KeyError(f"batch has no labels {t!r} for the head of that name; it has {sorted(batch)}")
-    logits, labels = outputs[f"logits/{t}"], batch[t]
-    loss = softmax_cross_entropy(logits, labels, (class_weights or {}).get(t))
+    loss, task_metrics = _task_loss(
+      outputs[f"logits/{t}"],
+      batch[t],
+      (kinds or {}).get(t, "class"),
+      (class_weights or {}).get(t),
+      regression,
+    )
     total = total + loss
     metrics[f"loss/{t}"] = loss
-    metrics[f"accuracy/{t}"] = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
+    metrics.update({f"{name}/{t}": value for name, value in task_metrics.items()})
   if "aux_loss" in outputs:  # e.g. the missing-modality predictor's regression loss
     total = total + outputs["aux_loss"]
     metrics["loss/aux"] = outputs["aux_loss"]

@@ -22,6 +22,7 @@ import math
 import ml_collections
 
 from cmjax import config_utils, encoder_presets
+from cmjax.data import files
 
 
 def get_config(arg=None):
@@ -35,29 +36,13 @@ def get_config(arg=None):
     image="vit",
     text="transformer",
     audio="transformer",
+    source="files",
   )
   c = ml_collections.ConfigDict()
   c.seed = 0
 
-  # ---- data ----
-  c.data = dict(
-    name="files",
-    manifest="",  # required: --config.data.manifest=PATH (.jsonl or .csv)
-    fields=dict(image="image", text="text", audio="audio", video="video", split="split"),
-    modalities=(),  # () = every modality column of the manifest
-    holdout_fraction=0.1,  # held out as 'test' when the manifest has no split column
-    num_train=None,  # None = every 'train' row
-    image_size=64,  # resize the shorter side, then crop (random-resized in training)
-    augment=dict(crop_scale=(0.9, 1.0), flip=False, color_jitter=0.0),
-    tokenizer="word",  # vocabulary of the training captions; or "byte"
-    vocab_size=20_000,
-    min_word_count=1,
-    max_text_len=32,
-    sample_rate=16_000,  # audio is resampled to this rate
-    max_audio_seconds=5.0,  # cropped (randomly in training) or zero-padded
-    labels={},
-    num_workers=0,
-  )
+  # ---- data (every key and its default: cmjax/data/files.py, data_config) ----
+  c.data = files.data_config(arg.source)
   c.batch_size = 64
   # In passes over the training rows, as datasets differ in size (steps=N
   # sets a number of steps instead).

@@ -4,11 +4,14 @@ train.py end to end on the exported example."""
 
 import json
 import os
+import signal
+import subprocess
+import time
 
 import numpy as np
 import pytest
 
-from cmjax.data import datasets, export_example, manifest
+from cmjax.data import datasets, export_example, manifest, pipeline
 from cmjax.data import spec as spec_lib
 from cmjax.data.decode import DataError
 from tests import helpers
@@ -183,15 +186,30 @@ def test_video_from_frame_folders_and_npy(tmp_path):
   assert (out[1]["video"] == 9).all()
 
 
+def _wds_overrides(exported, text="json:text"):
+  shards = exported["shapes_shards"]
+  return [
+    f"--config.data.shards={shards['train']}",
+    f"--config.data.eval_shards={shards['test']}",
+    f"--config.data.fields.text={text}",
+  ]
+
+
 @pytest.mark.slow
-def test_train_on_the_exported_example_from_jsonl_and_csv_gives_equal_results(exported, tmp_path):
+def test_train_on_the_exported_example_from_jsonl_csv_and_shards_gives_equal_results(
+  exported, tmp_path
+):
   metrics = {}
-  for fmt in ("jsonl", "csv"):
-    path = exported["shapes"].replace(".jsonl", f".{fmt}")
-    workdir = str(tmp_path / fmt)
-    helpers.run_train(workdir, "files_contrastive.py:tiny", f"--config.data.manifest={path}")
+  runs = {
+    fmt: ("files_contrastive.py:tiny", f"--config.data.manifest={exported['shapes'][:-5]}{fmt}")
+    for fmt in ("jsonl", "csv")
+  }
+  runs["shards"] = ("webdataset_contrastive.py:tiny", *_wds_overrides(exported))
+  for name, (config, *overrides) in runs.items():
+    workdir = str(tmp_path / name)
+    helpers.run_train(workdir, config, *overrides)
     with open(os.path.join(workdir, "metrics.json")) as f:
-      metrics[fmt] = json.load(f)
+      metrics[name] = json.load(f)
   r5 = "retrieval/image_to_text/R@5"
   assert r5 in metrics["jsonl"] and "retrieval/audio_to_image/R@5" in metrics["jsonl"]
   # Same rows, same seed: the same training and the same held-out scores.
@@ -203,4 +221,176 @@ def test_train_on_the_exported_example_from_jsonl_and_csv_gives_equal_results(ex
     }
     for f, m in metrics.items()
   }
-  assert "train/loss" in kept["jsonl"] and kept["jsonl"] == kept["csv"]
+  assert "train/loss" in kept["jsonl"] and kept["jsonl"] == kept["csv"] == kept["shards"]
+
+
+@pytest.mark.slow
+def test_webdataset_run_killed_and_resumed_ends_bitwise_equal(exported, tmp_path):
+  arg = "webdataset_contrastive.py:tiny,steps=12"
+  overrides = [*_wds_overrides(exported, "txt"), "--config.checkpoint_every_steps=2"]
+  ref = str(tmp_path / "ref")
+  helpers.run_train(ref, arg, *overrides)
+  killed = str(tmp_path / "killed")
+  proc = subprocess.Popen(
+    helpers.train_cmd(killed, arg, *overrides),
+    env=helpers.subprocess_env(),
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+    cwd=helpers.ROOT,
+  )
+  for line in proc.stdout:  # under way, with a checkpoint or two saved
+    if line.startswith("[4/"):
+      break
+  time.sleep(np.random.default_rng(int(time.time())).uniform(0.0, 0.5))
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not os.path.exists(os.path.join(killed, "metrics.json")), "finished before the kill"
+  out = helpers.run_train(killed, arg, *overrides)
+  assert "Resumed from the checkpoint" in out.stdout
+  a, b = helpers.load_params(ref, 12), helpers.load_params(killed, 12)
+  assert a.keys() == b.keys()
+  for k in a:
+    np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def _wds_config(exported):
+  c = helpers.load_config("webdataset_contrastive.py", "tiny")
+  shards = exported["shapes_shards"]
+  c.data.update(shards=shards["train"], eval_shards=shards["test"], max_audio_seconds=0.5)
+  c.batch_size = 4
+  return c
+
+
+def test_two_processes_read_disjoint_rows_that_make_each_global_batch(exported):
+  c = _wds_config(exported)
+  one = iter(pipeline.train_dataset(c))
+  two = [iter(pipeline.train_dataset(c, process_index=p, process_count=2)) for p in (0, 1)]
+  for _ in range(8):  # 24 rows in batches of 4: crosses an epoch boundary
+    whole, halves = next(one), [next(it) for it in two]
+    assert halves[0]["image"].shape[0] == 2
+    assert not np.array_equal(halves[0]["image"], halves[1]["image"])
+    for key in ("image", "text", "audio"):
+      np.testing.assert_array_equal(np.concatenate([h[key] for h in halves]), whole[key])
+
+
+def test_webdataset_iterator_state_resumes_the_same_stream(exported):
+  c = _wds_config(exported)
+  it = iter(pipeline.train_dataset(c))
+  for _ in range(3):
+    next(it)
+  state = it.get_state()
+  want = [next(it) for _ in range(4)]
+  again = iter(pipeline.train_dataset(c))
+  again.set_state(state)
+  for a in want:
+    b = next(again)
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_brace_patterns_expand_like_webdataset():
+  from cmjax.data import webdataset
+
+  assert webdataset.expand("s/{000..002}.tar") == ["s/000.tar", "s/001.tar", "s/002.tar"]
+  assert webdataset.expand("{a,b}-{8..10}.tar") == [
+    "a-8.tar",
+    "a-9.tar",
+    "a-10.tar",
+    "b-8.tar",
+    "b-9.tar",
+    "b-10.tar",
+  ]
+  assert webdataset.expand(["x.tar", "y{1..2}.tar"]) == ["x.tar", "y1.tar", "y2.tar"]
+
+
+def _wds(exported, **data):
+  shards = exported["shapes_shards"]
+  return datasets.build(
+    dict(name="webdataset", shards=shards["train"], eval_shards=shards["test"], **data)
+  )
+
+
+def test_webdataset_shards_give_the_manifest_rows(exported):
+  """The exported shards hold the manifest's examples in its order: the same
+  spec, and the same preprocessed rows for the same rng."""
+  options = dict(image_size=24, max_audio_seconds=1.0, labels=dict(label="label"))
+  wds = _wds(exported, fields=dict(text="json:text"), **options)
+  man = _dataset(exported["shapes"], **options)
+  assert wds.spec.features == man.spec.features and wds.spec.labels == man.spec.labels
+  assert wds.tokenizer.words == man.tokenizer.words
+  for split, train in (("train", True), ("test", False)):
+    a, b = _rows(wds, split, train), _rows(man, split, train)
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+      assert x.keys() == y.keys()
+      for k in x:
+        np.testing.assert_array_equal(x[k], y[k], err_msg=k)
+  src = wds.source("test", seed=0)
+  assert wds.captions(src[0]) == man.captions(man.source("test", seed=0)[0])
+  # .txt holds one caption: the default field gives exactly that one.
+  one = _wds(exported)
+  assert len(one.captions(one.source("test", seed=0)[0])) == 1
+
+
+def test_truncated_and_missing_shards_are_named(exported, tmp_path):
+  from cmjax.data import webdataset
+
+  shard = webdataset.expand(exported["shapes_shards"]["train"])[0]
+  data = open(shard, "rb").read()
+  cut = tmp_path / "cut.tar"
+  cut.write_bytes(data[: len(data) // 2 + 100])
+  with pytest.raises(DataError, match="cut.tar.*truncated"):
+    datasets.build(dict(name="webdataset", shards=str(cut)))
+  with pytest.raises(DataError, match="nowhere-00000.tar.* does not exist"):
+    datasets.build(dict(name="webdataset", shards=str(tmp_path / "nowhere-{00000..00001}.tar")))
+  with pytest.raises(ValueError, match="config.data.shards is required"):
+    datasets.build(dict(name="webdataset"))
+
+
+def test_multilabel_and_regression_targets(exported):
+  ds = _dataset(
+    exported["shapes"],
+    modalities=("image",),
+    labels=dict(
+      shapes=dict(type="multilabel"), label="label", size=dict(column="color", type="class")
+    ),
+  )
+  spec = ds.spec
+  assert (
+    spec.multilabels == {"shapes": len(ds.class_names("shapes"))} and "shapes" not in spec.labels
+  )
+  assert spec.task_kind("shapes") == "multilabel" and spec.task_kind("label") == "class"
+  src = ds.source("train", seed=0)
+  rows = _rows(ds, "train", False)
+  for i, row in enumerate(rows):
+    want = sorted(src[i]["shapes"])
+    got = [ds.class_names("shapes")[k] for k in np.nonzero(row["shapes"])[0]]
+    assert got == want and row["shapes"].dtype == np.float32
+  digits = _dataset(exported["digits"], labels=dict(value=dict(type="regression")))
+  assert digits.spec.regressions == ("value",) and digits.spec.heads() == {"value": 1}
+  d_src = digits.source("test", seed=0)
+  values = [float(r["value"]) for r in _rows(digits, "test", False)]
+  assert values == [float(d_src[i]["value"]) for i in range(len(d_src))]
+  with pytest.raises(ValueError, match=r"labels.value.type='score'"):
+    _dataset(exported["digits"], labels=dict(value=dict(type="score")))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+  "arg,manifest_key,metric",
+  [
+    ("task=regression,label=value", "digits", "classification/value/pearson_r"),
+    ("task=multilabel,label=shapes,modalities=image", "shapes", "classification/shapes/mAP"),
+  ],
+)
+def test_files_classify_trains_regression_and_multilabel_heads(
+  exported, tmp_path, arg, manifest_key, metric
+):
+  workdir = str(tmp_path / "run")
+  helpers.run_train(
+    workdir, f"files_classify.py:tiny,{arg}", f"--config.data.manifest={exported[manifest_key]}"
+  )
+  with open(os.path.join(workdir, "metrics.json")) as f:
+    m = json.load(f)
+  assert np.isfinite(m[metric]) and np.isfinite(m["train/loss"])

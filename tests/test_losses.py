@@ -183,3 +183,38 @@ def test_present_flags_restrict_pairs():
   )
   acc = losses.retrieval_accuracy(out["image"][present], out["audio"][present])
   np.testing.assert_allclose(float(metrics["accuracy/image_to_audio"]), float(acc[0]))
+
+
+def test_sigmoid_cross_entropy_and_regression_losses_match_references():
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(8, 5)).astype(np.float32) * 4
+  targets = (rng.random((8, 5)) < 0.4).astype(np.float32)
+  p = 1 / (1 + np.exp(-logits.astype(np.float64)))
+  want = -np.mean(targets * np.log(p) + (1 - targets) * np.log(1 - p))
+  assert float(losses.sigmoid_cross_entropy(jnp.asarray(logits), jnp.asarray(targets))) == (
+    pytest.approx(want, rel=1e-5)
+  )
+  torch = pytest.importorskip("torch")
+  ref = torch.nn.functional.binary_cross_entropy_with_logits(
+    torch.tensor(logits), torch.tensor(targets)
+  )
+  assert float(losses.sigmoid_cross_entropy(jnp.asarray(logits), jnp.asarray(targets))) == (
+    pytest.approx(float(ref), rel=1e-5)
+  )
+
+
+def test_regression_and_multilabel_heads_in_classification_loss():
+  pred = jnp.asarray([[0.5], [2.0], [-1.0]])
+  target = jnp.asarray([1.0, 2.0, 0.0])
+  multi = jnp.asarray([[3.0, -3.0], [-3.0, 3.0], [3.0, 3.0]])
+  hot = jnp.asarray([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+  outputs = {"logits/value": pred, "logits/set": multi}
+  batch = {"value": target, "set": hot}
+  kinds = {"value": "regression", "set": "multilabel"}
+  total, m = losses.classification_loss(outputs, batch, kinds=kinds)
+  assert float(m["loss/value"]) == pytest.approx((0.25 + 0 + 1) / 3)
+  assert float(m["mae/value"]) == pytest.approx(0.5)
+  assert float(m["label_accuracy/set"]) == pytest.approx(5 / 6)
+  assert float(total) == pytest.approx(float(m["loss/value"] + m["loss/set"]))
+  _, l1 = losses.classification_loss(outputs, batch, kinds=kinds, regression="l1")
+  assert float(l1["loss/value"]) == pytest.approx(0.5)

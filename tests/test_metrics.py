@@ -66,3 +66,39 @@ def test_macro_precision_recall_f1_and_confusion_match_sklearn(seed):
   np.testing.assert_array_equal(
     metrics.confusion_matrix(y, p, 7), skm.confusion_matrix(y, p, labels=range(7))
   )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_average_precision_matches_sklearn_with_ties(seed):
+  rng = np.random.default_rng(seed)
+  scores = rng.integers(0, 6, 50).astype(float)  # many ties
+  targets = rng.random(50) < 0.3
+  targets[0] = True
+  assert metrics.average_precision(scores, targets) == pytest.approx(
+    skm.average_precision_score(targets, scores), abs=1e-12
+  )
+
+
+def test_map_and_multilabel_f1_match_sklearn():
+  rng = np.random.default_rng(3)
+  scores = rng.normal(size=(40, 6))
+  targets = (rng.random((40, 6)) < 0.3).astype(np.float32)
+  targets[:, 5] = 0  # a class with no positive is left out of the mean
+  kept = targets[:, :5]
+  want = skm.average_precision_score(kept, scores[:, :5], average="macro")
+  assert metrics.mean_average_precision(scores, targets) == pytest.approx(want, abs=1e-12)
+  predicted = scores > 0.3
+  want_f1 = skm.f1_score(targets, predicted, average="macro", zero_division=0)
+  assert metrics.multilabel_macro_f1(predicted, targets) == pytest.approx(want_f1, abs=1e-12)
+
+
+def test_pearson_and_weighted_f1_match_scipy_and_sklearn():
+  from scipy import stats
+
+  rng = np.random.default_rng(4)
+  x = rng.normal(size=30)
+  y = 0.5 * x + rng.normal(size=30)
+  assert metrics.pearson_r(x, y) == pytest.approx(stats.pearsonr(x, y)[0], abs=1e-12)
+  assert metrics.pearson_r(np.ones(5), np.arange(5)) == 0.0
+  a, b = (x >= 0).astype(int), (y >= 0).astype(int)
+  assert metrics.weighted_f1(a, b, 2) == pytest.approx(skm.f1_score(a, b, average="weighted"))

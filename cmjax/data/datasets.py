@@ -33,7 +33,7 @@ from cmjax.registry import Registry
 def _import_builtin_datasets() -> None:
   # The generated datasets below register when this module loads; the others
   # live in their own modules, which import this one.
-  from cmjax.data import files  # noqa: F401  # pylint: disable=g-import-not-at-top
+  from cmjax.data import files, webdataset  # noqa: F401  # pylint: disable=g-import-not-at-top
 
 
 DATASETS = Registry(

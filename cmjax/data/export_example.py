@@ -2,8 +2,9 @@ r"""Writes built-in examples as ordinary files, to try the `files` dataset on.
 
   python -m cmjax.data.export_example --out /tmp/cmjax-own-data
 
-writes two folders, each with its files and the same rows as `manifest.jsonl`
-and `manifest.csv` (paths relative to the folder):
+writes two folders, each with its files, the same rows as `manifest.jsonl`
+and `manifest.csv` (paths relative to the folder), and the same examples
+again as webdataset shards (`shards/train-00000.tar`, ..., `shards/test-00000.tar`):
 
   shapes/   scenes as JPEG and PNG of varied sizes (48 to 160 pixels, some
             not square), their captions (a list per row), the spoken caption
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 
@@ -62,6 +64,41 @@ def _write_manifests(folder: str, rows: list[dict]) -> None:
       writer.writerow(
         [json.dumps(v) if isinstance(v, list) else v for v in (row[c] for c in columns)]
       )
+
+
+def _write_shards(folder: str, rows: list[dict], per_shard: int = 100) -> dict[str, str]:
+  """The rows again as webdataset shards under `folder/shards/`: `KEY.jpg` /
+  `.png`, `KEY.wav`, `KEY.txt` (the first caption) and `KEY.json` (every other
+  column). Returns the brace pattern of each split's shards."""
+  import tarfile  # pylint: disable=g-import-not-at-top
+
+  os.makedirs(os.path.join(folder, "shards"), exist_ok=True)
+  patterns = {}
+  for split in ("train", "test"):
+    split_rows = [r for r in rows if r["split"] == split]
+    chunks = [split_rows[i : i + per_shard] for i in range(0, len(split_rows), per_shard)]
+    for n, chunk in enumerate(chunks):
+      with tarfile.open(os.path.join(folder, "shards", f"{split}-{n:05d}.tar"), "w") as tar:
+        for row in chunk:
+          key = os.path.splitext(os.path.basename(row["image"]))[0]
+          meta = {k: v for k, v in row.items() if k not in ("image", "audio", "split")}
+          members = {"json": json.dumps(meta).encode()}
+          if "text" in row:
+            members["txt"] = row["text"][0].encode()
+          for column in ("image", "audio"):
+            if column in row:
+              members[row[column].rsplit(".", 1)[1]] = os.path.join(folder, row[column])
+          for ext, value in sorted(members.items()):
+            if isinstance(value, str):
+              tar.add(value, arcname=f"{key}.{ext}")
+            else:
+              info = tarfile.TarInfo(f"{key}.{ext}")
+              info.size = len(value)
+              tar.addfile(info, io.BytesIO(value))
+    patterns[split] = os.path.join(
+      folder, "shards", f"{split}-{{00000..{len(chunks) - 1:05d}}}.tar"
+    )
+  return patterns
 
 
 def _splits(num_train: int, num_test: int):
@@ -127,13 +164,16 @@ def export_digits(folder: str, num_train: int, num_test: int, seed: int) -> list
 
 
 def export(out: str, num_train: int = 320, num_test: int = 80, seed: int = 0) -> dict[str, str]:
-  """Writes both folders under `out`; returns {name: path of its manifest.jsonl}."""
+  """Writes both folders under `out`; returns {name: path of its manifest.jsonl}
+  and {name + '_shards': {split: brace pattern of its webdataset shards}}."""
   manifests = {}
   for name, fn in (("shapes", export_shapes), ("digits", export_digits)):
     folder = os.path.join(out, name)
     os.makedirs(folder, exist_ok=True)
-    _write_manifests(folder, fn(folder, num_train, num_test, seed))
+    rows = fn(folder, num_train, num_test, seed)
+    _write_manifests(folder, rows)
     manifests[name] = os.path.join(folder, "manifest.jsonl")
+    manifests[f"{name}_shards"] = _write_shards(folder, rows)
   return manifests
 
 
@@ -145,7 +185,10 @@ def main(argv=None) -> None:
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args(argv)
   for name, path in export(args.out, args.num_train, args.num_test, args.seed).items():
-    print(f"{name}: {path} (and manifest.csv beside it)")
+    if name.endswith("_shards"):
+      print(f"{name}: train {path['train']}, test {path['test']}")
+    else:
+      print(f"{name}: {path} (and manifest.csv beside it)")
 
 
 if __name__ == "__main__":

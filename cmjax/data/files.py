@@ -54,39 +54,85 @@ class RowSource:
     return len(self.rows)
 
   def __getitem__(self, index: int) -> dict:
-    return dict(self.rows[index], index=np.int32(index))
+    row = self.rows[index]
+    return dict(row.items(), index=np.int32(index))
+
+
+LABEL_TYPES = ("class", "multilabel", "regression")
 
 
 class LabelColumn:
-  """A class label read from a column: class names (or integer ids) -> int32."""
+  """A target read from a column, by `type`:
+
+  class       a class name (or integer id) -> int32 index
+  multilabel  a list of class names (or one) -> float32 multi-hot `[classes]`
+  regression  a number -> float32
+  """
 
   def __init__(self, key: str, entry, rows: list[dict]):
     entry = {"column": entry} if isinstance(entry, str) else dict(entry)
+    unknown = set(entry) - {"column", "type", "classes"}
+    if unknown:
+      raise ValueError(
+        f"config.data.labels.{key} has unknown keys {sorted(unknown)}; it takes column, type, classes"
+      )
     self.key, self.column = key, entry.get("column", key)
+    self.type = entry.get("type", "class")
+    if self.type not in LABEL_TYPES:
+      raise ValueError(
+        f"config.data.labels.{key}.type={self.type!r}; expected one of {LABEL_TYPES}"
+      )
     values = [r.get(self.column) for r in rows if not _empty(r.get(self.column))]
     if not values:
-      raise ValueError(f"config.data.labels.{key}: no manifest row has column {self.column!r}")
-    classes = entry.get("classes")
-    if isinstance(classes, str):  # a file with one class name per line
-      with open(classes, encoding="utf-8") as f:
-        classes = [line.strip() for line in f if line.strip()]
-    if classes is None and all(_as_int(v) is not None for v in values):
-      classes = [str(i) for i in range(max(_as_int(v) for v in values) + 1)]
-    elif classes is None:
-      classes = sorted({str(v) for v in values})
-    self.classes = [str(c) for c in classes]
+      raise ValueError(f"config.data.labels.{key}: no row has column {self.column!r}")
+    self.classes = [] if self.type == "regression" else _classes(entry.get("classes"), values)
     self._index = {c: i for i, c in enumerate(self.classes)}
 
-  def __call__(self, row: dict) -> np.int32:
-    value = row.get(self.column)
-    if _empty(value):
-      raise DataError(f"column {self.column!r} (label {self.key!r}) is empty")
+  def _class(self, value) -> int:
     if str(value) in self._index:
-      return np.int32(self._index[str(value)])
+      return self._index[str(value)]
     raise DataError(
       f"label {value!r} in column {self.column!r} is not one of the "
       f"{len(self.classes)} classes (e.g. {self.classes[:5]})"
     )
+
+  def __call__(self, row: dict):
+    value = row.get(self.column)
+    if _empty(value) and self.type != "multilabel":
+      raise DataError(f"column {self.column!r} (label {self.key!r}) is empty")
+    if self.type == "class":
+      return np.int32(self._class(value))
+    if self.type == "multilabel":
+      hot = np.zeros((len(self.classes),), np.float32)
+      for v in _as_list(value):
+        hot[self._class(v)] = 1.0
+      return hot
+    try:
+      return np.float32(float(value))
+    except (TypeError, ValueError):
+      raise DataError(
+        f"column {self.column!r} (label {self.key!r}): {value!r} is not a number"
+      ) from None
+
+
+def _as_list(value) -> list:
+  if _empty(value):
+    return []
+  return list(value) if isinstance(value, list) else [value]
+
+
+def _classes(classes, values) -> list[str]:
+  """The class names: given (a list, or a file with one per line), else those found
+  (0..max for integer ids, else sorted names). Multi-label values are lists."""
+  if isinstance(classes, str):
+    with open(classes, encoding="utf-8") as f:
+      return [line.strip() for line in f if line.strip()]
+  if classes is not None:
+    return [str(c) for c in classes]
+  flat = [v for value in values for v in _as_list(value)]
+  if flat and all(_as_int(v) is not None for v in flat):
+    return [str(i) for i in range(max(_as_int(v) for v in flat) + 1)]
+  return sorted({str(v) for v in flat})
 
 
 def _as_int(value):
@@ -140,7 +186,12 @@ class FilesDataset(datasets.Dataset):
     self.name = "files"
     self.path = os.path.abspath(os.path.expanduser(path))
     self.root = os.path.dirname(self.path)
-    rows = manifest.read(self.path)
+    self.display_name = f"files:{os.path.basename(self.path)}"
+    self._init_from_rows(data_config, manifest.read(self.path))
+
+  def _init_from_rows(self, data_config, rows: list) -> None:
+    """Fields, modalities, splits, labels and tokenizer from the rows (dicts,
+    or mappings that read their values lazily)."""
     unknown = sorted(set(data_config.get("fields") or {}) - set(DEFAULT_FIELDS))
     if unknown:
       raise ValueError(
@@ -170,7 +221,7 @@ class FilesDataset(datasets.Dataset):
     found = tuple(m for m in MODALITY_COLUMNS if self.fields[m] in columns)
     if not found:
       raise ValueError(
-        f"manifest {self.path!r} has none of the columns {[self.fields[m] for m in MODALITY_COLUMNS]}"
+        f"{self.display_name} has none of the columns {[self.fields[m] for m in MODALITY_COLUMNS]}"
         f"; its columns are {sorted(columns - {'_row'})} (map them with config.data.fields)"
       )
     return found
@@ -206,13 +257,20 @@ class FilesDataset(datasets.Dataset):
     for m in self.modalities:
       features.update(spec_lib.modality_features(m, **sizes))
       features[spec_lib.modality(m).present_key] = spec_lib.Feature((), "bool")
-    for key in self.labels:
+    kinds = {t: {k: c for k, c in self.labels.items() if c.type == t} for t in LABEL_TYPES}
+    for key in kinds["class"]:
       features[key] = spec_lib.Feature((), "int32")
+    for key, column in kinds["multilabel"].items():
+      features[key] = spec_lib.Feature((len(column.classes),), "float32")
+    for key in kinds["regression"]:
+      features[key] = spec_lib.Feature((), "float32")
     return spec_lib.ElementSpec(
-      dataset=f"files:{os.path.basename(self.path)}",
+      dataset=self.display_name,
       modalities=self.modalities,
       features=features,
-      labels={k: len(c.classes) for k, c in self.labels.items()},
+      labels={k: len(c.classes) for k, c in kinds["class"].items()},
+      multilabels={k: len(c.classes) for k, c in kinds["multilabel"].items()},
+      regressions=tuple(kinds["regression"]),
       vocab_size=self.tokenizer.vocab_size if self.tokenizer else 0,
       sample_rate=int(data.get("sample_rate", 16000)) if "audio" in self.modalities else 0,
     )
@@ -235,7 +293,7 @@ class FilesDataset(datasets.Dataset):
       raise ValueError(f"dataset 'files' has no source options {sorted(overrides)}")
     if split not in self.splits:
       raise ValueError(
-        f"manifest {self.path!r} has no {split!r} rows; its splits are {sorted(self.splits)}"
+        f"{self.display_name} has no {split!r} rows; its splits are {sorted(self.splits)}"
       )
     rows = self.splits[split]
     if num_examples is None and split == "train":
@@ -262,6 +320,44 @@ class FilesDataset(datasets.Dataset):
     )
 
 
+def data_config(source: str = "files") -> dict:
+  """`config.data` of the configs over your own data, every key with its default:
+  `source` 'files' (a manifest) or 'webdataset' (tar shards)."""
+  if source == "files":
+    data = dict(
+      name="files",
+      manifest="",  # required: --config.data.manifest=PATH (.jsonl or .csv)
+      fields=dict(image="image", text="text", audio="audio", video="video", split="split"),
+      holdout_fraction=0.1,  # held out as 'test' when the manifest has no split column
+    )
+  elif source == "webdataset":
+    data = dict(
+      name="webdataset",
+      shards="",  # required: --config.data.shards='DIR/{00000..00127}.tar'
+      eval_shards="",  # the held-out 'test' split's shards
+      fields=dict(image="jpg;jpeg;png;webp", text="txt", audio="wav;flac;ogg;mp3"),
+    )
+  else:
+    raise ValueError(f"config argument source={source!r}; expected 'files' or 'webdataset'")
+  return dict(
+    data,
+    modalities=(),  # () = every modality the data has
+    num_train=None,  # None = every 'train' row
+    image_size=64,  # resize the shorter side, then crop (random-resized in training)
+    augment=dict(DEFAULT_AUGMENT),
+    tokenizer="word",  # vocabulary of the training captions; or "byte"
+    vocab_size=20_000,
+    min_word_count=1,
+    max_text_len=32,
+    sample_rate=16_000,  # audio is resampled to this rate
+    max_audio_seconds=5.0,  # cropped (randomly in training) or zero-padded
+    video_frames=8,
+    video_size=32,
+    labels={},  # {key: dict(column=..., type='class'|'multilabel'|'regression', classes=...)}
+    num_workers=0,  # grain worker processes (0: a prefetch thread)
+  )
+
+
 class FilesPreprocess(grain.transforms.RandomMap):
   """A manifest row -> one batch row (decoded, resized, tokenized, padded)."""
 
@@ -272,7 +368,10 @@ class FilesPreprocess(grain.transforms.RandomMap):
     self.tokenizer, self.labels = tokenizer, labels
     self.augment, self.train = augment, train
 
-  def _path(self, value) -> str:
+  def _path(self, value):
+    """A path relative to the manifest's folder, or a file's bytes as they are."""
+    if isinstance(value, bytes):
+      return value
     if not isinstance(value, str):
       raise DataError(f"expected a file path, got {value!r:.80}")
     return os.path.join(self.root, os.path.expanduser(value))
@@ -331,6 +430,8 @@ class FilesPreprocess(grain.transforms.RandomMap):
     del rng
     frames, size = self.features["video"].shape[:2]
     path = self._path(value)
+    if isinstance(path, bytes):
+      raise DataError("video from bytes is not supported; give a folder of frames or a .npy file")
     if os.path.isdir(path):
       names = sorted(n for n in os.listdir(path) if not n.startswith("."))
       if not names:

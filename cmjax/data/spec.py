@@ -76,6 +76,9 @@ class ElementSpec:
     modalities: the modalities every example carries, in a fixed order.
     features: every batch key -> `Feature` (modalities, masks, labels, extras).
     labels: class-label keys -> number of classes (int32 `[B]` in every batch).
+    multilabels: multi-label keys -> number of classes (float32 `[B, classes]`,
+      1 for each class the example has, else 0).
+    regressions: regression target keys (float32 `[B]`).
     extras: other keys (questions, answers, domains, ...) -> description.
     vocab_size: the text tokenizer's vocabulary size (0 without text).
     sample_rate: audio samples per second (0 without audio).
@@ -88,6 +91,8 @@ class ElementSpec:
   extras: Mapping[str, str] = dataclasses.field(default_factory=dict)
   vocab_size: int = 0
   sample_rate: int = 0
+  multilabels: Mapping[str, int] = dataclasses.field(default_factory=dict)
+  regressions: tuple[str, ...] = ()
 
   def __post_init__(self):
     for m in self.modalities:
@@ -96,9 +101,28 @@ class ElementSpec:
         raise ValueError(
           f"dataset {self.dataset!r} declares modality {m!r} but not its batch keys {missing}"
         )
-    for key in list(self.labels) + list(self.extras):
+    targets = list(self.labels) + list(self.multilabels) + list(self.regressions)
+    for key in targets + list(self.extras):
       if key not in self.features:
         raise ValueError(f"dataset {self.dataset!r} declares {key!r} without its shape")
+    if len(set(targets)) != len(targets):
+      raise ValueError(f"dataset {self.dataset!r} declares a target twice: {targets}")
+
+  def task_kind(self, key: str) -> str:
+    """'class', 'multilabel' or 'regression': what the target `key` is."""
+    if key in self.labels:
+      return "class"
+    if key in self.multilabels:
+      return "multilabel"
+    if key in self.regressions:
+      return "regression"
+    raise ValueError(
+      f"dataset {self.dataset!r} has no target {key!r}; it has {sorted(self.heads())}"
+    )
+
+  def heads(self) -> dict[str, int]:
+    """Every target -> the outputs a model head needs (classes, or 1 for a regression)."""
+    return {**self.labels, **self.multilabels, **{k: 1 for k in self.regressions}}
 
   def batch(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
     """Shapes and dtypes of a batch of `batch_size` examples."""
@@ -116,6 +140,9 @@ class ElementSpec:
       "labels": dict(self.labels),
       "vocab_size": self.vocab_size,
       "sample_rate": self.sample_rate,
+      # Only where present, so that earlier runs' signatures stay as they were.
+      **({"multilabels": dict(self.multilabels)} if self.multilabels else {}),
+      **({"regressions": list(self.regressions)} if self.regressions else {}),
     }
 
 

@@ -1,11 +1,17 @@
-"""Held-out classification: accuracy, macro precision/recall/F1, and robustness
-to a missing modality.
+"""Held-out supervised heads: classes, multi-label and regression targets, and
+robustness to a missing or corrupted modality.
 
-For every task head of the model it reports accuracy and macro
-precision/recall/F1 on the held-out split, and keeps the confusion matrices
-(`artifacts()`, written by the trainer to `<workdir>/<eval name>.json`).
+For every task head of the model, by the kind of its target in the dataset's
+spec, on the held-out split:
+* class labels: accuracy and macro precision / recall / F1, and the confusion
+  matrices (`artifacts()`, written by the trainer to `<workdir>/<eval name>.json`);
+* multi-label targets: mAP (mean over classes of average precision) and macro
+  F1 of the classes predicted at `threshold` (probability, default 0.5);
+* regression targets: MAE, Pearson r, and the accuracy and weighted F1 of the
+  sign (non-negative vs negative), as sentiment benchmarks report.
 
-Robustness, per modality:
+Robustness, per modality, in each task's headline metric (accuracy, mAP or
+MAE; `accuracy` below):
 * `missing_fractions`: accuracy when the modality is absent from a random
   fraction f of the examples (the same examples at every evaluation):
   `classification/<task>/missing_<modality>_<f>/accuracy`;
@@ -32,12 +38,15 @@ class ClassificationEvaluator:
     model, dataset = ctx.model, ctx.dataset
     self.every_steps = common.every(entry, 0)
     self.modalities = ctx.modalities
-    self.heads = dict(getattr(model, "heads", None) or {})
+    self.heads = dict(getattr(model, "heads", None) or dataset.spec.heads())
     if not self.heads:
       raise ValueError(
-        "the classification evaluator needs a model with class heads "
-        "(config.model.heads = {task: classes})."
+        "the classification evaluator needs a model with heads and a dataset with "
+        "targets (config.data.labels, or config.model.heads = {task: outputs})."
       )
+    self.kinds = {t: dataset.spec.task_kind(t) for t in self.heads}
+    threshold = float(entry.get("threshold", 0.5))
+    self.logit_threshold = float(np.log(threshold / (1 - threshold)))
     self.batch_size = int(entry.get("batch_size", 250))
     self.missing_fractions = [float(f) for f in entry.get("missing_fractions", ())]
     self.noise_levels = [float(s) for s in entry.get("noise_levels", ())]
@@ -66,8 +75,8 @@ class ClassificationEvaluator:
     present: dict[str, np.ndarray] | None = None,
     arrays: dict[str, np.ndarray] | None = None,
   ) -> dict[str, np.ndarray]:
-    """{task: int `[n]` predicted classes}; `present`: {modality: bool `[n]`};
-    `arrays`: inputs to use instead of the held-out ones (e.g. corrupted)."""
+    """{task: `[n, outputs]` head outputs (logits)}; `present`: {modality: bool
+    `[n]`}; `arrays`: inputs to use instead of the held-out ones (e.g. corrupted)."""
     arrays = self.arrays if arrays is None else arrays
     inputs = {k for m in self.modalities for k in spec_lib.modality(m).keys}
     keys = [k for k in self.arrays if k in inputs]
@@ -81,7 +90,7 @@ class ClassificationEvaluator:
         batch.update({f"{m}_present": present[m][idx] for m in self.modalities})
       out = self._apply(variables, batch)
       for t in self.heads:
-        preds[t].append(np.asarray(out[f"logits/{t}"]).argmax(-1)[: len(rows)])
+        preds[t].append(np.asarray(out[f"logits/{t}"], np.float32)[: len(rows)])
     return {t: np.concatenate(p) for t, p in preds.items()}
 
   def present_with_missing(self, modality: str, fraction: float) -> dict[str, np.ndarray]:
@@ -113,26 +122,48 @@ class ClassificationEvaluator:
     """Confusion matrices of the last run: {task: [[count of true i predicted j]]}."""
     return {"confusion_matrix": {t: cm.tolist() for t, cm in self.confusion.items()}}
 
+  def task_metrics(self, t: str, logits: np.ndarray) -> dict[str, float]:
+    """The metrics of head `t`'s outputs `[n, outputs]`; the first is its headline."""
+    target = self.arrays[t]
+    if self.kinds[t] == "class":
+      pred = logits.argmax(-1)
+      out = {"accuracy": metrics.accuracy(target, pred)}
+      for name, value in metrics.macro_precision_recall_f1(target, pred, self.heads[t]).items():
+        out[f"macro_{name}"] = value
+      return out
+    if self.kinds[t] == "multilabel":
+      return {
+        "mAP": metrics.mean_average_precision(logits, target),
+        "macro_f1": metrics.multilabel_macro_f1(logits > self.logit_threshold, target),
+      }
+    pred = logits[:, 0]
+    sign_true, sign_pred = (target >= 0).astype(int), (pred >= 0).astype(int)
+    return {
+      "mae": float(np.mean(np.abs(pred - target))),
+      "pearson_r": metrics.pearson_r(pred, target),
+      "sign_accuracy": metrics.accuracy(sign_true, sign_pred),
+      "sign_f1": metrics.weighted_f1(sign_true, sign_pred, 2),
+    }
+
+  def headline(self, t: str, logits: np.ndarray) -> tuple[str, float]:
+    return next(iter(self.task_metrics(t, logits).items()))
+
   def run(self, variables):
     preds = self.predict(variables)
-    for t, classes in self.heads.items():
-      labels = self.arrays[t]
-      self.confusion[t] = metrics.confusion_matrix(labels, preds[t], classes)
-      yield f"classification/{t}/accuracy", metrics.accuracy(labels, preds[t])
-      for name, value in metrics.macro_precision_recall_f1(labels, preds[t], classes).items():
-        yield f"classification/{t}/macro_{name}", value
+    for t in self.heads:
+      if self.kinds[t] == "class":
+        cm = metrics.confusion_matrix(self.arrays[t], preds[t].argmax(-1), self.heads[t])
+        self.confusion[t] = cm
+      for name, value in self.task_metrics(t, preds[t]).items():
+        yield f"classification/{t}/{name}", value
     for m in self.modalities:
       for f in self.missing_fractions:
         missing = self.predict(variables, self.present_with_missing(m, f))
         for t in self.heads:
-          yield (
-            f"classification/{t}/missing_{m}_{f:g}/accuracy",
-            metrics.accuracy(self.arrays[t], missing[t]),
-          )
+          name, value = self.headline(t, missing[t])
+          yield f"classification/{t}/missing_{m}_{f:g}/{name}", value
       for level in self.noise_levels:
         noisy = self.predict(variables, arrays=self.corrupted(m, level))
         for t in self.heads:
-          yield (
-            f"classification/{t}/noise_{m}_{level:g}/accuracy",
-            metrics.accuracy(self.arrays[t], noisy[t]),
-          )
+          name, value = self.headline(t, noisy[t])
+          yield f"classification/{t}/noise_{m}_{level:g}/{name}", value

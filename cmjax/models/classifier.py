@@ -63,7 +63,8 @@ class FusionClassifier(nn.Module):
       contrastive model.
     fusion: fusion config: 'name' (default 'concat') + the method's kwargs
       (width, depth, ...).
-    heads: {task: number of classes}; the logits of task t are 'logits/t'.
+    heads: {task: outputs} (classes, or 1 for a regression); the outputs of task
+      t are 'logits/t'. Default: every target of `data` (`ElementSpec.heads`).
     modality_dropout: training-time probability of dropping each modality
       of each example (never all of them).
     missing: how a missing modality is handled: 'mask', 'learned', 'mean' or
@@ -97,8 +98,12 @@ class FusionClassifier(nn.Module):
     unknown = set(self.used) - set(MODALITY_INPUTS)
     if unknown:
       raise ValueError(f"unknown modalities {sorted(unknown)}; known: {sorted(MODALITY_INPUTS)}")
-    if not self.heads:
-      raise ValueError("config.model.heads is empty; give {task: num_classes}")
+    self.head_sizes = dict(self.heads or (self.data.heads() if self.data else {}))
+    if not self.head_sizes:
+      raise ValueError(
+        "the model has no heads: give config.model.heads = {task: outputs}, or a dataset "
+        "with targets (config.data.labels)"
+      )
     self.encoders = {
       m: build_encoder(
         m, complete_from_data(m, getattr(self, m), self.data), dtype=self.dtype, name=f"{m}_encoder"
@@ -110,13 +115,13 @@ class FusionClassifier(nn.Module):
     kw.update(modalities=tuple(self.used), dtype=self.dtype)
     if cls.outputs_logits:
       self.fusions = {
-        t: cls(**kw, num_classes=n, name=f"fusion_{t}") for t, n in self.heads.items()
+        t: cls(**kw, num_classes=n, name=f"fusion_{t}") for t, n in self.head_sizes.items()
       }
       self.head_layers = {}
     else:
       self.fusions = {"shared": cls(**kw, name="fusion")}
       self.head_layers = {
-        t: nn.Dense(n, dtype=self.dtype, name=f"head_{t}") for t, n in self.heads.items()
+        t: nn.Dense(n, dtype=self.dtype, name=f"head_{t}") for t, n in self.head_sizes.items()
       }
 
   def presence(self, batch: dict, train: bool) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:

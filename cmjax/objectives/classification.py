@@ -1,12 +1,16 @@
-"""Cross-entropy of the model's class logits against the batch's labels.
+"""Supervised heads against the batch's targets: classes, multi-label, regression.
 
   c.objectives = dict(classification=dict(type="classification", class_weights=None))
 
-The model outputs `logits/<task>` `[B, classes]` per task; the labels are the
-int32 `[B]` batch key of the same name (`label`, `shape_label`, ...). Options:
-  tasks          the tasks to train (default: every `logits/<task>` output).
-  class_weights  None, or 'balanced': each class weighted n / (classes x count)
-                 over the train split (for skewed labels).
+The model outputs `logits/<task>` `[B, outputs]` per task; the target is the
+batch key of the same name, and the dataset's spec says its kind: a class
+label (int32 `[B]`: softmax cross-entropy), a multi-label target (multi-hot
+`[B, classes]`: sigmoid cross-entropy) or a regression target (float32 `[B]`,
+one output: squared or absolute error). Options:
+  tasks            the tasks to train (default: every `logits/<task>` output).
+  class_weights    None, or 'balanced': each class weighted n / (classes x count)
+                   over the train split (class tasks; for skewed labels).
+  regression_loss  'mse' (default) or 'l1'.
 A scalar `aux_loss` output (e.g. the missing-modality predictor's regression
 loss) is added to the total.
 """
@@ -22,21 +26,25 @@ from cmjax.objectives import base
 class ClassificationObjective(base.Objective):
   def __init__(self, entry, ctx, where=""):
     super().__init__(entry, ctx, where)
-    unknown = set(entry) - {"type", "weight", "tasks", "class_weights"}
+    unknown = set(entry) - {"type", "weight", "tasks", "class_weights", "regression_loss"}
     if unknown:
       raise ValueError(
         f"{self.where} has unknown keys {sorted(unknown)}; it takes "
-        "type, weight, tasks, class_weights."
+        "type, weight, tasks, class_weights, regression_loss."
       )
     spec = ctx.dataset.spec
-    heads = dict(ctx.config.model.get("heads") or spec.labels)
+    heads = dict(ctx.config.model.get("heads") or spec.heads())
     self.tasks = tuple(entry.get("tasks") or ())
     for t in self.tasks or heads:
-      if t not in spec.labels:
+      if t not in spec.heads():
         raise ValueError(
           f"{self.where}: task {t!r} has no labels in dataset "
-          f"{spec.dataset!r}; it has {sorted(spec.labels)}."
+          f"{spec.dataset!r}; it has {sorted(spec.heads())}."
         )
+    self.kinds = {t: spec.task_kind(t) for t in self.tasks or heads}
+    self.regression = entry.get("regression_loss", "mse")
+    if self.regression not in ("mse", "l1"):
+      raise ValueError(f"{self.where}.regression_loss={self.regression!r}; expected 'mse' or 'l1'.")
     self.needs_outputs = tuple(f"logits/{t}" for t in self.tasks)
     self.needs_batch = self.tasks or tuple(heads)
     weights = entry.get("class_weights")
@@ -48,6 +56,7 @@ class ClassificationObjective(base.Objective):
       self.class_weights = {
         t: balance.balanced_class_weights(balance.labels_of(source, t), classes)
         for t, classes in heads.items()
+        if self.kinds[t] == "class"
       }
 
   def check(self, output_keys, batch_keys) -> None:
@@ -65,4 +74,6 @@ class ClassificationObjective(base.Objective):
     if self.tasks:
       keep = {f"logits/{t}" for t in self.tasks} | {"aux_loss"}
       outputs = {k: v for k, v in outputs.items() if k in keep}
-    return losses.classification_loss(outputs, batch, class_weights=self.class_weights)
+    return losses.classification_loss(
+      outputs, batch, class_weights=self.class_weights, kinds=self.kinds, regression=self.regression
+    )
