@@ -394,3 +394,34 @@ def test_files_classify_trains_regression_and_multilabel_heads(
   with open(os.path.join(workdir, "metrics.json")) as f:
     m = json.load(f)
   assert np.isfinite(m[metric]) and np.isfinite(m["train/loss"])
+
+
+def test_zeroshot_on_own_data_takes_class_names_from_the_data_and_templates_from_a_file(
+  exported, tmp_path
+):
+  import jax
+
+  from cmjax.evaluators import common
+
+  c = helpers.load_config("files_contrastive.py", "tiny")
+  c.data.manifest = exported["shapes"]
+  c.data.labels = dict(label="label")
+  templates = tmp_path / "templates.txt"
+  templates.write_text("a {}\na picture of a {} shape\n")
+  entry = dict(
+    type="zeroshot",
+    split="test",
+    num_examples=8,
+    batch_size=4,
+    tasks=dict(shape=dict(label="label", templates=str(templates))),
+  )
+  ctx = helpers.eval_context(c)
+  ev = common.get_evaluator_cls("zeroshot")(entry, ctx)
+  names = ctx.dataset.class_names("label")
+  assert ev.prompts["shape"][2:] == (len(names), 2)  # classes x templates
+  batch = {k: np.zeros(v.shape, v.dtype) for k, v in ctx.dataset.spec.batch(2).items()}
+  variables = ctx.model.init(jax.random.key(0), batch)
+  got = dict(ev.run(variables))
+  assert 0 <= got["zeroshot/shape_accuracy"] <= 1
+  src = ctx.dataset.source("test", seed=0)
+  assert [names[i] for i in ev.labels["shape"]] == [src[i]["label"] for i in range(8)]

@@ -229,8 +229,8 @@ class FilesDataset(datasets.Dataset):
   def _tokenizer(self):
     data = self.config
     name = data.get("tokenizer", "word")
-    if name != "word":
-      return tokenizers.get_tokenizer(name)
+    if name != "word":  # 'byte', 'hf:PATH', 'sentencepiece:PATH'
+      return records.make_tokenizer(data)
     texts = []
     for r in self.splits.get("train", []):
       value = r.get(self.fields["text"])
@@ -345,7 +345,8 @@ def data_config(source: str = "files") -> dict:
     num_train=None,  # None = every 'train' row
     image_size=64,  # resize the shorter side, then crop (random-resized in training)
     augment=dict(DEFAULT_AUGMENT),
-    tokenizer="word",  # vocabulary of the training captions; or "byte"
+    tokenizer="word",  # vocabulary of the training captions; "byte", "hf:PATH/tokenizer.json"
+    tokenizer_options={},  # e.g. dict(lowercase=True); SentencePiece: add_bos, add_eos
     vocab_size=20_000,
     min_word_count=1,
     max_text_len=32,

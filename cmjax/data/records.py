@@ -91,7 +91,11 @@ def tfds_source(name: str, split: str, data_dir: str | None) -> DecodedSource:
 
 
 def make_tokenizer(data_config: Mapping[str, Any]):
-  return tokenizers.get_tokenizer(data_config.get("tokenizer", "word"))
+  """`config.data.tokenizer` ('word', 'byte', 'hf:PATH', 'sentencepiece:PATH')
+  with `config.data.tokenizer_options` (e.g. `dict(lowercase=True)`)."""
+  return tokenizers.get_tokenizer(
+    data_config.get("tokenizer", "word"), **dict(data_config.get("tokenizer_options") or {})
+  )
 
 
 def has_video(data_config: Mapping[str, Any]) -> bool:

@@ -132,11 +132,119 @@ class ByteTokenizer(_Tokenizer):
     return data.decode("utf-8", errors="replace")
 
 
-TOKENIZERS = ("word", "byte")
+class HFTokenizer(_Tokenizer):
+  """A Hugging Face ``tokenizer.json`` (WordPiece as BERT's, byte-level BPE as
+  CLIP's and GPT-2's, Unigram), run by the ``tokenizers`` library.
+
+  ``pad`` adds the tokenizer's own special tokens (its post-processor: e.g.
+  ``[CLS] ... [SEP]`` or ``<|startoftext|> ... <|endoftext|>``), truncates
+  content (not those tokens) to ``max_len`` and pads with 0 where the mask is
+  False, as ``transformers``' fast tokenizers do with ``truncation=True``.
+  Normalisation (lower-casing, accents) is the file's; ``lowercase=True``
+  lower-cases first for files that lack it.
+  """
+
+  def __init__(self, path: str, lowercase: bool = False):
+    import tokenizers  # pylint: disable=g-import-not-at-top
+
+    try:
+      self._tok = tokenizers.Tokenizer.from_file(path)
+    except Exception as e:  # the Rust side raises a plain Exception
+      raise ValueError(f"cannot read Hugging Face tokenizer file {path!r}: {e}") from None
+    self._tok.no_padding()
+    self._tok.no_truncation()
+    self.path, self.lowercase = path, lowercase
+    self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
+    self._max_len = None
+
+  def __getstate__(self):  # grain workers rebuild it from the file
+    return {"path": self.path, "lowercase": self.lowercase}
+
+  def __setstate__(self, state):
+    self.__init__(state["path"], state["lowercase"])
+
+  def _text(self, text: str) -> str:
+    return text.lower() if self.lowercase else text
+
+  def encode(self, text: str) -> list[int]:
+    return self._tok.encode(self._text(text), add_special_tokens=False).ids
+
+  def decode(self, ids: Iterable[int]) -> str:
+    return self._tok.decode([int(i) for i in ids], skip_special_tokens=True)
+
+  def pad(self, text: str, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    if max_len < 1:
+      raise ValueError(f"max_len must be >= 1, got {max_len}")
+    if self._max_len != max_len:
+      self._tok.enable_truncation(max_length=max_len)
+      self._max_len = max_len
+    seq = self._tok.encode(self._text(text), add_special_tokens=True).ids[:max_len]
+    ids = np.zeros((max_len,), np.int32)
+    ids[: len(seq)] = seq
+    mask = np.zeros((max_len,), bool)
+    mask[: len(seq)] = True
+    return ids, mask
+
+
+class SentencePieceTokenizer(_Tokenizer):
+  """A SentencePiece ``.model`` file (as T5's, SigLIP's and many multilingual
+  text towers use), run by the ``sentencepiece`` library.
+
+  ``pad`` gives ``[bos] + pieces + [eos]`` (each only where ``add_bos`` /
+  ``add_eos`` and the model defines it; by default only </s>, as T5 and SigLIP
+  do), truncated to ``max_len`` (content first, the end token kept), padded
+  with 0 where the mask is False.
+  """
+
+  def __init__(self, path: str, add_bos: bool = False, add_eos: bool = True, lowercase=False):
+    import sentencepiece  # pylint: disable=g-import-not-at-top
+
+    try:
+      self._sp = sentencepiece.SentencePieceProcessor(model_file=path)
+    except (OSError, RuntimeError) as e:
+      raise ValueError(f"cannot read SentencePiece model {path!r}: {e}") from None
+    self.path, self.add_bos, self.add_eos, self.lowercase = path, add_bos, add_eos, lowercase
+    self.vocab_size = self._sp.get_piece_size()
+
+  def __getstate__(self):
+    return {k: getattr(self, k) for k in ("path", "add_bos", "add_eos", "lowercase")}
+
+  def __setstate__(self, state):
+    self.__init__(**state)
+
+  def encode(self, text: str) -> list[int]:
+    return list(self._sp.encode(text.lower() if self.lowercase else text))
+
+  def decode(self, ids: Iterable[int]) -> str:
+    specials = {self._sp.bos_id(), self._sp.eos_id(), self._sp.pad_id()}
+    return self._sp.decode([int(i) for i in ids if int(i) not in specials])
+
+  def pad(self, text: str, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    if max_len < 1:
+      raise ValueError(f"max_len must be >= 1, got {max_len}")
+    head = [self._sp.bos_id()] if self.add_bos and self._sp.bos_id() >= 0 else []
+    tail = [self._sp.eos_id()] if self.add_eos and self._sp.eos_id() >= 0 else []
+    room = max(max_len - len(head) - len(tail), 0)
+    seq = (head + self.encode(text)[:room] + tail)[:max_len]
+    ids = np.zeros((max_len,), np.int32)
+    ids[: len(seq)] = seq
+    mask = np.zeros((max_len,), bool)
+    mask[: len(seq)] = True
+    return ids, mask
+
+
+TOKENIZERS = ("word", "byte", "hf:PATH/tokenizer.json", "sentencepiece:PATH.model")
 
 
 def get_tokenizer(name: str, **kwargs) -> _Tokenizer:
-  """'word' (vocab=..., default ``shapes.vocabulary()``; punctuation=bool) or 'byte'."""
+  """'word' (vocab=..., default ``shapes.vocabulary()``; punctuation=bool), 'byte',
+  'hf:PATH' (a Hugging Face tokenizer.json; lowercase=bool) or
+  'sentencepiece:PATH' (a .model file; add_bos, add_eos, lowercase)."""
+  kind, _, path = name.partition(":")
+  if kind == "hf" and path:
+    return HFTokenizer(path, **kwargs)
+  if kind == "sentencepiece" and path:
+    return SentencePieceTokenizer(path, **kwargs)
   if name == "word":
     vocab = kwargs.pop("vocab", None)
     punctuation = bool(kwargs.pop("punctuation", False))

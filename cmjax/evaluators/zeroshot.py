@@ -11,6 +11,10 @@ config entry:
                                       templates=["a {} circle", "a {} square", ...])),
                 source_options=dict(max_objects=1))   # options of the held-out split
 
+`classes` and `templates` may also be a path to a text file with one per line;
+without `classes`, a dataset that names its classes (`files`: the label
+column's values) gives them.
+
 Metrics: `zeroshot/<task>_accuracy` and `zeroshot/<task>_macro_f1`.
 """
 
@@ -30,6 +34,25 @@ def class_prompts(classes, templates) -> list[list[str]]:
   return [[t.format(c) for t in templates] for c in classes]
 
 
+def _lines(value, what: str) -> list[str]:
+  """A list as given, or the non-empty lines of the file `value` names."""
+  if isinstance(value, str):
+    try:
+      with open(value, encoding="utf-8") as f:
+        return [line.strip() for line in f if line.strip()]
+    except OSError as e:
+      raise ValueError(f"zero-shot {what}: cannot read {value!r}: {e.strerror or e}") from None
+  return [str(v) for v in value]
+
+
+def _task_classes(name: str, task, dataset) -> list[str]:
+  if task.get("classes"):
+    return _lines(task["classes"], f"task {name!r} classes")
+  if hasattr(dataset, "class_names"):
+    return dataset.class_names(task["label"])
+  raise ValueError(f"zeroshot task {name!r} needs classes: a list of names or a file of them")
+
+
 @common.register("zeroshot")
 class ZeroShotEvaluator:
   def __init__(self, entry, ctx: common.EvalContext):
@@ -41,11 +64,14 @@ class ZeroShotEvaluator:
         "the zeroshot evaluator needs tasks: config.evals.<name>.tasks = "
         "{task: dict(label=KEY, classes=[names], templates=['a photo of a {}'])}"
       )
+    classes, templates = {}, {}
     for name, task in tasks.items():
       dataset.num_classes(task["label"])  # raises naming the dataset's labels
-      if len(task["classes"]) != dataset.num_classes(task["label"]):
+      classes[name] = _task_classes(name, task, dataset)
+      templates[name] = _lines(task.get("templates") or ["{}"], f"task {name!r} templates")
+      if len(classes[name]) != dataset.num_classes(task["label"]):
         raise ValueError(
-          f"zeroshot task {name!r}: {len(task['classes'])} class names for "
+          f"zeroshot task {name!r}: {len(classes[name])} class names for "
           f"label {task['label']!r}, which has {dataset.num_classes(task['label'])}."
         )
     source = dataset.source(
@@ -54,19 +80,18 @@ class ZeroShotEvaluator:
       num_examples=int(entry.get("num_examples", 1000)),
       **dict(entry.get("source_options") or {}),
     )
-    arrays = pipeline.materialize(
-      source,
-      lambda r: {
-        "image": r["image"],
-        **{name: np.int32(r[task["label"]]) for name, task in tasks.items()},
-      },
-    )
+
+    def prep(record):
+      row = dataset.eval_row(record)  # decoded and resized as for training
+      return {"image": row["image"], **{n: np.int32(row[t["label"]]) for n, t in tasks.items()}}
+
+    arrays = pipeline.materialize(source, prep)
     self.images = arrays["image"]
     self.labels = {name: arrays[name] for name in tasks}
     text_len = dataset.spec.text_length()
     self.prompts = {}
-    for name, task in tasks.items():
-      groups = class_prompts(task["classes"], task["templates"])
+    for name in tasks:
+      groups = class_prompts(classes[name], templates[name])
       flat = [p for g in groups for p in g]
       ids, mask = common.tokenize_all(dataset.tokenizer, flat, text_len)
       self.prompts[name] = (ids, mask, len(groups), len(groups[0]))
