@@ -23,6 +23,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from cmjax import config_utils, distributed, host_memory, trainer
+from cmjax.data import decode
 
 _DEFAULT_CONFIG = os.path.join(
   os.path.dirname(os.path.abspath(__file__)), "configs", "shapes_contrastive.py"
@@ -126,7 +127,14 @@ def main(argv):
     flags.FLAGS.process_id,
     auto=flags.FLAGS.distributed,
   )
-  trainer.train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+  try:
+    trainer.train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+  except decode.DataError as e:
+    # A bad example is the data's fault, not the code's: one line, no traceback.
+    sys.exit(
+      f"Bad data: {e}\nFix or remove it, or set --config.data.on_error=skip to leave such "
+      "rows out (they are counted and named in the log and metrics.json)."
+    )
 
 
 if __name__ == "__main__":

@@ -189,6 +189,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   result = dict(last_eval)
   result.update({f"train/{k}": v for k, v in train_metrics.items()})
   result.update({"step": int(step), "wall_time_s": time.time() - t_start, "num_params": num_params})
+  result.update(exp.dataset.report())  # e.g. rows skipped as bad data
   metric_writer.write_json(metrics_path, result)
   _say("Final metrics:")
   for k in sorted(last_eval):

@@ -63,12 +63,12 @@ def get_config(arg=None):
   c.data = files.data_config(arg.source)
   c.data.update(
     modalities=tuple(m for m in arg.modalities.split("+") if m),
-    image_size=32,
+    image_size=48,
     max_audio_seconds=2.0,
     labels={arg.label: dict(column=arg.label, type=arg.task)},
   )
   c.batch_size = 64
-  c.total_steps, c.total_epochs, c.total_examples = None, 30, None
+  c.total_steps, c.total_epochs, c.total_examples = None, 60, None
 
   c.model = dict(
     name="fusion_classifier",

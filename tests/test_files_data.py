@@ -4,6 +4,7 @@ train.py end to end on the exported example."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -155,7 +156,7 @@ def test_config_errors_name_the_key(exported, tmp_path):
     _dataset(bad)
   latin = tmp_path / "latin.csv"
   latin.write_bytes(b"image,text\na.png,ok\nb.png,caf\xe9\n")
-  with pytest.raises(DataError, match="latin.csv:3: not UTF-8"):
+  with pytest.raises(DataError, match="latin.csv:3: .*not UTF-8"):
     _dataset(latin)
 
 
@@ -425,3 +426,102 @@ def test_zeroshot_on_own_data_takes_class_names_from_the_data_and_templates_from
   assert 0 <= got["zeroshot/shape_accuracy"] <= 1
   src = ctx.dataset.source("test", seed=0)
   assert [names[i] for i in ev.labels["shape"]] == [src[i]["label"] for i in range(8)]
+
+
+def _bad_data_manifest(exported, tmp_path):
+  """The exported shapes rows (absolute paths) with one bad row per case; returns
+  (path, {case: the row's line}). Rows 1-2 stay good, so both splits keep rows."""
+  folder = os.path.dirname(exported["shapes"])
+  rows = []
+  for r in manifest.read(exported["shapes"]):
+    r = {k: v for k, v in r.items() if k != "_row"}
+    r["image"], r["audio"] = os.path.join(folder, r["image"]), os.path.join(folder, r["audio"])
+    rows.append(r)
+  corrupt = tmp_path / "corrupt.jpg"
+  corrupt.write_bytes(open(rows[0]["image"], "rb").read()[:200])  # a JPEG cut short
+  empty = tmp_path / "empty.wav"
+  import soundfile
+
+  soundfile.write(str(empty), np.zeros((0,), np.float32), 16000)
+  bad = {
+    "missing file": dict(rows[2], image=str(tmp_path / "gone.png")),
+    "corrupt jpeg": dict(rows[3], image=str(corrupt)),
+    "empty wav": dict(rows[4], audio=str(empty)),
+    "unknown label": dict(rows[5], label="blob"),
+  }
+  lines = [json.dumps(r).encode() for r in rows[:2]]
+  where = {}
+  for case, row in bad.items():
+    lines.append(json.dumps(row).encode())
+    where[case] = len(lines)
+  lines.append(b'{"image": "x.png", "text": "caf\xe9"}')  # not UTF-8
+  where["not utf-8"] = len(lines)
+  lines += [json.dumps(r).encode() for r in rows[6:]]
+  path = tmp_path / "bad.jsonl"
+  path.write_bytes(b"\n".join(lines) + b"\n")
+  return path, where
+
+
+def test_bad_data_raises_naming_the_row_or_is_skipped_and_counted(exported, tmp_path):
+  path, where = _bad_data_manifest(exported, tmp_path)
+  classes = sorted(
+    shape
+    for shape in ("circle", "square", "triangle", "diamond", "star", "cross", "hexagon", "ring")
+  )
+  labels = dict(label=dict(column="label", classes=classes))
+  with pytest.raises(DataError, match=f"bad.jsonl:{where['not utf-8']}: not UTF-8"):
+    _dataset(path, labels=labels)
+  ds = _dataset(path, labels=labels, on_error="skip")
+  report = ds.report()
+  assert report["data/skipped_rows"] == 5
+  for case, pattern in {
+    "not utf-8": "not UTF-8",
+    "missing file": "gone.png",
+    "corrupt jpeg": "corrupt.jpg",
+    "empty wav": "empty.wav.*no samples",
+    "unknown label": "'blob'",
+  }.items():
+    assert any(
+      s.startswith(f"bad.jsonl:{where[case]}:") and re.search(pattern, s) for s in ds.skipped
+    ), case
+  assert sum(len(r) for r in ds.splits.values()) == 32 - 4
+  # What on_error='raise' stops at: each bad row, naming the row and the file.
+  pre = ds.preprocess(train=True)
+  rows = {r["_row"]: r for r in manifest.read(str(path), skipped=[])}
+  for case, pattern in (
+    ("missing file", "gone.png"),
+    ("empty wav", "no samples"),
+    ("unknown label", "blob"),
+  ):
+    with pytest.raises(DataError, match=f"bad.jsonl:{where[case]}: .*{pattern}"):
+      pre.random_map(dict(rows[f"bad.jsonl:{where[case]}"], index=0), np.random.default_rng(0))
+
+
+@pytest.mark.slow
+def test_train_py_stops_on_bad_data_or_skips_and_reports_it(exported, tmp_path):
+  path, where = _bad_data_manifest(exported, tmp_path)
+  lines = open(path, "rb").read().split(b"\n")
+  del lines[where["not utf-8"] - 1]  # that one stops the manifest read itself
+  path.write_bytes(b"\n".join(lines))
+  proc = helpers.run_train(
+    str(tmp_path / "raise"),
+    "files_contrastive.py:tiny",
+    f"--config.data.manifest={path}",
+    check=False,
+  )
+  assert proc.returncode != 0 and "Traceback" not in proc.stderr
+  assert proc.stderr.startswith("Bad data: ") or "\nBad data: " in proc.stderr
+  assert re.search(
+    r"bad\.jsonl:\d+: (cannot read image file .*gone\.png|cannot decode|audio .*no samples)",
+    proc.stderr,
+  )
+  workdir = str(tmp_path / "skip")
+  helpers.run_train(
+    workdir,
+    "files_contrastive.py:tiny",
+    f"--config.data.manifest={path}",
+    "--config.data.on_error=skip",
+  )
+  with open(os.path.join(workdir, "metrics.json")) as f:
+    m = json.load(f)
+  assert m["data/skipped_rows"] == 3 and len(m["data/skipped_first"]) == 3

@@ -70,6 +70,10 @@ class Dataset:
       self._eval_preprocess = self.preprocess(train=False)
     return self._eval_preprocess.random_map(record, np.random.default_rng(int(record["index"])))
 
+  def report(self) -> dict:
+    """Facts about the data for the run's metrics.json (e.g. rows skipped as bad)."""
+    return {}
+
   def num_classes(self, key: str) -> int:
     """Classes of label `key` (raises naming the dataset's labels if it has none)."""
     labels = self.spec.labels

@@ -26,10 +26,12 @@ the models, fusion methods and objectives honour.
 
 from __future__ import annotations
 
+import logging
 import os
 
 import grain
 import numpy as np
+import tqdm
 
 from cmjax.data import datasets, decode, image_ops, manifest, records, tokenizers
 from cmjax.data import spec as spec_lib
@@ -115,6 +117,13 @@ class LabelColumn:
       ) from None
 
 
+def on_error_mode(data_config) -> str:
+  mode = data_config.get("on_error", "raise")
+  if mode not in ("raise", "skip"):
+    raise ValueError(f"config.data.on_error={mode!r}; expected 'raise' or 'skip'")
+  return mode
+
+
 def _as_list(value) -> list:
   if _empty(value):
     return []
@@ -187,7 +196,8 @@ class FilesDataset(datasets.Dataset):
     self.path = os.path.abspath(os.path.expanduser(path))
     self.root = os.path.dirname(self.path)
     self.display_name = f"files:{os.path.basename(self.path)}"
-    self._init_from_rows(data_config, manifest.read(self.path))
+    self.skipped = [] if on_error_mode(data_config) == "skip" else None
+    self._init_from_rows(data_config, manifest.read(self.path, self.skipped))
 
   def _init_from_rows(self, data_config, rows: list) -> None:
     """Fields, modalities, splits, labels and tokenizer from the rows (dicts,
@@ -204,6 +214,40 @@ class FilesDataset(datasets.Dataset):
     )
     self.labels = {k: LabelColumn(k, e, rows) for k, e in (data_config.get("labels") or {}).items()}
     self.tokenizer = self._tokenizer() if "text" in self.modalities else None
+    if self.skipped is not None:
+      self._drop_bad_rows()
+
+  def _drop_bad_rows(self) -> None:
+    """With `on_error='skip'`: decodes every row once, leaves out those that fail,
+    and logs how many and which (also in `report()`, hence metrics.json)."""
+    pre = self.preprocess(train=False)
+    total = sum(len(rows) for rows in self.splits.values())
+    with tqdm.tqdm(
+      total=total, desc=f"{self.display_name}: checking every row", leave=False
+    ) as bar:
+      for split, rows in self.splits.items():
+        good = []
+        for row in rows:
+          try:
+            pre.random_map(row, np.random.default_rng(0))
+            good.append(row)
+          except DataError as e:
+            self.skipped.append(str(e))
+          bar.update()
+        self.splits[split] = good
+    if self.skipped:
+      logging.warning(
+        "%s: skipped %d bad rows (config.data.on_error='skip'); the first: %s",
+        self.display_name,
+        len(self.skipped),
+        "; ".join(self.skipped[:5]),
+      )
+
+  def report(self) -> dict:
+    """For metrics.json: the rows left out as bad under `on_error='skip'`."""
+    if self.skipped is None:
+      return {}
+    return {"data/skipped_rows": len(self.skipped), "data/skipped_first": self.skipped[:5]}
 
   def _modalities(self, rows, requested) -> tuple[str, ...]:
     columns = set().union(*(r.keys() for r in rows))
@@ -355,6 +399,7 @@ def data_config(source: str = "files") -> dict:
     video_frames=8,
     video_size=32,
     labels={},  # {key: dict(column=..., type='class'|'multilabel'|'regression', classes=...)}
+    on_error="raise",  # or "skip": check every row at start, leave out (and report) bad ones
     num_workers=0,  # grain worker processes (0: a prefetch thread)
   )
 

@@ -17,8 +17,13 @@ from cmjax.data.decode import DataError
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv"}
 
 
-def read(path: str) -> list[dict]:
-  """The rows of the manifest at `path` (format from its extension)."""
+def read(path: str, skipped: list | None = None) -> list[dict]:
+  """The rows of the manifest at `path` (format from its extension).
+
+  A bad line (not JSON, not UTF-8, more cells than the header) raises
+  `DataError` naming it; with a `skipped` list it is left out and described
+  there instead ("FILE:LINE: why").
+  """
   ext = os.path.splitext(path)[1].lower()
   if ext not in FORMATS:
     raise ValueError(
@@ -29,52 +34,72 @@ def read(path: str) -> list[dict]:
       raw = f.read()
   except OSError as e:
     raise ValueError(f"cannot read manifest {path!r}: {e.strerror or e}") from None
-  try:
-    text = raw.decode("utf-8-sig")
-  except UnicodeDecodeError as e:
-    line = raw[: e.start].count(b"\n") + 1
-    raise DataError(f"{path}:{line}: not UTF-8 text ({e.reason})") from None
+  if raw.startswith(b"\xef\xbb\xbf"):
+    raw = raw[3:]
+  # Undecodable bytes become lone surrogates, found per line below.
+  text = raw.decode("utf-8", errors="surrogateescape")
   name = os.path.basename(path)
-  rows = _jsonl(text, name) if FORMATS[ext] == "jsonl" else _csv(text, name, FORMATS[ext])
+  bad = []
+  rows = _jsonl(text, name, bad) if FORMATS[ext] == "jsonl" else _csv(text, name, FORMATS[ext], bad)
+  if bad and skipped is None:
+    raise DataError(bad[0])
+  if skipped is not None:
+    skipped.extend(bad)
   if not rows:
     raise ValueError(f"manifest {path!r} has no rows")
   return rows
 
 
-def _jsonl(text: str, name: str) -> list[dict]:
+def _not_utf8(text: str) -> bool:
+  return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
+def _jsonl(text: str, name: str, bad: list) -> list[dict]:
   rows = []
   for line_no, line in enumerate(text.splitlines(), 1):
     if not line.strip():
       continue
+    if _not_utf8(line):
+      bad.append(f"{name}:{line_no}: not UTF-8 text")
+      continue
     try:
       row = json.loads(line)
     except json.JSONDecodeError as e:
-      raise DataError(f"{name}:{line_no}: not a JSON object ({e.msg})") from None
+      bad.append(f"{name}:{line_no}: not a JSON object ({e.msg})")
+      continue
     if not isinstance(row, dict):
-      raise DataError(f"{name}:{line_no}: expected a JSON object, got {type(row).__name__}")
+      bad.append(f"{name}:{line_no}: expected a JSON object, got {type(row).__name__}")
+      continue
     row["_row"] = f"{name}:{line_no}"
     rows.append(row)
   return rows
 
 
-def _csv(text: str, name: str, kind: str) -> list[dict]:
+def _csv(text: str, name: str, kind: str, bad: list) -> list[dict]:
   reader = csv.DictReader(text.splitlines(), delimiter="\t" if kind == "tsv" else ",")
   rows = []
   for row in reader:
     line_no = reader.line_num
     if None in row:
-      raise DataError(f"{name}:{line_no}: more cells than the header's {len(reader.fieldnames)}")
-    out = {}
-    for key, value in row.items():
-      value = value if value is not None else ""
-      if value.startswith("["):
-        try:
-          value = json.loads(value)
-        except json.JSONDecodeError as e:
-          raise DataError(
-            f"{name}:{line_no}: column {key!r} is not a JSON list ({e.msg})"
-          ) from None
-      out[key] = value
-    out["_row"] = f"{name}:{line_no}"
-    rows.append(out)
+      bad.append(f"{name}:{line_no}: more cells than the header's {len(reader.fieldnames)}")
+      continue
+    try:
+      rows.append(dict(_cells(row, name, line_no), _row=f"{name}:{line_no}"))
+    except DataError as e:
+      bad.append(str(e))
   return rows
+
+
+def _cells(row: dict, name: str, line_no: int) -> dict:
+  out = {}
+  for key, value in row.items():
+    value = value if value is not None else ""
+    if _not_utf8(value):
+      raise DataError(f"{name}:{line_no}: column {key!r} is not UTF-8 text")
+    if value.startswith("["):
+      try:
+        value = json.loads(value)
+      except json.JSONDecodeError as e:
+        raise DataError(f"{name}:{line_no}: column {key!r} is not a JSON list ({e.msg})") from None
+    out[key] = value
+  return out

@@ -65,9 +65,25 @@ def _open(path: str):
   return epath.Path(path).open("rb")
 
 
-def index_shard(path: str) -> list[tuple[str, dict[str, tuple[int, int]]]]:
-  """[(key, {extension: (data offset, size)})] of the samples in a tar, in order."""
+def index_shard(path: str, skipped: list | None = None) -> list[tuple[str, dict]]:
+  """[(key, {extension: (data offset, size)})] of the samples in a tar, in order.
+
+  An unreadable shard raises `DataError`; with a `skipped` list, the samples
+  before the damage are kept and the rest described there instead.
+  """
   samples: dict[str, dict[str, tuple[int, int]]] = {}
+  try:
+    _scan(path, samples)
+  except DataError as e:
+    if skipped is None:
+      raise
+    skipped.append(f"{e} (kept the {max(len(samples) - 1, 0)} samples before it)")
+    if samples:
+      samples.popitem()  # the last one may be incomplete
+  return list(samples.items())
+
+
+def _scan(path: str, samples: dict) -> None:
   try:
     with _open(path) as f, tarfile.open(fileobj=f, mode="r:") as tar:
       for member in tar:
@@ -85,7 +101,6 @@ def index_shard(path: str) -> list[tuple[str, dict[str, tuple[int, int]]]]:
     raise DataError(f"shard {path!r} does not exist") from None
   except (tarfile.TarError, EOFError, OSError) as e:
     raise DataError(f"shard {path!r} is not a readable tar (truncated?): {e}") from None
-  return list(samples.items())
 
 
 class ShardReader:
@@ -195,11 +210,12 @@ class WebDataset(files.FilesDataset):
       e if isinstance(e, str) else e.get("column", k)
       for k, e in (data_config.get("labels") or {}).items()
     ]
+    self.skipped = [] if files.on_error_mode(data_config) == "skip" else None
     reader = ShardReader()
     rows = []
     for split, key in (("train", "shards"), ("test", "eval_shards")):
       for shard in expand(data_config.get(key) or []):
-        for sample_key, members in index_shard(shard):
+        for sample_key, members in index_shard(shard, self.skipped):
           rows.append(TarSample(reader, shard, sample_key, members, fields, split, labels))
     # The row mappings expose canonical names: `image`, `text`, ... and `split`.
     identity = dict(files.DEFAULT_FIELDS)
