@@ -1,4 +1,4 @@
-"""colabs/quickstart.ipynb runs top to bottom (tiny settings)."""
+"""The notebooks under colabs/ run top to bottom (tiny settings)."""
 
 import os
 
@@ -8,15 +8,33 @@ from nbclient import NotebookClient
 from tests import helpers
 
 
-def test_quickstart_notebook_executes(monkeypatch):
+def _execute(name: str, monkeypatch) -> list:
+  """Runs colabs/<name> with tiny settings; returns its code cells' outputs."""
   monkeypatch.setenv("CMJAX_NOTEBOOK_TINY", "1")
   monkeypatch.setenv("JAX_PLATFORMS", "cpu")
-  path = os.path.join(helpers.ROOT, "colabs", "quickstart.ipynb")
+  path = os.path.join(helpers.ROOT, "colabs", name)
   nb = nbformat.read(path, as_version=4)
   NotebookClient(
     nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": os.path.dirname(path)}}
   ).execute()
   outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
   assert not [o for o in outputs if o.get("output_type") == "error"]
-  images = [o for o in outputs if "image/png" in o.get("data", {})]
-  assert len(images) >= 2, "expected the loss plot and the retrieval grid"
+  return outputs
+
+
+def _images(outputs) -> list:
+  return [o for o in outputs if "image/png" in o.get("data", {})]
+
+
+def test_quickstart_notebook_executes(monkeypatch):
+  outputs = _execute("quickstart.ipynb", monkeypatch)
+  assert len(_images(outputs)) >= 2, "expected the loss plot and the retrieval grid"
+
+
+def test_own_data_notebook_executes(monkeypatch):
+  outputs = _execute("own_data.ipynb", monkeypatch)
+  assert len(_images(outputs)) >= 2, "expected the example pictures and the search results"
+  text = "".join(
+    str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs
+  )
+  assert "rows in" in text and "R@5" in text
