@@ -108,3 +108,17 @@ def test_empty_and_corrupt_audio_name_the_file(tmp_path):
   bad.write_bytes(b"RIFF....WAVEnope")
   with pytest.raises(decode.DataError, match="bad.wav"):
     decode.audio(str(bad), 16000)
+
+
+def test_jpeg_scaled_decoding_keeps_at_least_min_side(tmp_path):
+  y, x = np.mgrid[0:480, 0:640]
+  img = np.stack([x % 256, y % 256, (x + y) % 256], -1).astype(np.uint8)
+  path = str(tmp_path / "photo.jpg")
+  Image.fromarray(img).save(path, quality=95)
+  assert decode.image(path).shape == (480, 640, 3)
+  assert decode.image(path, min_side=100).shape == (120, 160, 3)  # 1/4: 120 >= 100
+  assert decode.image(path, min_side=130).shape == (240, 320, 3)  # 1/2
+  assert decode.image(path, min_side=50).shape == (60, 80, 3)  # 1/8
+  png = str(tmp_path / "photo.png")
+  Image.fromarray(img).save(png)
+  assert decode.image(png, min_side=50).shape == (480, 640, 3)  # only JPEGs decode scaled

@@ -27,6 +27,7 @@ the models, fusion methods and objectives honour.
 from __future__ import annotations
 
 import logging
+import math
 import os
 
 import grain
@@ -446,8 +447,10 @@ class FilesPreprocess(grain.transforms.RandomMap):
     return [(k, self.features[k]) for k in spec_lib.modality(m).keys]
 
   def _image(self, value, rng):
-    img = decode.image(self._path(value))
     size = self.features["image"].shape[0]
+    # The decoded picture needs enough pixels for the smallest crop's view.
+    min_side = size / math.sqrt(self.augment["crop_scale"][0]) if self.augment else size
+    img = decode.image(self._path(value), min_side=math.ceil(min_side))
     if self.augment:
       a = self.augment
       view = image_ops.train_view(
@@ -483,7 +486,7 @@ class FilesPreprocess(grain.transforms.RandomMap):
       if not names:
         raise DataError(f"video folder {path!r} has no frames")
       pick = np.linspace(0, len(names) - 1, frames).round().astype(int)
-      clip = [decode.image(os.path.join(path, names[i])) for i in pick]
+      clip = [decode.image(os.path.join(path, names[i]), min_side=size) for i in pick]
     elif path.endswith(".npy"):
       try:
         arr = np.load(path)
