@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import difflib
 import importlib.util
+import math
 import os
 from typing import Any
 
@@ -292,6 +293,28 @@ def shrink_to_tiny(c) -> None:
       entry.every_steps = c.total_steps
     if "num_captions" in entry:
       entry.num_captions = 2
+
+
+def set_contrastive_model(c, arg, embed_dim: int = 128) -> None:
+  """`config.model` (a `tri_contrastive` with the `image=`, `text=`, `audio=`
+  encoder presets, cmjax/encoder_presets.py) and `config.objectives` (one
+  `loss=` term: clip or siglip, with SigLIP's temperature and bias init) of the
+  contrastive configs."""
+  from cmjax import encoder_presets  # pylint: disable=g-import-not-at-top
+
+  siglip = arg.loss == "siglip"
+  c.model = dict(
+    name="tri_contrastive",
+    embed_dim=embed_dim,
+    image=encoder_presets.image(arg.image, arg.tiny),
+    text=encoder_presets.text(arg.text, arg.tiny),
+    audio=encoder_presets.audio(arg.audio, arg.tiny),
+    logit_scale_init=math.log(10.0) if siglip else math.log(1 / 0.07),
+    logit_bias_init=-10.0 if siglip else 0.0,
+  )
+  # One weighted term (cmjax/objectives); sharded: the loss from per-device
+  # blocks, never the [B, B] logits (many devices).
+  c.objectives = dict(contrastive=dict(type=arg.loss, weight=1.0, sharded=False))
 
 
 def set_classification_defaults(c, *, missing_fractions, noise_levels) -> None:

@@ -17,11 +17,9 @@ Variants (after the colon, comma separated):
   loss=siglip   sigmoid contrastive objective instead of softmax (CLIP)
 """
 
-import math
-
 import ml_collections
 
-from cmjax import config_utils, encoder_presets
+from cmjax import config_utils
 from cmjax.data import files
 
 
@@ -51,19 +49,8 @@ def get_config(arg=None):
   c.total_examples = None
 
   # ---- model ----
-  c.model = dict(
-    name="tri_contrastive",
-    embed_dim=128,
-    image=encoder_presets.image(arg.image, arg.tiny),
-    text=encoder_presets.text(arg.text, arg.tiny),
-    audio=encoder_presets.audio(arg.audio, arg.tiny),
-    logit_scale_init=math.log(1 / 0.07),
-    logit_bias_init=0.0,
-  )
-  c.objectives = dict(contrastive=dict(type=arg.loss, weight=1.0, sharded=False))
-  if arg.loss == "siglip":
-    c.model.logit_scale_init = math.log(10.0)
-    c.model.logit_bias_init = -10.0
+  # Encoders (full size, tiny size) per name: cmjax/encoder_presets.py.
+  config_utils.set_contrastive_model(c, arg)
 
   config_utils.set_training_defaults(c)
   c.optim.warmup_steps, c.optim.warmup_epochs = None, 2

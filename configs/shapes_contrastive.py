@@ -27,11 +27,9 @@ single-object images, image->text Recall@5 0.78 over 1,000 held-out images
 (5 captions each), image<->speech Recall@5 about 0.67. `tiny` runs in ~20 s.
 """
 
-import math
-
 import ml_collections
 
-from cmjax import config_utils, encoder_presets
+from cmjax import config_utils
 from cmjax.data import shapes_text
 
 
@@ -90,22 +88,8 @@ def get_config(arg=None):
   c.total_examples = None
 
   # ---- model ----
-  c.model = dict(
-    name="tri_contrastive",
-    embed_dim=128,
-    # Encoder choices (full size, tiny size) per name: cmjax/encoder_presets.py.
-    image=encoder_presets.image(arg.image, arg.tiny),
-    text=encoder_presets.text(arg.text, arg.tiny),
-    audio=encoder_presets.audio(arg.audio, arg.tiny),
-    logit_scale_init=math.log(1 / 0.07),
-    logit_bias_init=0.0,
-  )
-  # One weighted term (cmjax/objectives); sharded: the loss from per-device
-  # blocks, never the [B, B] logits (many devices).
-  c.objectives = dict(contrastive=dict(type=arg.loss, weight=1.0, sharded=False))
-  if arg.loss == "siglip":
-    c.model.logit_scale_init = math.log(10.0)
-    c.model.logit_bias_init = -10.0
+  # Encoders (full size, tiny size) per name: cmjax/encoder_presets.py.
+  config_utils.set_contrastive_model(c, arg)
 
   config_utils.set_training_defaults(c)
 

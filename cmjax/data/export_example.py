@@ -102,29 +102,39 @@ def _write_shards(folder: str, rows: list[dict], per_shard: int = 100) -> dict[s
   return patterns
 
 
-def _splits(num_train: int, num_test: int):
-  return [("train", i) for i in range(num_train)] + [("test", i) for i in range(num_test)]
+def _sources(source_cls, num_train: int, num_test: int, **options) -> dict:
+  return {
+    split: source_cls(split=split, num_examples=n, **options)
+    for split, n in (("train", num_train), ("test", num_test))
+  }
+
+
+def _examples(folder: str, sources: dict, num_train: int, num_test: int, desc: str):
+  """(row number, split, example, its sample rate): the train examples, then the test ones."""
+  os.makedirs(os.path.join(folder, "images"), exist_ok=True)
+  os.makedirs(os.path.join(folder, "audio"), exist_ok=True)
+  order = [("train", i) for i in range(num_train)] + [("test", i) for i in range(num_test)]
+  for k, (split, i) in enumerate(tqdm.tqdm(order, desc=desc)):
+    yield k, split, sources[split][i], sources[split].sample_rate
+
+
+def _write_pair(folder: str, k: int, ex: dict, rate: int, ext: str, rng) -> tuple[str, str]:
+  """Writes example `k`'s picture (as `ext`) and speech; returns their relative paths."""
+  image, audio = f"images/{k:05d}.{ext}", f"audio/{k:05d}.wav"
+  _image_file(ex["image"], os.path.join(folder, image), rng)
+  _wav_file(ex["speech"], rate, os.path.join(folder, audio))
+  return image, audio
 
 
 def export_shapes(folder: str, num_train: int, num_test: int, seed: int) -> list[dict]:
   """Shapes scenes as files; returns the manifest rows."""
   from cmjax.data import shapes  # pylint: disable=g-import-not-at-top
 
-  os.makedirs(os.path.join(folder, "images"), exist_ok=True)
-  os.makedirs(os.path.join(folder, "audio"), exist_ok=True)
-  sources = {
-    split: shapes.ShapesSource(split=split, seed=seed, num_examples=n, speech=True)
-    for split, n in (("train", num_train), ("test", num_test))
-  }
+  sources = _sources(shapes.ShapesSource, num_train, num_test, seed=seed, speech=True)
   rng = np.random.default_rng(seed)
   rows = []
-  for k, (split, i) in enumerate(tqdm.tqdm(_splits(num_train, num_test), desc="shapes")):
-    ex = sources[split][i]
-    stem = f"{k:05d}"
-    image = f"images/{stem}.{'jpg' if k % 2 == 0 else 'png'}"
-    _image_file(ex["image"], os.path.join(folder, image), rng)
-    audio = f"audio/{stem}.wav"
-    _wav_file(ex["speech"], sources[split].sample_rate, os.path.join(folder, audio))
+  for k, split, ex, rate in _examples(folder, sources, num_train, num_test, "shapes"):
+    image, audio = _write_pair(folder, k, ex, rate, "jpg" if k % 2 == 0 else "png", rng)
     objects = ex["objects"][ex["objects"][:, 0] >= 0]
     rows.append(
       dict(
@@ -144,25 +154,21 @@ def export_digits(folder: str, num_train: int, num_test: int, seed: int) -> list
   """av_digits examples as files; returns the manifest rows."""
   from cmjax.data import av_digits  # pylint: disable=g-import-not-at-top
 
-  os.makedirs(os.path.join(folder, "images"), exist_ok=True)
-  os.makedirs(os.path.join(folder, "audio"), exist_ok=True)
-  sources = {
-    # Milder noise than the av_digits benchmark's: a few hundred examples
-    # should be enough to learn from.
-    split: av_digits.AVDigitsSource(
-      split=split, seed=seed, num_examples=n, image_noise=0.1, occlusion=0.0, snr_db=(0.0, 10.0)
-    )
-    for split, n in (("train", num_train), ("test", num_test))
-  }
+  # Milder noise than the av_digits benchmark's: a few hundred examples
+  # should be enough to learn from.
+  sources = _sources(
+    av_digits.AVDigitsSource,
+    num_train,
+    num_test,
+    seed=seed,
+    image_noise=0.1,
+    occlusion=0.0,
+    snr_db=(0.0, 10.0),
+  )
   rng = np.random.default_rng(seed + 1)
   rows = []
-  for k, (split, i) in enumerate(tqdm.tqdm(_splits(num_train, num_test), desc="digits")):
-    ex = sources[split][i]
-    stem = f"{k:05d}"
-    image = f"images/{stem}.png"
-    _image_file(ex["image"], os.path.join(folder, image), rng)
-    audio = f"audio/{stem}.wav"
-    _wav_file(ex["speech"], sources[split].sample_rate, os.path.join(folder, audio))
+  for k, split, ex, rate in _examples(folder, sources, num_train, num_test, "digits"):
+    image, audio = _write_pair(folder, k, ex, rate, "png", rng)
     digit = int(ex["label"])
     rows.append(dict(image=image, audio=audio, label=digit, value=float(digit), split=split))
   return rows
