@@ -10,6 +10,8 @@ r"""Supervised heads on your own files: a class, a set of classes, or a number.
   # one class per example (the default task)
   python train.py --config configs/files_classify.py:label=label \
       --config.data.manifest=/tmp/own/digits/manifest.jsonl --workdir /tmp/cmjax-digit-class
+  # a TFDS dataset prepared once with `tfds build` (README: "TFDS datasets")
+  python train.py --config configs/files_classify.py:tfds=cifar10 --workdir /tmp/cmjax-cifar10
 
 A `fusion_classifier` (one encoder per modality, a fusion method, one head)
 trained on the manifest column `label=`; the classification evaluator reports
@@ -25,6 +27,8 @@ Variants (after the colon, comma separated):
   sentiment       the sentiment set-up: text + audio + image -> a score in
                   column 'sentiment', L1 loss, as CMU-MOSI is trained
   source=S        files (a manifest, default) or webdataset (tar shards)
+  tfds=NAME       a prepared TFDS dataset instead, e.g. cifar10 or spoken_digit
+                  (their layouts are known: cmjax/data/tfds_data.py)
   seed=N, tiny, steps=N, batch_size=N, workers=N
 """
 
@@ -51,6 +55,7 @@ def get_config(arg=None):
     missing="mask",
     sentiment=False,
     source="files",
+    tfds="",
     seed=0,
   )
   if arg.sentiment:
@@ -60,7 +65,7 @@ def get_config(arg=None):
     raise ValueError(f"config argument task={arg.task!r}; expected one of {files.LABEL_TYPES}")
   c = ml_collections.ConfigDict()
   c.seed = arg.seed
-  c.data = files.data_config(arg.source)
+  c.data = files.data_config("tfds" if arg.tfds else arg.source, arg.tfds)
   c.data.update(
     modalities=tuple(m for m in arg.modalities.split("+") if m),
     image_size=48,

@@ -15,6 +15,8 @@ Variants (after the colon, comma separated):
   steps=N, batch_size=N, workers=N   as in shapes_contrastive.py
   image=E, text=E, audio=E           encoders, as in shapes_contrastive.py
   loss=siglip   sigmoid contrastive objective instead of softmax (CLIP)
+  source=webdataset   tar shards instead of a manifest (webdataset_contrastive.py)
+  tfds=NAME     a prepared TFDS dataset, e.g. coco_captions (coco_contrastive.py)
 """
 
 import ml_collections
@@ -35,12 +37,13 @@ def get_config(arg=None):
     text="transformer",
     audio="transformer",
     source="files",
+    tfds="",
   )
   c = ml_collections.ConfigDict()
   c.seed = 0
 
   # ---- data (every key and its default: cmjax/data/files.py, data_config) ----
-  c.data = files.data_config(arg.source)
+  c.data = files.data_config("tfds" if arg.tfds else arg.source, arg.tfds)
   c.batch_size = 64
   # In passes over the training rows, as datasets differ in size (steps=N
   # sets a number of steps instead).

@@ -122,3 +122,45 @@ def test_jpeg_scaled_decoding_keeps_at_least_min_side(tmp_path):
   png = str(tmp_path / "photo.png")
   Image.fromarray(img).save(png)
   assert decode.image(png, min_side=50).shape == (480, 640, 3)  # only JPEGs decode scaled
+
+
+def test_pcm_scaling_by_dtype():
+  # 16-bit PCM (and TFDS's int64 arrays holding it), 8-bit unsigned, 32-bit, float.
+  np.testing.assert_array_equal(
+    decode.from_pcm(np.array([-32768, 0, 16384], np.int16)), [-1.0, 0.0, 0.5]
+  )
+  np.testing.assert_array_equal(decode.from_pcm(np.array([-32768, 16384], np.int64)), [-1.0, 0.5])
+  np.testing.assert_array_equal(
+    decode.from_pcm(np.array([0, 128, 192], np.uint8)), [-1.0, 0.0, 0.5]
+  )
+  np.testing.assert_array_equal(decode.from_pcm(np.array([2**30], np.int32)), [0.5])
+  np.testing.assert_array_equal(decode.from_pcm(np.array([0.25], np.float64)), [0.25])
+  with pytest.raises(decode.DataError, match="not numbers"):
+    decode.from_pcm(np.array(["a"]))
+
+
+def test_waveform_mixed_to_mono_and_resampled():
+  stereo = np.stack([np.full(800, 8192, np.int16), np.full(800, -8192, np.int16) // 2], axis=1)
+  out = decode.audio(decode.Waveform(stereo, 8000), 8000)
+  np.testing.assert_allclose(out, np.full(800, (0.25 - 0.125) / 2), atol=1e-7)
+  assert len(decode.audio(decode.Waveform(stereo[:, 0], 8000), 16000)) == 1600
+  with pytest.raises(decode.DataError, match="no samples"):
+    decode.audio(decode.Waveform(np.zeros(0, np.int16), 8000), 8000)
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (5, 7, 1), (5, 7, 3), (5, 7, 4)])
+def test_image_arrays_to_rgb(shape):
+  arr = np.random.default_rng(0).integers(0, 256, shape, np.uint8)
+  out = decode.image(arr)
+  assert out.shape == (5, 7, 3) and out.dtype == np.uint8
+  flat = arr.reshape(5, 7, -1)
+  np.testing.assert_array_equal(
+    out, flat[..., :3] if flat.shape[-1] >= 3 else np.repeat(flat, 3, -1)
+  )
+
+
+def test_bad_image_arrays_raise():
+  with pytest.raises(decode.DataError, match="uint8"):
+    decode.image(np.zeros((4, 4, 3), np.float32))
+  with pytest.raises(decode.DataError, match="empty"):
+    decode.image(np.zeros((0, 4, 3), np.uint8))

@@ -248,11 +248,24 @@ class AVDigitsDataset(GeneratedDataset):
 
 
 @register("tfds")
+def tfds_dataset(data_config) -> Dataset:
+  """`tfds:NAME`: a dataset prepared with `tfds build`, read with `tfds.data_source`
+  (array_record, no TensorFlow). With `config.data.fields`, any layout mapped
+  to modalities and labels (`cmjax/data/tfds_data.py`); without, the `shapes`
+  record layout that `cmjax.data.shapes_tfds.prepare_shapes_tfds` writes."""
+  name = data_config.get("name", "")
+  if ":" not in name:
+    raise ValueError(f"config.data.name={name!r}; expected 'tfds:NAME', e.g. 'tfds:cifar10'")
+  if data_config.get("fields"):
+    from cmjax.data import tfds_data  # pylint: disable=g-import-not-at-top
+
+    return tfds_data.TFDSDataset(data_config)
+  return ShapesTFDSDataset(data_config)
+
+
 class ShapesTFDSDataset(ShapesDataset):
-  """`tfds:NAME`: a TFDS dataset in the `shapes` record layout, read with
-  `tfds.data_source` (array_record, no TensorFlow). Prepare one with
-  `cmjax.data.shapes_tfds.prepare_shapes_tfds(data_dir, **options)` and set
-  `config.data.tfds_data_dir`."""
+  """Shapes prepared as a TFDS dataset: `prepare_shapes_tfds(data_dir, **options)`,
+  then `config.data.name='tfds:shapes/<config name>'`, `config.data.tfds_data_dir`."""
 
   def source(self, split, *, seed, num_examples=None, **overrides):
     del seed, num_examples, overrides  # the prepared split is what it is

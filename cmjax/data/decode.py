@@ -1,7 +1,8 @@
 """Decoding real files: images to RGB uint8, audio to mono float32 at a set rate.
 
-Both take a path or the file's bytes (a webdataset member, a TFDS feature), so
-every dataset decodes the same way. A file that cannot be read raises
+Both take a path or the file's bytes (a webdataset member), or what a TFDS
+record already holds (an image array; a `Waveform` of samples and their rate),
+so every dataset ends in the same arrays. A file that cannot be read raises
 `DataError` naming it; datasets add the row or example that pointed at it.
 """
 
@@ -10,12 +11,38 @@ from __future__ import annotations
 import io
 import math
 import os
+from typing import NamedTuple
 
 import numpy as np
 
 
 class DataError(ValueError):
   """A bad example: names the file and, once a dataset re-raises it, the row."""
+
+
+class Waveform(NamedTuple):
+  """Decoded audio: `samples` `[n]` or `[n, channels]` (float, or integer PCM) at
+  `rate` Hz, as TFDS's `Audio` feature gives it."""
+
+  samples: np.ndarray
+  rate: int
+
+
+# Integer PCM -> [-1, 1]. TFDS stores 16-bit WAV samples in int64 arrays, so
+# 64-bit integers are read as 16-bit, as are 16-bit ones.
+_PCM_SCALE = {1: 2.0**7, 2: 2.0**15, 4: 2.0**31, 8: 2.0**15}
+
+
+def from_pcm(samples: np.ndarray) -> np.ndarray:
+  """Audio samples `[n, ...]` of any dtype -> float32 in [-1, 1]."""
+  samples = np.asarray(samples)
+  if samples.dtype.kind in "iu":
+    scale = _PCM_SCALE[samples.dtype.itemsize]
+    offset = scale if samples.dtype.kind == "u" else 0.0  # unsigned 8-bit PCM is centred at 128
+    return np.clip((samples.astype(np.float64) - offset) / scale, -1.0, 1.0).astype(np.float32)
+  if samples.dtype.kind != "f":
+    raise DataError(f"audio samples of dtype {samples.dtype} are not numbers")
+  return samples.astype(np.float32)
 
 
 def _open(file, what: str):
@@ -30,7 +57,8 @@ def _open(file, what: str):
 
 
 def image(file, min_side: int | None = None) -> np.ndarray:
-  """An image file (JPEG, PNG, WebP, GIF, BMP, ...) -> uint8 `[H, W, 3]` RGB.
+  """An image file (JPEG, PNG, WebP, GIF, BMP, ...) or a decoded uint8 array
+  `[H, W(, 1|3|4)]` -> uint8 `[H, W, 3]` RGB.
 
   Grey, palette, RGBA / LA (alpha dropped), CMYK and 16-bit images are converted
   to 8-bit RGB; the EXIF orientation of photos is applied. With `min_side`, a
@@ -41,6 +69,8 @@ def image(file, min_side: int | None = None) -> np.ndarray:
   """
   from PIL import Image, ImageOps  # pylint: disable=g-import-not-at-top
 
+  if isinstance(file, np.ndarray):
+    return _image_array(file)
   f, name = _open(file, "image")
   with f:
     try:
@@ -65,14 +95,32 @@ def image(file, min_side: int | None = None) -> np.ndarray:
   return out
 
 
+def _image_array(arr: np.ndarray) -> np.ndarray:
+  """A decoded image `[H, W]`, `[H, W, 1|3|4]` (uint8) -> uint8 `[H, W, 3]`."""
+  if arr.ndim == 2:
+    arr = arr[..., None]
+  if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4) or arr.dtype != np.uint8:
+    raise DataError(f"expected a uint8 image [H, W, 1|3|4], got {arr.dtype} {arr.shape}")
+  if arr.shape[0] == 0 or arr.shape[1] == 0:
+    raise DataError(f"image array is empty ({arr.shape[1]}x{arr.shape[0]} pixels)")
+  if arr.shape[-1] == 1:
+    return np.repeat(arr, 3, axis=-1)
+  return np.ascontiguousarray(arr[..., :3])
+
+
 def audio(file, sample_rate: int) -> np.ndarray:
-  """An audio file (WAV, FLAC, OGG/Vorbis, MP3) -> float32 `[n]` in [-1, 1].
+  """An audio file (WAV, FLAC, OGG/Vorbis, MP3) or a `Waveform` -> float32 `[n]` in [-1, 1].
 
   Channels are averaged to mono; other sample rates are resampled to
   `sample_rate` (polyphase filter, `scipy.signal.resample_poly`).
   """
   import soundfile  # pylint: disable=g-import-not-at-top
 
+  if isinstance(file, Waveform):
+    wave = from_pcm(file.samples)
+    if wave.shape[0] == 0:
+      raise DataError("audio waveform has no samples")
+    return resample(wave.reshape(len(wave), -1).mean(axis=1), file.rate, sample_rate)
   f, name = _open(file, "audio")
   with f:
     try:

@@ -72,7 +72,9 @@ class LabelColumn:
   regression  a number -> float32
   """
 
-  def __init__(self, key: str, entry, rows: list[dict]):
+  def __init__(self, key: str, entry, rows: list[dict] | None, known_classes=None):
+    """`rows` to find the classes in (and check that the column is used), or
+    None with `known_classes` (e.g. a TFDS ClassLabel's names)."""
     entry = {"column": entry} if isinstance(entry, str) else dict(entry)
     unknown = set(entry) - {"column", "type", "classes"}
     if unknown:
@@ -85,15 +87,26 @@ class LabelColumn:
       raise ValueError(
         f"config.data.labels.{key}.type={self.type!r}; expected one of {LABEL_TYPES}"
       )
-    values = [r.get(self.column) for r in rows if not _empty(r.get(self.column))]
-    if not values:
-      raise ValueError(f"config.data.labels.{key}: no row has column {self.column!r}")
-    self.classes = [] if self.type == "regression" else _classes(entry.get("classes"), values)
+    values = []
+    if rows is not None:
+      values = [r.get(self.column) for r in rows if not _empty(r.get(self.column))]
+      if not values:
+        raise ValueError(f"config.data.labels.{key}: no row has column {self.column!r}")
+    if self.type == "regression":
+      self.classes = []
+    elif entry.get("classes") is None and known_classes is not None:
+      self.classes = [str(c) for c in known_classes]
+    else:
+      self.classes = _classes(entry.get("classes"), values)
     self._index = {c: i for i, c in enumerate(self.classes)}
 
   def _class(self, value) -> int:
+    """A class name, else an integer taken as the class's index."""
     if str(value) in self._index:
       return self._index[str(value)]
+    index = _as_int(value)
+    if index is not None and 0 <= index < len(self.classes):
+      return index
     raise DataError(
       f"label {value!r} in column {self.column!r} is not one of the "
       f"{len(self.classes)} classes (e.g. {self.classes[:5]})"
@@ -146,10 +159,10 @@ def _classes(classes, values) -> list[str]:
 
 
 def _as_int(value):
-  if isinstance(value, bool):
+  if isinstance(value, (bool, np.bool_)):
     return None
-  if isinstance(value, int):
-    return value
+  if isinstance(value, (int, np.integer)):
+    return int(value)
   if isinstance(value, str) and value.strip().isdigit():
     return int(value)
   return None
@@ -365,10 +378,24 @@ class FilesDataset(datasets.Dataset):
     )
 
 
-def data_config(source: str = "files") -> dict:
+def data_config(source: str = "files", tfds_name: str = "") -> dict:
   """`config.data` of the configs over your own data, every key with its default:
-  `source` 'files' (a manifest) or 'webdataset' (tar shards)."""
-  if source == "files":
+  `source` 'files' (a manifest), 'webdataset' (tar shards) or 'tfds' (a prepared
+  TFDS dataset; a known `tfds_name` such as 'cifar10' fills in its layout)."""
+  layout = {}
+  if source == "tfds":
+    from cmjax.data import tfds_data  # pylint: disable=g-import-not-at-top
+
+    layout = tfds_data.layout(tfds_name) if tfds_name else {}
+    data = dict(
+      name=f"tfds:{layout.pop('version', tfds_name) or 'NAME'}",
+      tfds_data_dir=None,  # None: $TFDS_DATA_DIR, else ~/tensorflow_datasets
+      fields=dict(),  # modality -> feature path, e.g. dict(image="image", text="captions/text")
+      splits=dict(train="train", test="test"),  # cmjax split -> TFDS split (slices allowed)
+      vocab_rows=10_000,  # training examples read for the word vocabulary
+      tfds_audio_rate=None,  # only if the audio feature names no sample_rate
+    )
+  elif source == "files":
     data = dict(
       name="files",
       manifest="",  # required: --config.data.manifest=PATH (.jsonl or .csv)
@@ -383,8 +410,8 @@ def data_config(source: str = "files") -> dict:
       fields=dict(image="jpg;jpeg;png;webp", text="txt", audio="wav;flac;ogg;mp3"),
     )
   else:
-    raise ValueError(f"config argument source={source!r}; expected 'files' or 'webdataset'")
-  return dict(
+    raise ValueError(f"config argument source={source!r}; expected 'files', 'webdataset' or 'tfds'")
+  defaults = dict(
     data,
     modalities=(),  # () = every modality the data has
     num_train=None,  # None = every 'train' row
@@ -403,6 +430,7 @@ def data_config(source: str = "files") -> dict:
     on_error="raise",  # or "skip": check every row at start, leave out (and report) bad ones
     num_workers=0,  # grain worker processes (0: a prefetch thread)
   )
+  return defaults | layout
 
 
 class FilesPreprocess(grain.transforms.RandomMap):
@@ -416,8 +444,9 @@ class FilesPreprocess(grain.transforms.RandomMap):
     self.augment, self.train = augment, train
 
   def _path(self, value):
-    """A path relative to the manifest's folder, or a file's bytes as they are."""
-    if isinstance(value, bytes):
+    """A path relative to the manifest's folder; a file's bytes, a decoded image
+    array or a `decode.Waveform` as they are."""
+    if isinstance(value, (bytes, np.ndarray, decode.Waveform)):
       return value
     if not isinstance(value, str):
       raise DataError(f"expected a file path, got {value!r:.80}")
