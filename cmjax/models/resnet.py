@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from cmjax.models.encoders import EncoderOutput, register_encoder
 from cmjax.models.layers import Dtype, conv
-from cmjax.models.vit import image_to_float
+from cmjax.models.pixels import to_float
 
 _CONV_INIT = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
@@ -83,6 +83,7 @@ class ResNet(nn.Module):
     num_groups: GroupNorm groups (capped at the channel count).
     bn_momentum: BatchNorm running-average momentum.
     dtype: compute dtype.
+    pixel_norm: how uint8 pixels become floats (`cmjax.models.pixels`).
   """
 
   features: Sequence[int] = (32, 64, 128)
@@ -92,6 +93,7 @@ class ResNet(nn.Module):
   num_groups: int = 8
   bn_momentum: float = 0.9
   dtype: Dtype = jnp.float32
+  pixel_norm: str | tuple = "minus_one_one"
 
   @nn.compact
   def __call__(self, image: jax.Array, *, train: bool = False) -> EncoderOutput:
@@ -130,7 +132,7 @@ class ResNet(nn.Module):
       return nn.GroupNorm(num_groups=groups, **kw)
 
     batch = image.shape[0]
-    x = image_to_float(image).astype(self.dtype)
+    x = to_float(image, self.pixel_norm).astype(self.dtype)
     x = _conv(self.features[0], 3, self.stem_stride, self.dtype, "stem_conv")(x)
     x = nn.relu(make_norm("stem_norm", self.features[0], False)(x))
     for i, (features, blocks) in enumerate(zip(self.features, self.blocks)):

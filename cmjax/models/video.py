@@ -15,9 +15,9 @@ import jax.numpy as jnp
 
 from cmjax.models.encoders import EncoderOutput, build_encoder, register_encoder
 from cmjax.models.layers import Dtype, dense, patch_embed
+from cmjax.models.pixels import to_float
 from cmjax.models.pooling import sinusoidal_positions
 from cmjax.models.transformer import Transformer
-from cmjax.models.vit import image_to_float
 
 
 @register_encoder("video", "frames")
@@ -81,6 +81,7 @@ class TubeletViT(nn.Module):
     width, depth, num_heads, mlp_dim: Transformer sizes.
     dropout_rate: dropout inside the Transformer.
     dtype: compute dtype.
+    pixel_norm: how uint8 pixels become floats (`cmjax.models.pixels`).
   """
 
   tubelet_frames: int = 2
@@ -92,6 +93,7 @@ class TubeletViT(nn.Module):
   dropout_rate: float = 0.0
   dtype: Dtype = jnp.float32
   remat: bool | str = False  # transformer.remat_block: False, 'full' or 'dots'
+  pixel_norm: str | tuple = "minus_one_one"
 
   @nn.compact
   def __call__(self, video: jax.Array, *, train: bool = False) -> EncoderOutput:
@@ -109,7 +111,7 @@ class TubeletViT(nn.Module):
         f"tubelets of {t} frames x {p}x{p} pixels "
         "(tubelet_frames, patch_size)"
       )
-    x = image_to_float(video).astype(self.dtype)
+    x = to_float(video, self.pixel_norm).astype(self.dtype)
     x = patch_embed(self.width, (t, p, p), "tubelet_embed", self.dtype)(x)
     steps, space = f // t, (h // p) * (w // p)
     x = x.reshape(batch, steps, space, self.width)

@@ -8,14 +8,8 @@ import jax.numpy as jnp
 from cmjax.models.encoders import EncoderOutput, register_encoder
 from cmjax.models.layers import Dtype, conv, conv_as_matmul, patch_embed
 from cmjax.models.map_head import MAPHead
+from cmjax.models.pixels import to_float
 from cmjax.models.transformer import Transformer
-
-
-def image_to_float(image: jax.Array) -> jax.Array:
-  """uint8 in [0, 255] or float in [0, 1] -> float32 in [-1, 1]."""
-  if jnp.issubdtype(image.dtype, jnp.integer):
-    return image.astype(jnp.float32) / 127.5 - 1.0
-  return image.astype(jnp.float32) * 2.0 - 1.0
 
 
 @register_encoder("image", "vit")
@@ -33,6 +27,7 @@ class ViT(nn.Module):
       conv stem learns small shapes from far fewer examples for little compute.
     dropout_rate: dropout inside the Transformer.
     dtype: compute dtype.
+    pixel_norm: how uint8 pixels become floats (`cmjax.models.pixels`).
   """
 
   patch_size: int = 8
@@ -45,6 +40,7 @@ class ViT(nn.Module):
   dropout_rate: float = 0.0
   dtype: Dtype = jnp.float32
   remat: bool | str = False  # transformer.remat_block: False, 'full' or 'dots'
+  pixel_norm: str | tuple = "minus_one_one"
 
   @nn.compact
   def __call__(self, image: jax.Array, *, train: bool = False) -> EncoderOutput:
@@ -62,7 +58,7 @@ class ViT(nn.Module):
       raise ValueError(f"pool must be 'mean', 'cls' or 'map', got {self.pool!r}")
     if self.stem not in ("patch", "conv"):
       raise ValueError(f"stem must be 'patch' or 'conv', got {self.stem!r}")
-    x = image_to_float(image).astype(self.dtype)
+    x = to_float(image, self.pixel_norm).astype(self.dtype)
     if self.stem == "conv":
       x = self._conv_stem(x)
     else:
