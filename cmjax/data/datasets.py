@@ -70,6 +70,12 @@ class Dataset:
       self._eval_preprocess = self.preprocess(train=False)
     return self._eval_preprocess.random_map(record, np.random.default_rng(int(record["index"])))
 
+  def train_stream(self, config, *, process_index: int, process_count: int):
+    """A `grain.IterDataset` of this process's training rows for datasets read as
+    a stream; None (the default) for random access through `source`."""
+    del config, process_index, process_count
+    return None
+
   def report(self) -> dict:
     """Facts about the data for the run's metrics.json (e.g. rows skipped as bad)."""
     return {}

@@ -31,6 +31,14 @@ def train_dataset(
       f"batch_size={config.batch_size} is not divisible by the {process_count} processes."
     )
   local_batch = config.batch_size // process_count
+  stream = dataset.train_stream(config, process_index=process_index, process_count=process_count)
+  if stream is not None:  # each process reads its own part of the stream
+    it = stream.batch(local_batch, drop_remainder=True)
+    if data.get("num_workers", 0) > 0:
+      return it.mp_prefetch(
+        grain.MultiprocessingOptions(num_workers=data.num_workers, per_worker_buffer_size=2)
+      )
+    return grain.experimental.ThreadPrefetchIterDataset(it, prefetch_buffer_size=4)
   if source is None:
     source = dataset.source("train", seed=config.seed)
   resample = data.get("resample")
