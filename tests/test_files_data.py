@@ -226,9 +226,12 @@ def test_train_on_the_exported_example_from_jsonl_csv_and_shards_gives_equal_res
 
 
 @pytest.mark.slow
-def test_webdataset_run_killed_and_resumed_ends_bitwise_equal(exported, tmp_path):
+@pytest.mark.parametrize("stream", [False, True], ids=["indexed", "streamed"])
+def test_webdataset_run_killed_and_resumed_ends_bitwise_equal(exported, tmp_path, stream):
   arg = "webdataset_contrastive.py:tiny,steps=12"
   overrides = [*_wds_overrides(exported, "txt"), "--config.checkpoint_every_steps=2"]
+  if stream:
+    overrides += ["--config.data.stream=true", "--config.data.shuffle_buffer=24"]
   ref = str(tmp_path / "ref")
   helpers.run_train(ref, arg, *overrides)
   killed = str(tmp_path / "killed")

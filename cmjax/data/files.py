@@ -408,6 +408,9 @@ def data_config(source: str = "files", tfds_name: str = "") -> dict:
       shards="",  # required: --config.data.shards='DIR/{00000..00127}.tar'
       eval_shards="",  # the held-out 'test' split's shards
       fields=dict(image="jpg;jpeg;png;webp", text="txt", audio="wav;flac;ogg;mp3"),
+      stream=False,  # True: read the training shards in order (remote storage), not indexed
+      shuffle_buffer=1000,  # with stream: samples shuffled together
+      peek_rows=2000,  # with stream: first samples read for modalities, classes, vocabulary
     )
   else:
     raise ValueError(f"config argument source={source!r}; expected 'files', 'webdataset' or 'tfds'")

@@ -14,14 +14,22 @@ make each modality is `config.data.fields`:
 (`text="json:captions"` reads a list of captions from the json). Labels are
 json keys named in `config.data.labels`, as columns are for `files`.
 
-Each shard's member headers are read once at start (an index of offsets; the
-data itself is read when an example is), so examples have random access:
+By default each shard's member headers are read once at start (an index of
+offsets; the data itself is read when an example is), so examples have random
+access:
 the training stream is the same shuffled, checkpointed grain pipeline as for
 every other dataset (exact resume, each process reading only its rows), and
 the same examples give the same run as a manifest of them. Paths may be any
 `etils.epath` path (local, gs://, ...). Everything else (decoding,
 preprocessing, missing modalities, errors naming the shard and key) is the
 `files` dataset's.
+
+With `config.data.stream=True` the training shards are instead read front to
+back, split over processes and grain workers and shuffled in windows of
+`config.data.shuffle_buffer` samples, the position saved with each checkpoint
+(`cmjax/data/webdataset_stream.py`): nothing is read at start but the first
+`config.data.peek_rows` samples, which suits many shards on remote storage.
+The held-out shards are always indexed.
 """
 
 from __future__ import annotations
@@ -83,20 +91,25 @@ def index_shard(path: str, skipped: list | None = None) -> list[tuple[str, dict]
   return list(samples.items())
 
 
+def split_member(member: tarfile.TarInfo) -> tuple[str, str] | None:
+  """(sample key, extension) of a tar member, None for what is not a sample's file
+  (folders, hidden files, names without an extension)."""
+  if not member.isfile():
+    return None
+  folder, base = os.path.split(member.name)
+  if base.startswith(".") or "." not in base:
+    return None
+  stem, ext = base.split(".", 1)
+  return os.path.join(folder, stem), ext.lower()
+
+
 def _scan(path: str, samples: dict) -> None:
   try:
     with _open(path) as f, tarfile.open(fileobj=f, mode="r:") as tar:
       for member in tar:
-        if not member.isfile():
-          continue
-        folder, base = os.path.split(member.name)
-        if base.startswith(".") or "." not in base:
-          continue
-        stem, ext = base.split(".", 1)
-        samples.setdefault(os.path.join(folder, stem), {})[ext.lower()] = (
-          member.offset_data,
-          member.size,
-        )
+        parts = split_member(member)
+        if parts is not None:
+          samples.setdefault(parts[0], {})[parts[1]] = (member.offset_data, member.size)
   except FileNotFoundError:
     raise DataError(f"shard {path!r} does not exist") from None
   except (tarfile.TarError, EOFError, OSError) as e:
@@ -121,6 +134,22 @@ class ShardReader:
     if len(data) != size:
       raise DataError(f"shard {path!r} ends inside a member (truncated?)")
     return data
+
+
+class MemberBytes:
+  """A streamed sample's members, read like `ShardReader` reads a shard:
+  `members` then map each extension to `(extension, size)`."""
+
+  def __init__(self, data: dict[str, bytes]):
+    self.data = data
+
+  def read(self, path: str, ext: str, size: int) -> bytes:
+    del path, size
+    return self.data[ext]
+
+  @property
+  def members(self) -> dict[str, tuple[str, int]]:
+    return {ext: (ext, len(b)) for ext, b in self.data.items()}
 
 
 class TarSample(Mapping):
@@ -211,12 +240,79 @@ class WebDataset(files.FilesDataset):
       for k, e in (data_config.get("labels") or {}).items()
     ]
     self.skipped = [] if files.on_error_mode(data_config) == "skip" else None
+    self.stream = bool(data_config.get("stream", False))
+    self._fields_and_labels = fields, labels
     reader = ShardReader()
     rows = []
     for split, key in (("train", "shards"), ("test", "eval_shards")):
-      for shard in expand(data_config.get(key) or []):
+      shards = expand(data_config.get(key) or [])
+      if split == "train" and self.stream:
+        # Not indexed: the first rows tell the modalities, classes and words.
+        self.train_shards = shards
+        rows.extend(self._peek(shards, int(data_config.get("peek_rows", 2000))))
+        continue
+      for shard in shards:
         for sample_key, members in index_shard(shard, self.skipped):
           rows.append(TarSample(reader, shard, sample_key, members, fields, split, labels))
     # The row mappings expose canonical names: `image`, `text`, ... and `split`.
     identity = dict(files.DEFAULT_FIELDS)
     self._init_from_rows(dict(data_config, fields=identity), rows)
+
+  def _streamed_row(self, shard: str, key: str, members: dict, split: str = "train"):
+    fields, labels = self._fields_and_labels
+    data = MemberBytes(members)
+    return TarSample(data, shard, key, data.members, fields, split, labels)
+
+  def _peek(self, shards: list[str], n: int) -> list:
+    from cmjax.data import webdataset_stream  # pylint: disable=g-import-not-at-top
+
+    rows = []
+    for shard in shards:
+      for key, members in webdataset_stream.stream_samples(shard):
+        if len(rows) >= n:
+          return rows
+        rows.append(self._streamed_row(shard, key, members))
+    return rows
+
+  def source(self, split, *, seed, num_examples=None, **overrides):
+    if split == "train" and self.stream:
+      return StreamedSplit(self.config.get("num_train"), self.display_name)
+    return super().source(split, seed=seed, num_examples=num_examples, **overrides)
+
+  def train_stream(self, config, *, process_index: int, process_count: int):
+    """With `config.data.stream`: the shards streamed (`cmjax/data/webdataset_stream.py`)."""
+    if not self.stream:
+      return None
+    from cmjax.data import webdataset_stream  # pylint: disable=g-import-not-at-top
+
+    if config.data.get("resample"):
+      raise ValueError("config.data.resample needs random access; not with config.data.stream")
+    return webdataset_stream.ShardStream(
+      self.train_shards,
+      self._streamed_row,
+      self.preprocess(train=True),
+      seed=config.seed,
+      window=int(config.data.get("shuffle_buffer", 1000)),
+      process_index=process_index,
+      process_count=process_count,
+      skip=self.skipped is not None,
+    )
+
+
+class StreamedSplit:
+  """The streamed training split: its size (`config.data.num_train`), no random access."""
+
+  def __init__(self, size, name: str):
+    self.size, self.name = size, name
+
+  def __len__(self) -> int:
+    if not self.size:
+      raise ValueError(
+        f"{self.name} is streamed (config.data.stream), so its size is not known: set "
+        "config.data.num_train (examples per pass) to count training in passes, or set "
+        "config.total_steps"
+      )
+    return int(self.size)
+
+  def __getitem__(self, index):
+    raise TypeError(f"{self.name} is streamed (config.data.stream): no random access")
