@@ -2,21 +2,22 @@ r"""Preprocessing real JPEGs against the train step's appetite, in one run.
 
   python benchmarks/real_image_pipeline.py --out=benchmarks/results/real_image_pipeline_cpu.json
 
-Writes `--images` photo-sized JPEGs (640x480, textured content, quality 90)
-and a manifest of them with captions, then measures on one core:
-  1. decode (libjpeg's scaled decoding, to the pixels the smallest crop
-     needs) + random-resized crop (8% to 100% of the area) + horizontal flip
-     alone, at 64 and 224 pixels (examples/s, median of 3 passes);
+Writes `--images` photo-sized JPEGs (640x480, textured content, quality 90),
+and the same pictures as img2dataset stores them by default (256x256, centre
+crop), with a manifest and captions, then measures on one core:
+  1. decode (libjpeg's scaled decoding, to the pixels each random crop
+     needs: `files.train_image`) + random-resized crop (8% to 100% of the
+     area) + horizontal flip alone, at 64 and 224 pixels (examples/s, median
+     of 3 passes), for both sizes of JPEG;
   2. the `files` dataset's whole training pipeline at the default size (64
      pixels, image + caption, 0 worker processes: grain, decode, crop,
-     tokenize, batch);
+     tokenize, batch) on the 640x480 JPEGs;
 and, in the same run, the default experiment's compiled train step
 (`configs/shapes_contrastive.py`, examples/s). Ratios above 1 mean one core of
 preprocessing keeps up with the step; `data.num_workers` multiplies it.
 """
 
 import json
-import math
 import os
 import statistics
 import sys
@@ -30,16 +31,18 @@ from absl import app, flags  # noqa: E402
 
 from benchmarks import step_timing  # noqa: E402
 from cmjax import config_utils  # noqa: E402
-from cmjax.data import decode, image_ops, pipeline  # noqa: E402
+from cmjax.data import files, image_ops, pipeline  # noqa: E402
 
 flags.DEFINE_integer("images", 200, "JPEG files written and read.")
 flags.DEFINE_string("out", "", "Optional JSON file for every number.")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+AUGMENT = dict(crop_scale=(0.08, 1.0), flip=True, color_jitter=0.0)
 
 
-def write_photos(folder: str, n: int) -> list[str]:
-  """n textured 640x480 JPEGs (smooth colour fields plus grain, like photos compress)."""
+def write_photos(folder: str, n: int, side: int = 0) -> list[str]:
+  """n textured 640x480 JPEGs (smooth colour fields plus grain, like photos
+  compress); with `side`, resized and centre-cropped to side x side."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
 
   rng = np.random.default_rng(0)
@@ -48,7 +51,9 @@ def write_photos(folder: str, n: int) -> list[str]:
     coarse = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
     img = np.asarray(Image.fromarray(coarse).resize((640, 480), Image.Resampling.BICUBIC))
     img = np.clip(img + rng.normal(0, 12, img.shape), 0, 255).astype(np.uint8)
-    path = os.path.join(folder, f"{i:05d}.jpg")
+    if side:
+      img = image_ops.resize_shorter_center_crop(img, side)
+    path = os.path.join(folder, f"{i:05d}_{side or 'photo'}.jpg")
     Image.fromarray(img).save(path, quality=90)
     paths.append(path)
   return paths
@@ -61,9 +66,7 @@ def crop_rate(paths: list[str], size: int) -> float:
     rng = np.random.default_rng(p)
     t = time.perf_counter()
     for path in paths:
-      # As the files dataset decodes: enough pixels for the smallest crop.
-      img = decode.image(path, min_side=math.ceil(size / math.sqrt(0.08)))
-      image_ops.train_view(img, size, rng, scale=(0.08, 1.0), flip=True)
+      files.train_image(path, size, rng, AUGMENT)
     rates.append(len(paths) / (time.perf_counter() - t))
   return statistics.median(rates)
 
@@ -91,20 +94,25 @@ def main(argv):
   step = step_timing.CompiledStep(config).run(10)
   with tempfile.TemporaryDirectory() as folder:
     paths = write_photos(folder, flags.FLAGS.images)
+    small = write_photos(folder, flags.FLAGS.images, side=256)
     result = {
       "train_step_examples_per_s": step,
       "decode_crop_flip_64_per_core": crop_rate(paths, 64),
       "decode_crop_flip_224_per_core": crop_rate(paths, 224),
+      "decode_crop_flip_64_per_core_256px_jpegs": crop_rate(small, 64),
+      "decode_crop_flip_224_per_core_256px_jpegs": crop_rate(small, 224),
       "files_pipeline_64_per_core": files_pipeline_rate(folder, paths),
       "images": len(paths),
     }
-  print("| on one core, 640x480 JPEGs | examples/s | / train step |")
+  print("| on one core | examples/s | / train step |")
   print("|---|---|---|")
   print(f"| default train step (shapes_contrastive) | {step:.0f} | 1.0x |")
   for key, label in (
-    ("decode_crop_flip_64_per_core", "decode + random-resized crop + flip, 64 px"),
-    ("decode_crop_flip_224_per_core", "decode + random-resized crop + flip, 224 px"),
-    ("files_pipeline_64_per_core", "files dataset pipeline, 64 px, image + caption"),
+    ("decode_crop_flip_64_per_core", "640x480 JPEGs: decode + random-resized crop + flip, 64 px"),
+    ("decode_crop_flip_224_per_core", "640x480 JPEGs: decode + random-resized crop + flip, 224 px"),
+    ("decode_crop_flip_64_per_core_256px_jpegs", "256x256 JPEGs: the same, 64 px"),
+    ("decode_crop_flip_224_per_core_256px_jpegs", "256x256 JPEGs: the same, 224 px"),
+    ("files_pipeline_64_per_core", "files dataset pipeline, 640x480, 64 px, image + caption"),
   ):
     print(f"| {label} | {result[key]:.0f} | {result[key] / step:.1f}x |")
   if flags.FLAGS.out:

@@ -75,3 +75,70 @@ def test_no_flip_and_no_jitter_when_off():
   for s in range(20):
     out = image_ops.train_view(img, 16, np.random.default_rng(s), scale=(1, 1), flip=False)
     assert out[:, 0].mean() > 150 and out[:, -1].mean() < 50
+
+
+def _encoded(img: np.ndarray, fmt: str, **kw) -> bytes:
+  import io
+
+  buf = io.BytesIO()
+  Image.fromarray(img).save(buf, fmt, **kw)
+  return buf.getvalue()
+
+
+AUGMENT = dict(crop_scale=(0.08, 1.0), flip=True, color_jitter=0.0)
+
+
+def test_train_image_draws_the_crop_as_train_view_does(photo):
+  """A PNG is decoded whole: the same crop, flip and pixels as train_view."""
+  from cmjax.data import decode, files
+
+  for seed in range(5):
+    out = files.train_image(_encoded(photo, "PNG"), 32, np.random.default_rng(seed), AUGMENT)
+    want = image_ops.train_view(photo, 32, np.random.default_rng(seed), scale=(0.08, 1.0))
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(
+      files.train_image(photo, 32, np.random.default_rng(seed), AUGMENT), want
+    )  # an array (a TFDS image) too
+  del decode
+
+
+def test_train_image_decodes_a_jpeg_only_as_large_as_its_crop_needs(monkeypatch):
+  """A 1024x768 JPEG to 64 pixels: a small crop needs more of the picture's
+  pixels than a large one, and the view stays close to the fully decoded one."""
+  from cmjax.data import decode, files
+
+  y, x = np.mgrid[0:768, 0:1024]
+  big = np.clip(np.stack([x // 4, y // 3, (x + y) // 7], -1), 0, 255).astype(np.uint8)
+  data = _encoded(big, "JPEG", quality=95)
+  asked = []
+  real = decode.image
+
+  def spy(file, min_side=None):
+    out = real(file, min_side=min_side)
+    asked.append(out.shape[:2])
+    return out
+
+  monkeypatch.setattr(decode, "image", spy)
+  for seed in range(12):
+    out = files.train_image(data, 64, np.random.default_rng(seed), AUGMENT)
+    full = image_ops.train_view(real(data), 64, np.random.default_rng(seed), scale=(0.08, 1.0))
+    assert np.abs(out.astype(int) - full).mean() < 3
+  sides = {min(s) for s in asked}
+  assert len(sides) > 1 and min(sides) <= 768 / 4  # scaled decoding, per crop
+
+
+def test_train_image_of_an_exif_rotated_jpeg():
+  """Orientation 6 (turned a quarter): the crop is drawn on the upright size."""
+  from cmjax.data import decode, files
+
+  y, x = np.mgrid[0:240, 0:320]
+  img = np.clip(np.stack([x // 2, y, x * 0 + 90], -1), 0, 255).astype(np.uint8)
+  exif = Image.Exif()
+  exif[0x0112] = 6
+  data = _encoded(img, "JPEG", quality=95, exif=exif.tobytes())
+  upright = decode.image(data)
+  assert upright.shape == (320, 240, 3)
+  for seed in range(4):
+    out = files.train_image(data, 32, np.random.default_rng(seed), AUGMENT)
+    want = image_ops.train_view(upright, 32, np.random.default_rng(seed), scale=(0.08, 1.0))
+    assert np.abs(out.astype(int) - want).mean() < 3

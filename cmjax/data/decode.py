@@ -28,6 +28,8 @@ class Waveform(NamedTuple):
   rate: int
 
 
+_ORIENTATION = 0x0112  # the EXIF tag
+
 # Integer PCM -> [-1, 1]. TFDS stores 16-bit WAV samples in int64 arrays, so
 # 64-bit integers are read as 16-bit, as are 16-bit ones.
 _PCM_SCALE = {1: 2.0**7, 2: 2.0**15, 4: 2.0**31, 8: 2.0**15}
@@ -65,7 +67,8 @@ def image(file, min_side: int | None = None) -> np.ndarray:
   JPEG is decoded at the smallest of 1/1, 1/2, 1/4 or 1/8 of its size whose
   shorter side is still at least `min_side` (libjpeg's scaled decoding: several
   times faster for large photos going to small models; other formats decode
-  whole).
+  whole). `min_side` may be a function of the upright image's `(height, width)`,
+  called before decoding (`files.train_image` picks its crop there).
   """
   from PIL import Image, ImageOps  # pylint: disable=g-import-not-at-top
 
@@ -75,6 +78,11 @@ def image(file, min_side: int | None = None) -> np.ndarray:
   with f:
     try:
       img = Image.open(f)
+      if callable(min_side):  # decided from the (upright) size, before decoding
+        w, h = img.size
+        if img.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8):  # turned a quarter
+          w, h = h, w
+        min_side = min_side(h, w)
       if min_side and img.format == "JPEG":
         scale = min_side / max(min(img.size), 1)
         img.draft("RGB", (math.ceil(img.size[0] * scale), math.ceil(img.size[1] * scale)))
@@ -112,7 +120,7 @@ def audio(file, sample_rate: int) -> np.ndarray:
   """An audio file (WAV, FLAC, OGG/Vorbis, MP3) or a `Waveform` -> float32 `[n]` in [-1, 1].
 
   Channels are averaged to mono; other sample rates are resampled to
-  `sample_rate` (polyphase filter, `scipy.signal.resample_poly`).
+  `sample_rate` (`resample`).
   """
   import soundfile  # pylint: disable=g-import-not-at-top
 
@@ -133,12 +141,15 @@ def audio(file, sample_rate: int) -> np.ndarray:
 
 
 def resample(wave: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
-  """float32 `[n]` at `rate` Hz -> float32 `[m]` at `sample_rate` Hz (m = ceil(n*sr/rate))."""
+  """float32 `[n]` at `rate` Hz -> float32 `[m]` at `sample_rate` Hz.
+
+  libsoxr's high-quality resampler, as librosa's default (`res_type='soxr_hq'`);
+  about twice as fast as scipy's polyphase filter at 22.05 -> 16 kHz.
+  """
   wave = np.asarray(wave, np.float32)
   if int(rate) == int(sample_rate):
     return wave
-  from scipy import signal  # pylint: disable=g-import-not-at-top
+  import soxr  # pylint: disable=g-import-not-at-top
 
-  g = math.gcd(int(rate), int(sample_rate))
-  out = signal.resample_poly(wave, int(sample_rate) // g, int(rate) // g)
+  out = soxr.resample(wave, int(rate), int(sample_rate), quality="HQ")
   return np.clip(out, -1.0, 1.0).astype(np.float32)

@@ -480,16 +480,12 @@ class FilesPreprocess(grain.transforms.RandomMap):
 
   def _image(self, value, rng):
     size = self.features["image"].shape[0]
-    # The decoded picture needs enough pixels for the smallest crop's view.
-    min_side = size / math.sqrt(self.augment["crop_scale"][0]) if self.augment else size
-    img = decode.image(self._path(value), min_side=math.ceil(min_side))
     if self.augment:
-      a = self.augment
-      view = image_ops.train_view(
-        img, size, rng, scale=tuple(a["crop_scale"]), flip=a["flip"], jitter=a["color_jitter"]
-      )
+      view = train_image(self._path(value), size, rng, self.augment)
     else:
-      view = image_ops.resize_shorter_center_crop(img, size)
+      view = image_ops.resize_shorter_center_crop(
+        decode.image(self._path(value), min_side=size), size
+      )
     return {"image": view}
 
   def _text(self, value, rng):
@@ -533,3 +529,30 @@ class FilesPreprocess(grain.transforms.RandomMap):
       raise DataError(f"video {path!r}: expected a folder of frames or a .npy array")
     video = np.stack([image_ops.resize_shorter_center_crop(f, size) for f in clip])
     return {"video": video}
+
+
+def train_image(file, size: int, rng: np.random.Generator, augment: dict) -> np.ndarray:
+  """The training view (`image_ops.train_view`) of an image file, decoded at the
+  smallest JPEG scale that still gives its random crop `size` pixels: the crop
+  is drawn from the image's size before any pixel is decoded."""
+  drawn = {}
+
+  def min_side(h: int, w: int) -> int:
+    drawn["box"] = image_ops.random_crop_box(h, w, rng, tuple(augment["crop_scale"]))
+    drawn["size"] = (h, w)
+    left, top, right, bottom = drawn["box"]
+    return math.ceil(min(h, w) * size / min(right - left, bottom - top))
+
+  img = decode.image(file, min_side=min_side)
+  if not drawn:  # an array, decoded already
+    min_side(*img.shape[:2])
+  (h, w), (left, top, right, bottom) = drawn["size"], drawn["box"]
+  fy, fx = img.shape[0] / h, img.shape[1] / w
+  return image_ops.train_view(
+    img,
+    size,
+    rng,
+    box=(left * fx, top * fy, right * fx, bottom * fy),
+    flip=augment["flip"],
+    jitter=augment["color_jitter"],
+  )

@@ -42,21 +42,20 @@ def resize_shorter_center_crop(img: np.ndarray, size: int) -> np.ndarray:
   return _resize(img, (size, size), box=(left, top, left + side, top + side))
 
 
-def random_resized_crop(
-  img: np.ndarray,
-  size: int,
+def random_crop_box(
+  h: int,
+  w: int,
   rng: np.random.Generator,
   scale: tuple[float, float] = (0.08, 1.0),
   ratio: tuple[float, float] = (3 / 4, 4 / 3),
   attempts: int = 10,
-) -> np.ndarray:
-  """A crop of random area (a fraction in `scale` of the image) and aspect ratio
-  (log-uniform in `ratio`), resized to `size x size`.
+) -> tuple[float, float, float, float]:
+  """(left, top, right, bottom) of a crop of an `h x w` image of random area (a
+  fraction in `scale` of the image) and aspect ratio (log-uniform in `ratio`).
 
-  After `attempts` draws that do not fit, falls back to the central crop with
-  the aspect ratio clamped into `ratio`.
+  After `attempts` draws that do not fit, the central crop with the aspect
+  ratio clamped into `ratio`.
   """
-  h, w = img.shape[:2]
   area = h * w
   log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
   for _ in range(attempts):
@@ -67,7 +66,7 @@ def random_resized_crop(
     if 0 < cw <= w and 0 < ch <= h:
       left = rng.uniform(0, w - cw)
       top = rng.uniform(0, h - ch)
-      return _resize(img, (size, size), box=(left, top, left + cw, top + ch))
+      return (left, top, left + cw, top + ch)
   if w / h < ratio[0]:  # too tall: full width, height cut to the narrowest ratio
     cw, ch = w, w / ratio[0]
   elif w / h > ratio[1]:  # too wide
@@ -75,7 +74,19 @@ def random_resized_crop(
   else:
     cw, ch = w, h
   left, top = (w - cw) / 2, (h - ch) / 2
-  return _resize(img, (size, size), box=(left, top, left + cw, top + ch))
+  return (left, top, left + cw, top + ch)
+
+
+def random_resized_crop(
+  img: np.ndarray,
+  size: int,
+  rng: np.random.Generator,
+  scale: tuple[float, float] = (0.08, 1.0),
+  ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> np.ndarray:
+  """A `random_crop_box` of `img`, resized to `size x size`."""
+  box = random_crop_box(img.shape[0], img.shape[1], rng, scale, ratio)
+  return _resize(img, (size, size), box=box)
 
 
 def color_jitter(img: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
@@ -100,9 +111,16 @@ def train_view(
   scale: tuple[float, float] = (0.08, 1.0),
   flip: bool = True,
   jitter: float = 0.0,
+  box: tuple[float, float, float, float] | None = None,
 ) -> np.ndarray:
-  """The training view of an image: random resized crop, flip, optional jitter."""
-  out = random_resized_crop(img, size, rng, scale=scale)
+  """The training view of an image: random resized crop, flip, optional jitter.
+
+  `box`: the crop, already drawn (`random_crop_box`), in `img`'s pixels.
+  """
+  if box is None:
+    out = random_resized_crop(img, size, rng, scale=scale)
+  else:
+    out = _resize(img, (size, size), box=box)
   if flip and rng.random() < 0.5:
     out = out[:, ::-1]
   return np.ascontiguousarray(color_jitter(out, jitter, rng))
