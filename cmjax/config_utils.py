@@ -253,11 +253,22 @@ def apply_common_overrides(c, arg) -> None:
     c.data.num_workers = arg.workers
 
 
-def fusion_config(name: str, sizes: dict) -> dict:
+# The fusion classifiers' sizes (full, tiny) and the config arguments they share.
+FUSION_SIZES = dict(width=128, depth=1, num_heads=4, mlp_dim=256)
+TINY_FUSION_SIZES = dict(width=16, depth=1, num_heads=2, mlp_dim=32)
+CLASSIFIER_ARGS = dict(
+  tiny=False, steps=0, batch_size=0, workers=-1, fusion="concat", missing="mask", seed=0
+)
+
+
+def fusion_config(name: str, sizes: dict | None = None, *, tiny: bool = False) -> dict:
   """`config.model.fusion` for method `name`: its name plus the `sizes`
-  (width, depth, num_heads, ...) that the method takes."""
+  (width, depth, num_heads, ...; default `FUSION_SIZES`, or `TINY_FUSION_SIZES`
+  with `tiny`) that the method takes."""
   from cmjax.models.fusion import get_fusion_cls  # pylint: disable=g-import-not-at-top
 
+  if sizes is None:
+    sizes = TINY_FUSION_SIZES if tiny else FUSION_SIZES
   fields = get_fusion_cls(name).__dataclass_fields__
   return dict(name=name, **{k: v for k, v in sizes.items() if k in fields})
 

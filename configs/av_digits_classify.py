@@ -24,25 +24,16 @@ import ml_collections
 
 from cmjax import config_utils
 
-FUSION_SIZES = dict(width=128, depth=1, num_heads=4, mlp_dim=256)
-TINY_FUSION_SIZES = dict(width=16, depth=1, num_heads=2, mlp_dim=32)
-
 
 def get_config(arg=None):
   arg = config_utils.parse_arg(
     arg,
-    tiny=False,
-    steps=0,
-    batch_size=0,
-    workers=-1,
-    fusion="concat",
+    **config_utils.CLASSIFIER_ARGS,
     modalities="image+audio",
     modality_dropout=0.0,
-    missing="mask",
     balance="none",
     augment=0,
     class_skew=0.0,
-    seed=0,
   )
   modalities = tuple(arg.modalities.split("+"))
   c = ml_collections.ConfigDict()
@@ -74,7 +65,7 @@ def get_config(arg=None):
       name="resnet", features=(32, 64, 128), blocks=(1, 1, 1), stem_stride=2, norm="group"
     ),
     audio=dict(name="cnn", n_fft=400, hop_length=160, n_mels=40, widths=(32, 64, 64), width=64),
-    fusion=config_utils.fusion_config(arg.fusion, TINY_FUSION_SIZES if arg.tiny else FUSION_SIZES),
+    fusion=config_utils.fusion_config(arg.fusion, tiny=arg.tiny),
     heads={"label": 10},
     modality_dropout=arg.modality_dropout,
     missing=arg.missing,

@@ -37,26 +37,17 @@ import ml_collections
 from cmjax import config_utils
 from cmjax.data import files
 
-FUSION_SIZES = dict(width=128, depth=1, num_heads=4, mlp_dim=256)
-TINY_FUSION_SIZES = dict(width=16, depth=1, num_heads=2, mlp_dim=32)
-
 
 def get_config(arg=None):
   arg = config_utils.parse_arg(
     arg,
-    tiny=False,
-    steps=0,
-    batch_size=0,
-    workers=-1,
+    **config_utils.CLASSIFIER_ARGS,
     task="class",
     label="label",
     modalities="",
-    fusion="concat",
-    missing="mask",
     sentiment=False,
     source="files",
     tfds="",
-    seed=0,
   )
   if arg.sentiment:
     arg.task, arg.label = "regression", "sentiment"
@@ -83,7 +74,7 @@ def get_config(arg=None):
     ),
     text=dict(name="transformer", width=64, depth=1, num_heads=4, mlp_dim=128),
     audio=dict(name="cnn", n_fft=400, hop_length=160, n_mels=40, widths=(32, 64, 64), width=64),
-    fusion=config_utils.fusion_config(arg.fusion, TINY_FUSION_SIZES if arg.tiny else FUSION_SIZES),
+    fusion=config_utils.fusion_config(arg.fusion, tiny=arg.tiny),
     heads=None,  # one head per target of the data
     missing=arg.missing,
   )

@@ -30,27 +30,19 @@ import ml_collections
 from cmjax import config_utils
 
 HEADS = {"label": {"label": 8}, "attributes": {"shape_label": 8, "color_label": 8, "size_label": 2}}
-FUSION_SIZES = dict(width=128, depth=1, num_heads=4, mlp_dim=256)
-TINY_FUSION_SIZES = dict(width=16, depth=1, num_heads=2, mlp_dim=32)
 
 
 def get_config(arg=None):
   arg = config_utils.parse_arg(
     arg,
-    tiny=False,
-    steps=0,
-    batch_size=0,
-    workers=-1,
-    fusion="concat",
+    **config_utils.CLASSIFIER_ARGS,
     modalities="image+text+audio",
     tasks="label",
     modality_dropout=0.0,
-    missing="mask",
     balance="none",
     augment=0,
     class_skew=0.0,
     max_objects=2,
-    seed=0,
   )
   if arg.tasks not in HEADS:
     raise ValueError(f"config argument tasks={arg.tasks!r}; expected one of {sorted(HEADS)}")
@@ -83,7 +75,7 @@ def get_config(arg=None):
     image=dict(name="vit", patch_size=8, width=64, depth=2, num_heads=4, mlp_dim=128, stem="conv"),
     text=dict(name="transformer", width=64, depth=1, num_heads=4, mlp_dim=128),
     audio=dict(name="cnn", n_fft=400, hop_length=320, n_mels=48, widths=(32, 64, 64), width=64),
-    fusion=config_utils.fusion_config(arg.fusion, TINY_FUSION_SIZES if arg.tiny else FUSION_SIZES),
+    fusion=config_utils.fusion_config(arg.fusion, tiny=arg.tiny),
     heads=HEADS[arg.tasks],
     modality_dropout=arg.modality_dropout,
     missing=arg.missing,
