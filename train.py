@@ -22,7 +22,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from cmjax import config_utils, distributed, host_memory, trainer
+from cmjax import bad_steps, checkpoint, config_utils, distributed, host_memory, trainer
 from cmjax.data import decode
 
 _DEFAULT_CONFIG = os.path.join(
@@ -135,6 +135,10 @@ def main(argv):
       f"Bad data: {e}\nFix or remove it, or set --config.data.on_error=skip to leave such "
       "rows out (they are counted and named in the log and metrics.json)."
     )
+  except checkpoint.CheckpointError as e:
+    sys.exit(f"Cannot resume: {e}")
+  except bad_steps.BadStepsError as e:
+    sys.exit(f"Stopped: {e}")
 
 
 if __name__ == "__main__":

@@ -126,8 +126,37 @@ class EMAStep(StandardStep):
 
 
 def build_step(config, model, objective, tx, schedule):
-  """The train step `config.step` names (default 'standard')."""
-  return STEPS.get(config.get("step", "standard"))(config, model, objective, tx, schedule)
+  """The train step `config.step` names (default 'standard'), guarded against
+  non-finite updates (`SkipNonFinite`) unless `config.skip_non_finite` is False."""
+  step = STEPS.get(config.get("step", "standard"))(config, model, objective, tx, schedule)
+  return SkipNonFinite(step) if config.get("skip_non_finite", True) else step
+
+
+class SkipNonFinite:
+  """Any train step, with an update whose loss or gradients hold NaN or
+  infinity skipped: the whole state (parameters, optimizer state, step
+  counter) stays as it was, so the run goes on as if that batch had not come.
+  `metrics['skipped']` is 1 for such a step (0 otherwise); the trainer counts
+  them when it next reads the metrics, adding no synchronisation per step.
+  """
+
+  def __init__(self, step):
+    self.step = step
+
+  def __getattr__(self, name):  # init_extra, apply_fn, ...: the wrapped step's
+    return getattr(self.step, name)
+
+  def __call__(self, state: TrainState, batch):
+    new_state, metrics = self.step(state, batch)
+    # The loss and the gradients decide (other metrics may be NaN by design,
+    # e.g. an accuracy over no examples of a class).
+    ok = jnp.all(jnp.isfinite(metrics["loss"]))
+    if "grad_norm" in metrics:
+      ok &= jnp.isfinite(metrics["grad_norm"])
+    else:  # a step that reports no gradient norm: check what it made
+      ok &= jnp.isfinite(optax.tree.norm(new_state.params))
+    kept = jax.tree_util.tree_map(lambda new, old: jnp.where(ok, new, old), new_state, state)
+    return kept, dict(metrics, skipped=jnp.where(ok, 0, 1).astype(jnp.int32))
 
 
 def jit_step(step, state_shardings, mesh):

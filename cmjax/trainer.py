@@ -21,10 +21,10 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
+from cmjax import bad_steps, metric_writer, multi_step, perf, sharding
 from cmjax import checkpoint as ckpt_lib
 from cmjax import evaluators as evaluators_lib
 from cmjax import experiment as experiment_lib
-from cmjax import metric_writer, multi_step, perf, sharding
 from cmjax.data import pipeline
 from cmjax.data import spec as spec_lib
 
@@ -108,7 +108,10 @@ def _prepare(config, workdir: str):
   exp = experiment_lib.build(config)
   abstract, shardings, init_state = exp.init_state()
   checkpointer = ckpt_lib.Checkpointer(
-    workdir, every_steps=config.checkpoint_every_steps, keep=config.keep_checkpoints
+    workdir,
+    every_steps=config.checkpoint_every_steps,
+    keep=config.keep_checkpoints,
+    run_config=json.loads(config.to_json_best_effort()),
   )
   checkpointer.check_signature(exp.signature(abstract))
   data_iter = iter(
@@ -208,6 +211,11 @@ class _Loop:
     self.steps_per_call = int(config.get("steps_per_call", 1))
     self.intervals = [config.log_every_steps, config.checkpoint_every_steps] + evals.intervals
     self.last_eval = {}
+    self.bad = bad_steps.BadStepCounter(
+      int(config.get("max_bad_steps", bad_steps.DEFAULT_MAX_BAD_STEPS)),
+      lambda s: pipeline.describe_batch(config, exp.dataset, s, source=exp.train_source),
+      checkpointer.newest_verified,
+    )
 
   def run(self, state, start: int, data_iter):
     """Returns `(last step, last train metrics, whether SIGTERM stopped the run)`."""
@@ -227,6 +235,7 @@ class _Loop:
           state, metrics = self.compiled(state, sharding.global_batch(local[0], exp.mesh))
         else:
           state, metrics = self.multi_fn(state, multi_step.global_stacked_batch(local, exp.mesh))
+        self.bad.add(metrics)
         step += n
         self.clock.steps += n
         if step % config.log_every_steps == 0 or step == total:
@@ -247,13 +256,19 @@ class _Loop:
 
   def log(self, step: int, metrics) -> dict:
     metrics = jax.device_get(metrics)
-    if not np.isfinite(metrics["loss"]):
+    try:
+      skipped = self.bad.check(step)  # stops after config.max_bad_steps in a row
+    except bad_steps.BadStepsError:
+      self.checkpointer.close()
+      raise
+    if "skipped" not in metrics and not np.isfinite(metrics["loss"]):  # unguarded step
       self.checkpointer.close()
       raise FloatingPointError(
-        f"Loss became {metrics['loss']} at step {step}; the last good "
-        f"checkpoint is kept in {self.workdir}/checkpoints. Lower config.optim.lr?"
+        f"Loss became {metrics['loss']} at step {step} (config.skip_non_finite=False); "
+        f"the last good checkpoint is kept in {self.workdir}/checkpoints."
       )
-    train_metrics = self.clock.summary(metrics)
+    metrics = {k: v for k, v in metrics.items() if k != "skipped"}
+    train_metrics = dict(self.clock.summary(metrics), skipped_updates=skipped)
     self.writer.write(step, train_metrics, echo=False)
     _say(_log_line(step, self.exp.total_steps, train_metrics))
     return train_metrics

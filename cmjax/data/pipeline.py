@@ -62,6 +62,31 @@ def train_dataset(
   return it
 
 
+def batch_examples(config, source, step: int) -> list[int]:
+  """Indices into the training `source` of the examples of global batch `step`
+  (0-based) of `train_dataset`: the same seeded shuffle over the same length."""
+  order = grain.MapDataset.range(len(source)).seed(config.seed).shuffle().repeat(None)
+  b = config.batch_size
+  return [int(order[step * b + j]) for j in range(b)]
+
+
+def describe_batch(config, dataset, step: int, *, source=None, most: int = 8) -> str:
+  """The examples of global training batch `step`, for error messages: their
+  indices, and their rows (manifest lines, shard keys) where the data names them."""
+  if dataset.train_stream(config, process_index=0, process_count=1) is not None:
+    return f"batch {step} of a streamed split (its position is in the checkpoints)"
+  if config.data.get("resample"):
+    return f"batch {step} (resampled: indices not reconstructed)"
+  source = source if source is not None else dataset.source("train", seed=config.seed)
+  indices = batch_examples(config, source, step)
+  more = f" and {len(indices) - most} more" if len(indices) > most else ""
+  text = f"examples {indices[:most]}{more} of the 'train' split"
+  rows = [source[i].get("_row") if hasattr(source[i], "get") else None for i in indices[:most]]
+  if all(rows):  # files and shards name their rows
+    text += f" ({', '.join(map(str, rows))}{more})"
+  return text
+
+
 def materialize(source, preprocess_fn, batch_size: int = 64) -> dict[str, np.ndarray]:
   """Applies `preprocess_fn(record) -> dict` to every example; stacks into arrays.
 
