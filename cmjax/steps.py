@@ -155,7 +155,9 @@ class SkipNonFinite:
       ok &= jnp.isfinite(metrics["grad_norm"])
     else:  # a step that reports no gradient norm: check what it made
       ok &= jnp.isfinite(optax.tree.norm(new_state.params))
-    kept = jax.tree_util.tree_map(lambda new, old: jnp.where(ok, new, old), new_state, state)
+    # A conditional, not an elementwise select: XLA cannot fuse it into the
+    # update, so a finite step computes bit for bit what the bare step would.
+    kept = jax.lax.cond(ok, lambda: new_state, lambda: state)
     return kept, dict(metrics, skipped=jnp.where(ok, 0, 1).astype(jnp.int32))
 
 

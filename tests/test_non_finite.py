@@ -98,3 +98,22 @@ def test_a_run_that_keeps_diverging_stops_and_names_the_batch(tmp_path):
   assert re.search(r"newest verified checkpoint is (step \d+|none)", message)
   assert "bad input data" in message and "config.optim.lr" in message
   assert os.path.isdir(tmp_path / "checkpoints")
+
+
+def test_a_finite_step_is_bit_for_bit_the_unguarded_step():
+  """The guard is a conditional XLA does not fuse into the update: results
+  stay exactly those of the bare step (README numbers stay valid)."""
+  config = _config()
+  it = iter(pipeline.train_dataset(config))
+  batches = [next(it) for _ in range(3)]
+  guarded, _ = _run(config, batches)
+  config.skip_non_finite = False
+  mesh = sharding.make_mesh({}, devices=jax.devices()[:1])
+  _, _, init, step = helpers.build_step(config, mesh)
+  state = init()
+  for batch in batches:
+    state, _ = step(state, sharding.global_batch(batch, mesh))
+  for a, b in zip(
+    jax.tree_util.tree_leaves(guarded), jax.tree_util.tree_leaves(jax.device_get(state))
+  ):
+    np.testing.assert_array_equal(a, b)
