@@ -146,19 +146,39 @@ class SkipNonFinite:
   def __getattr__(self, name):  # init_extra, apply_fn, ...: the wrapped step's
     return getattr(self.step, name)
 
-  def __call__(self, state: TrainState, batch):
-    new_state, metrics = self.step(state, batch)
+  @staticmethod
+  def finite(new_state, metrics) -> jax.Array:
+    """Whether the update(s) had finite loss and gradients (all of a chunk's)."""
     # The loss and the gradients decide (other metrics may be NaN by design,
     # e.g. an accuracy over no examples of a class).
     ok = jnp.all(jnp.isfinite(metrics["loss"]))
     if "grad_norm" in metrics:
-      ok &= jnp.isfinite(metrics["grad_norm"])
-    else:  # a step that reports no gradient norm: check what it made
-      ok &= jnp.isfinite(optax.tree.norm(new_state.params))
-    # A conditional, not an elementwise select: XLA cannot fuse it into the
-    # update, so a finite step computes bit for bit what the bare step would.
-    kept = jax.lax.cond(ok, lambda: new_state, lambda: state)
+      return ok & jnp.all(jnp.isfinite(metrics["grad_norm"]))
+    return ok & jnp.isfinite(optax.tree.norm(new_state.params))  # check what it made
+
+  def __call__(self, state: TrainState, batch):
+    new_state, metrics = self.step(state, batch)
+    ok = self.finite(new_state, metrics)
+    # The barrier keeps XLA from fusing the select into the update (which
+    # changes its rounding): a finite step is bit for bit the bare step.
+    new_state, state = jax.lax.optimization_barrier((new_state, state))
+    kept = jax.tree_util.tree_map(lambda new, old: jnp.where(ok, new, old), new_state, state)
     return kept, dict(metrics, skipped=jnp.where(ok, 0, 1).astype(jnp.int32))
+
+  def chunk(self, bare_chunk, guarded_chunk):
+    """Several steps in one call: the bare steps, and only if one of them was
+    not finite, the chunk again with each step guarded. Per-step selects inside
+    the unrolled chunk would change how XLA fuses across steps, and so the
+    rounding; this way a finite chunk is bit for bit the bare one."""
+
+    def run(state, batches):
+      new_state, metrics = bare_chunk(state, batches)
+      ok = self.finite(new_state, metrics)
+      new_state = jax.lax.optimization_barrier(new_state)
+      good = (new_state, dict(metrics, skipped=jnp.zeros_like(metrics["loss"], jnp.int32)))
+      return jax.lax.cond(ok, lambda: good, lambda: guarded_chunk(state, batches))
+
+    return run
 
 
 def jit_step(step, state_shardings, mesh):
@@ -175,8 +195,11 @@ def jit_step(step, state_shardings, mesh):
 def jit_multi_step(step, state_shardings, mesh):
   """`(state, batches [steps, batch, ...]) -> (state, metrics [steps])`: several
   steps in one call (`config.steps_per_call`; see `cmjax/multi_step.py` for why)."""
+  fn = multi_step.scan_steps(step)
+  if isinstance(step, SkipNonFinite):
+    fn = step.chunk(multi_step.scan_steps(step.step), fn)
   return jax.jit(
-    multi_step.scan_steps(step),
+    fn,
     in_shardings=(state_shardings, multi_step.stacked_batch_sharding(mesh)),
     out_shardings=(state_shardings, sharding.replicated(mesh)),
     donate_argnums=(0,),

@@ -117,3 +117,35 @@ def test_a_finite_step_is_bit_for_bit_the_unguarded_step():
     jax.tree_util.tree_leaves(guarded), jax.tree_util.tree_leaves(jax.device_get(state))
   ):
     np.testing.assert_array_equal(a, b)
+
+
+def _multi(config, chunks):
+  from cmjax import experiment, multi_step
+
+  mesh = sharding.make_mesh({}, devices=jax.devices()[:1])
+  exp = experiment.build(config, mesh, total_steps=10, warmup_steps=0)
+  _, shardings, init = exp.init_state()
+  fn, state, skipped = exp.jit_multi_step(shardings), init(), []
+  for chunk in chunks:
+    state, metrics = fn(state, multi_step.global_stacked_batch(chunk, mesh))
+    skipped += [int(v) for v in metrics.get("skipped", np.zeros(len(chunk)))]
+  return jax.device_get(state), skipped
+
+
+def test_several_steps_per_call_bitwise_and_a_nan_step_skipped():
+  """A finite chunk is the bare chunk bit for bit; a chunk with a NaN batch is
+  redone step by step, skipping only that update."""
+  config = _config()
+  it = iter(pipeline.train_dataset(config))
+  batches = [next(it) for _ in range(4)]
+  guarded, skipped = _multi(config, [batches[:2], batches[2:]])
+  config.skip_non_finite = False
+  bare, _ = _multi(config, [batches[:2], batches[2:]])
+  for a, b in zip(jax.tree_util.tree_leaves(guarded), jax.tree_util.tree_leaves(bare)):
+    np.testing.assert_array_equal(a, b)
+  assert skipped == [0, 0, 0, 0]
+  config.skip_non_finite = True
+  poisoned = dict(batches[1], audio=batches[1]["audio"].copy())
+  poisoned["audio"][0, 0] = np.nan
+  state, skipped = _multi(config, [[batches[0], poisoned], batches[2:]])
+  assert skipped == [0, 1, 0, 0] and int(state.step) == 3
