@@ -26,18 +26,20 @@ def _run(config, batches):
   state, skipped = init(), []
   for batch in batches:
     state, metrics = step(state, sharding.global_batch(batch, mesh))
-    skipped.append(int(metrics["skipped"]))
+    skipped.append(int(metrics.get("skipped", 0)))
   return jax.device_get(state), skipped
 
 
 def test_a_nan_batch_leaves_the_run_as_if_it_had_not_come():
-  """Bitwise on CPU: batches 0, 1, NaN, 3, 4 give the parameters of 0, 1, 3, 4."""
+  """Bitwise on CPU: batches 0, 1, NaN, 3, 4 give the parameters that the bare,
+  unguarded step gives on 0, 1, 3, 4 (so finite steps are untouched too)."""
   config = _config()
   it = iter(pipeline.train_dataset(config))
   batches = [next(it) for _ in range(5)]
   poisoned = dict(batches[2], audio=batches[2]["audio"].copy())
   poisoned["audio"][3, 100] = np.nan
   with_nan, skipped = _run(config, batches[:2] + [poisoned] + batches[3:])
+  config.skip_non_finite = False
   without, _ = _run(config, batches[:2] + batches[3:])
   assert skipped == [0, 0, 1, 0, 0]
   assert int(with_nan.step) == int(without.step) == 4
@@ -98,25 +100,6 @@ def test_a_run_that_keeps_diverging_stops_and_names_the_batch(tmp_path):
   assert re.search(r"newest verified checkpoint is (step \d+|none)", message)
   assert "bad input data" in message and "config.optim.lr" in message
   assert os.path.isdir(tmp_path / "checkpoints")
-
-
-def test_a_finite_step_is_bit_for_bit_the_unguarded_step():
-  """The guard is a conditional XLA does not fuse into the update: results
-  stay exactly those of the bare step (README numbers stay valid)."""
-  config = _config()
-  it = iter(pipeline.train_dataset(config))
-  batches = [next(it) for _ in range(3)]
-  guarded, _ = _run(config, batches)
-  config.skip_non_finite = False
-  mesh = sharding.make_mesh({}, devices=jax.devices()[:1])
-  _, _, init, step = helpers.build_step(config, mesh)
-  state = init()
-  for batch in batches:
-    state, _ = step(state, sharding.global_batch(batch, mesh))
-  for a, b in zip(
-    jax.tree_util.tree_leaves(guarded), jax.tree_util.tree_leaves(jax.device_get(state))
-  ):
-    np.testing.assert_array_equal(a, b)
 
 
 def _multi(config, chunks):
