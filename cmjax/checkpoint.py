@@ -150,6 +150,7 @@ class Checkpointer:
 
   def newest_verified(self) -> int | None:
     """The newest step with checksums and finite values (not re-reading its files)."""
+    self.manager.wait_until_finished()  # a save in flight commits first
     self.wait_for_checksums()
     for step in sorted(self.manager.all_steps(), reverse=True):
       try:
