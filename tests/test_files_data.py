@@ -446,11 +446,19 @@ def _bad_data_manifest(exported, tmp_path):
   import soundfile
 
   soundfile.write(str(empty), np.zeros((0,), np.float32), 16000)
+  wave = soundfile.read(rows[0]["audio"], dtype="float32")[0]
+  nan_wave, loud = tmp_path / "nan.wav", tmp_path / "loud.wav"
+  soundfile.write(
+    str(nan_wave), np.where(np.arange(len(wave)) == 99, np.nan, wave), 16000, subtype="FLOAT"
+  )
+  soundfile.write(str(loud), wave * 32768, 16000, subtype="FLOAT")  # PCM counts as floats
   bad = {
     "missing file": dict(rows[2], image=str(tmp_path / "gone.png")),
     "corrupt jpeg": dict(rows[3], image=str(corrupt)),
     "empty wav": dict(rows[4], audio=str(empty)),
     "unknown label": dict(rows[5], label="blob"),
+    "nan in wav": dict(rows[6], audio=str(nan_wave)),
+    "unnormalised wav": dict(rows[7], audio=str(loud)),
   }
   lines = [json.dumps(r).encode() for r in rows[:2]]
   where = {}
@@ -459,7 +467,7 @@ def _bad_data_manifest(exported, tmp_path):
     where[case] = len(lines)
   lines.append(b'{"image": "x.png", "text": "caf\xe9"}')  # not UTF-8
   where["not utf-8"] = len(lines)
-  lines += [json.dumps(r).encode() for r in rows[6:]]
+  lines += [json.dumps(r).encode() for r in rows[8:]]
   path = tmp_path / "bad.jsonl"
   path.write_bytes(b"\n".join(lines) + b"\n")
   return path, where
@@ -476,18 +484,22 @@ def test_bad_data_raises_naming_the_row_or_is_skipped_and_counted(exported, tmp_
     _dataset(path, labels=labels)
   ds = _dataset(path, labels=labels, on_error="skip")
   report = ds.report()
-  assert report["data/skipped_rows"] == 5
+  assert report["data/skipped_rows"] == 7
   for case, pattern in {
     "not utf-8": "not UTF-8",
     "missing file": "gone.png",
     "corrupt jpeg": "corrupt.jpg",
     "empty wav": "empty.wav.*no samples",
     "unknown label": "'blob'",
+    "nan in wav": r"split '\w+', example \d+ \(bad.jsonl:\d+\): 'audio' holds nan at \(99,\)",
+    "unnormalised wav": r"'audio' holds sample -?\d+\.\d+, outside \[-2.0, 2.0\]",
   }.items():
     assert any(
-      s.startswith(f"bad.jsonl:{where[case]}:") and re.search(pattern, s) for s in ds.skipped
+      re.match(rf"(bad.jsonl:{where[case]}:|dataset .*\(bad.jsonl:{where[case]}\):)", s)
+      and re.search(pattern, s)
+      for s in ds.skipped
     ), case
-  assert sum(len(r) for r in ds.splits.values()) == 32 - 4
+  assert sum(len(r) for r in ds.splits.values()) == 32 - 6
   # What on_error='raise' stops at: each bad row, naming the row and the file.
   pre = ds.preprocess(train=True)
   rows = {r["_row"]: r for r in manifest.read(str(path), skipped=[])}
@@ -515,7 +527,8 @@ def test_train_py_stops_on_bad_data_or_skips_and_reports_it(exported, tmp_path):
   assert proc.returncode != 0 and "Traceback" not in proc.stderr
   assert proc.stderr.startswith("Bad data: ") or "\nBad data: " in proc.stderr
   assert re.search(
-    r"bad\.jsonl:\d+: (cannot read image file .*gone\.png|cannot decode|audio .*no samples)",
+    r"bad\.jsonl:\d+(: (cannot read image file .*gone\.png|cannot decode|audio .*no samples)"
+    r"|\): 'audio' holds (nan|sample))",
     proc.stderr,
   )
   workdir = str(tmp_path / "skip")
@@ -527,4 +540,4 @@ def test_train_py_stops_on_bad_data_or_skips_and_reports_it(exported, tmp_path):
   )
   with open(os.path.join(workdir, "metrics.json")) as f:
     m = json.load(f)
-  assert m["data/skipped_rows"] == 3 and len(m["data/skipped_first"]) == 3
+  assert m["data/skipped_rows"] == 5 and len(m["data/skipped_first"]) == 5

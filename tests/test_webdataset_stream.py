@@ -3,6 +3,7 @@ shuffled in windows, shards split over processes and workers, and a position
 that resumes the same stream exactly."""
 
 import io
+import json
 import os
 import tarfile
 
@@ -22,8 +23,9 @@ def _png(value: int) -> bytes:
   return buf.getvalue()
 
 
-def _write_shards(folder, num_shards=3, per_shard=7, bad=None):
-  """Shards `s-000.tar`...: sample i is a PNG of value i and the caption 'sample i'."""
+def _write_shards(folder, num_shards=3, per_shard=7, bad=None, nan_score=None):
+  """Shards `s-000.tar`...: sample i is a PNG of value i and the caption 'sample i'
+  (with `nan_score`, also a json `score`: i, or NaN for sample `nan_score`)."""
   paths = []
   for s in range(num_shards):
     path = os.path.join(folder, f"s-{s:03d}.tar")
@@ -31,7 +33,11 @@ def _write_shards(folder, num_shards=3, per_shard=7, bad=None):
       for j in range(per_shard):
         i = s * per_shard + j
         image = b"not a png" if i == bad else _png(i)
-        for name, data in ((f"{i:05d}.png", image), (f"{i:05d}.txt", f"sample {i}".encode())):
+        members = [(f"{i:05d}.png", image), (f"{i:05d}.txt", f"sample {i}".encode())]
+        if nan_score is not None:
+          score = json.dumps({"score": float("nan") if i == nan_score else i})
+          members.append((f"{i:05d}.json", score.encode()))
+        for name, data in members:
           info = tarfile.TarInfo(name)
           info.size = len(data)
           tar.addfile(info, io.BytesIO(data))
@@ -141,6 +147,23 @@ def test_bad_sample_stops_the_run_or_is_skipped_and_counted(tmp_path):
       next(it)
   c.data.on_error = "skip"
   c.data.eval_shards = shards[0]
+  it = iter(pipeline.train_dataset(c, datasets.build(c.data)))
+  for _ in range(5):  # the 20 good rows of the first epoch
+    next(it)
+  assert it.get_state()["skipped"] == 1
+
+
+def test_a_nan_target_stops_the_stream_or_is_skipped_and_counted(tmp_path):
+  shards = _write_shards(tmp_path, nan_score=16)
+  c = _data_config(tmp_path, shards, peek_rows=7, eval_shards=shards[0])
+  c.data.labels = dict(score=dict(type="regression"))
+  with pytest.raises(
+    DataError, match=r"split 'train', an example \(s-002.tar:00016\): 'score' holds nan"
+  ):
+    it = iter(pipeline.train_dataset(c, datasets.build(c.data)))
+    for _ in range(6):
+      next(it)
+  c.data.on_error = "skip"
   it = iter(pipeline.train_dataset(c, datasets.build(c.data)))
   for _ in range(5):  # the 20 good rows of the first epoch
     next(it)

@@ -64,10 +64,18 @@ class Dataset:
     """Every caption of a record (retrieval scores each one); [] without text."""
     raise NotImplementedError(f"dataset {self.spec.dataset!r} does not list captions")
 
+  def checked_preprocess(self, train: bool = True, split: str = "train"):
+    """`preprocess(train)` with every row's shapes and values checked (a bad row
+    raises a `DataError` naming this dataset, `split` and the example; see
+    `cmjax/data/guard.py`). What the pipelines and evaluators use."""
+    from cmjax.data import guard  # pylint: disable=g-import-not-at-top
+
+    return guard.Guarded(self.preprocess(train), self.spec, self.config, split)
+
   def eval_row(self, record) -> dict:
-    """`preprocess(train=False)` of one record, seeded by its `index`."""
+    """`checked_preprocess(train=False)` of one held-out record, seeded by its `index`."""
     if not hasattr(self, "_eval_preprocess"):
-      self._eval_preprocess = self.preprocess(train=False)
+      self._eval_preprocess = self.checked_preprocess(train=False, split="held-out")
     return self._eval_preprocess.random_map(record, np.random.default_rng(int(record["index"])))
 
   def train_stream(self, config, *, process_index: int, process_count: int):

@@ -234,16 +234,15 @@ class FilesDataset(datasets.Dataset):
   def _drop_bad_rows(self) -> None:
     """With `on_error='skip'`: decodes every row once, leaves out those that fail,
     and logs how many and which (also in `report()`, hence metrics.json)."""
-    pre = self.preprocess(train=False)
     total = sum(len(rows) for rows in self.splits.values())
     with tqdm.tqdm(
       total=total, desc=f"{self.display_name}: checking every row", leave=False
     ) as bar:
       for split, rows in self.splits.items():
-        good = []
-        for row in rows:
+        pre, good = self.checked_preprocess(train=False, split=split), []
+        for i, row in enumerate(rows):
           try:
-            pre.random_map(row, np.random.default_rng(0))
+            pre.random_map((i, row), np.random.default_rng(0))
             good.append(row)
           except DataError as e:
             self.skipped.append(str(e))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import grain
 import numpy as np
 
-from cmjax.data import balance, datasets
+from cmjax.data import balance, datasets, guard
 
 
 def train_dataset(
@@ -51,8 +51,9 @@ def train_dataset(
   # then process p keeps local batches p, p + count, ...: global batch t is the
   # same examples (with the same augmentation) whatever the number of processes,
   # and each process reads and preprocesses only its own rows.
-  ds = grain.MapDataset.source(source).seed(config.seed).shuffle().repeat(None)
-  ds = ds.random_map(dataset.preprocess(train=True))
+  ds = grain.MapDataset.source(source).map_with_index(guard.with_index)
+  ds = ds.seed(config.seed).shuffle().repeat(None)
+  ds = ds.random_map(dataset.checked_preprocess(train=True, split="train"))
   ds = ds.batch(local_batch, drop_remainder=True)[process_index::process_count]
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=4))
   if data.get("num_workers", 0) > 0:

@@ -290,7 +290,7 @@ class WebDataset(files.FilesDataset):
     return webdataset_stream.ShardStream(
       self.train_shards,
       self._streamed_row,
-      self.preprocess(train=True),
+      self.checked_preprocess(train=True, split="train"),
       seed=config.seed,
       window=int(config.data.get("shuffle_buffer", 1000)),
       process_index=process_index,

@@ -57,11 +57,8 @@ class ClassificationEvaluator:
       seed=common.split_seed(entry),
       num_examples=int(entry.get("num_examples", 1000)),
     )
-    preprocess = dataset.preprocess(train=False)
     # A fixed caption per example: the same inputs at every evaluation.
-    self.arrays = pipeline.materialize(
-      source, lambda r: preprocess.random_map(r, np.random.default_rng(int(r["index"])))
-    )
+    self.arrays = pipeline.materialize(source, dataset.eval_row)
     self.n = len(next(iter(self.arrays.values())))
     rng = np.random.default_rng(int(entry.get("seed", 0)))
     self.missing_order = {m: rng.permutation(self.n) for m in self.modalities}
