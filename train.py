@@ -15,6 +15,7 @@ it is (see cmjax/distributed.py and the README's launch section):
   python train.py --config ... --workdir /shared/runs/x --distributed  # TPU pod
 """
 
+import errno
 import os
 import re
 import sys
@@ -24,6 +25,9 @@ from ml_collections import config_flags
 
 from cmjax import bad_steps, checkpoint, config_utils, distributed, host_memory, trainer
 from cmjax.data import decode
+
+# What a full disk, a quota or a workdir that became read-only raise on a write.
+_STORAGE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM)
 
 _DEFAULT_CONFIG = os.path.join(
   os.path.dirname(os.path.abspath(__file__)), "configs", "shapes_contrastive.py"
@@ -137,8 +141,16 @@ def main(argv):
     )
   except checkpoint.CheckpointError as e:
     sys.exit(f"Cannot resume: {e}")
-  except bad_steps.BadStepsError as e:
+  except (bad_steps.BadStepsError, checkpoint.SaveError) as e:
     sys.exit(f"Stopped: {e}")
+  except OSError as e:
+    if e.errno not in _STORAGE_ERRORS:
+      raise
+    # A run file (metrics, TensorBoard, config) could not be written.
+    sys.exit(
+      f"Stopped: cannot write {e.filename or 'a run file'} ({e.strerror}). The checkpoints "
+      f"already written are intact; free space and rerun the same command to resume."
+    )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import concurrent.futures
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -30,6 +31,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from cmjax import atomic_write
 from cmjax import checkpoint_integrity as integrity
 
 # Written next to the checkpoints: what model the checkpoints belong to.
@@ -38,6 +40,10 @@ _SIGNATURE_FILE = "model_signature.json"
 
 class CheckpointError(RuntimeError):
   """No checkpoint of the workdir can be trusted."""
+
+
+class SaveError(RuntimeError):
+  """A checkpoint could not be written (a full disk, a workdir no longer writable)."""
 
 
 class Checkpointer:
@@ -67,6 +73,9 @@ class Checkpointer:
       max_to_keep=max(1, int(keep)),
       enable_async_checkpointing=async_save,
       create=True,
+      # A save that failed (full disk) leaves a temporary folder; the next run
+      # removes it, giving the space back.
+      cleanup_tmp_directories=True,
     )
     self.manager = ocp.CheckpointManager(
       self.directory, options=options, item_names=("state", "data", "config")
@@ -94,7 +103,7 @@ class Checkpointer:
           "start over."
         )
     if jax.process_index() == 0:
-      path.write_text(json.dumps(signature, indent=1, sort_keys=True))
+      atomic_write.write_text(os.fspath(path), json.dumps(signature, indent=1, sort_keys=True))
 
   def save(self, step: int, state: Any, data_iter: Any, *, force: bool = False) -> bool:
     """Saves if `step` is due (or `force`) and not saved already; True if it saved."""
@@ -105,7 +114,8 @@ class Checkpointer:
     )
     if self.run_config is not None:
       items["config"] = ocp.args.JsonSave(self.run_config)
-    saved = self.manager.save(step, args=ocp.args.Composite(**items), force=force)
+    # Orbax reports a failed asynchronous save at the next save or wait.
+    saved = self._orbax(self.manager.save, step, args=ocp.args.Composite(**items), force=force)
     if saved:
       self._saved_steps.add(step)
       summary = integrity.array_summary(state)  # every process: a global computation
@@ -148,10 +158,34 @@ class Checkpointer:
       self._pending = [j for j in self._pending if not j.done()]
       self._saves_done.clear()
 
+  def _orbax(self, call, *args, **kwargs):
+    """`call(*args, **kwargs)` of the manager; a save that failed becomes one
+    `SaveError` saying what failed and which checkpoint is intact."""
+    try:
+      return call(*args, **kwargs)
+    except Exception as e:  # pylint: disable=broad-except  # Orbax raises many kinds
+      self.wait_for_checksums()  # the checksum thread stops waiting for that commit
+      reason = _write_failure(e)
+      newest = self._newest_verified_on_disk()
+      kept = (
+        f"The checkpoints before it are intact; the newest verified is step {newest}"
+        if newest is not None
+        else "No earlier checkpoint was verified"
+      )
+      raise SaveError(
+        f"Could not write a checkpoint in {self.directory} ({reason}): is the disk full, or "
+        f"the workdir no longer writable? {kept} (`python -m cmjax.checkpoint verify "
+        f"{self.directory.parent}` checks them). Free space and rerun the same command "
+        "to resume."
+      ) from e
+
   def newest_verified(self) -> int | None:
     """The newest step with checksums and finite values (not re-reading its files)."""
-    self.manager.wait_until_finished()  # a save in flight commits first
+    self._orbax(self.manager.wait_until_finished)  # a save in flight commits first
     self.wait_for_checksums()
+    return self._newest_verified_on_disk()
+
+  def _newest_verified_on_disk(self) -> int | None:
     for step in sorted(self.manager.all_steps(), reverse=True):
       try:
         manifest = integrity.read_manifest(os.fspath(self.directory / str(step)))
@@ -235,14 +269,28 @@ class Checkpointer:
     return restored["state"], step
 
   def wait(self) -> None:
-    self.manager.wait_until_finished()
+    self._orbax(self.manager.wait_until_finished)
     self.wait_for_checksums()
 
   def close(self) -> None:
-    self.manager.wait_until_finished()
+    self._orbax(self.manager.wait_until_finished)
     self.wait_for_checksums()
     self._checksummer.shutdown()
     self.manager.close()
+
+
+def _write_failure(error: Exception) -> str:
+  """'File too large writing /w/checkpoints/6.orbax-checkpoint-tmp/...': the
+  operating system's reason and the file, from an OSError or tensorstore's text."""
+  text = str(error)
+  code = re.search(r"os_error_code='?(\d+)", text)
+  where = re.search(r'writing (?:local )?file "([^"]+)"', text)
+  if code:
+    return os.strerror(int(code.group(1))) + (f" writing {where.group(1)}" if where else "")
+  if isinstance(error, OSError) and error.strerror:
+    return f"{error.strerror}" + (f" writing {error.filename}" if error.filename else "")
+  first = text.strip().splitlines()[0] if text.strip() else ""
+  return f"{type(error).__name__}: {first[:200]}"
 
 
 def _first_difference(a: Any, b: Any, path: str = "") -> str:

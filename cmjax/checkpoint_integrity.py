@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cmjax import atomic_write
+
 MANIFEST = "cmjax_checksums.json"
 _CHUNK = 1 << 22
 # An odd multiplier: position-weighted words, so a changed or moved value changes the sum.
@@ -82,7 +84,20 @@ def _finite(x, xp):
 
 
 def _paths(tree) -> list[str]:
-  return [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+  """'params/text_encoder/token_embed/embedding', 'opt_state/1/0/mu/...': the same
+  names for the train state's dataclasses and tuples as for the nested dicts and
+  lists that a checkpoint reads back as without them (`verify`)."""
+  return [
+    "/".join(_key_name(k) for k in path)
+    for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]
+  ]
+
+
+def _key_name(key) -> str:
+  for attr in ("name", "key", "idx"):  # GetAttrKey, DictKey / FlattenedIndexKey, SequenceKey
+    if hasattr(key, attr):
+      return str(getattr(key, attr))
+  return str(key)
 
 
 @jax.jit
@@ -119,7 +134,7 @@ def file_checksums(step_dir: str) -> dict[str, list[int]]:
     for name in sorted(names):
       path = os.path.join(root, name)
       rel = os.path.relpath(path, step_dir)
-      if rel == MANIFEST:
+      if rel.startswith(MANIFEST):  # the manifest, or its temporary file
         continue
       crc, size = 0, 0
       with open(path, "rb") as f:
@@ -132,12 +147,7 @@ def file_checksums(step_dir: str) -> dict[str, list[int]]:
 def write_manifest(step_dir: str, arrays: dict[str, list]) -> None:
   """Checks the files of a committed step and writes the manifest atomically."""
   payload = {"version": 1, "files": file_checksums(step_dir), "arrays": arrays}
-  tmp = os.path.join(step_dir, MANIFEST + ".tmp")
-  with open(tmp, "w") as f:
-    json.dump(payload, f)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, os.path.join(step_dir, MANIFEST))
+  atomic_write.write_text(os.path.join(step_dir, MANIFEST), json.dumps(payload))
 
 
 def read_manifest(step_dir: str) -> dict | None:

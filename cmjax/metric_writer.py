@@ -22,6 +22,8 @@ from absl import logging
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
+from cmjax import atomic_write
+
 HISTORY_FILE = "metrics_history.jsonl"
 
 
@@ -62,8 +64,11 @@ class MetricWriter:
     if not self.active:
       return
     row = {"step": int(step), **scalars}
-    with open(self.jsonl, "a") as f:
-      f.write(json.dumps(row) + "\n")
+    try:
+      with open(self.jsonl, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    except OSError as e:  # a full disk: say which file (a bare write does not)
+      raise OSError(e.errno, e.strerror, e.filename or self.jsonl) from e
     summary = summary_pb2.Summary(
       value=[summary_pb2.Summary.Value(tag=k, simple_value=v) for k, v in scalars.items()]
     )
@@ -116,10 +121,7 @@ def drop_history_after(path: str, step: int) -> int:
     kept.append(line)
   dropped = sum(1 for line in lines if line.strip()) - len(kept)
   if dropped:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-      f.write("".join(line + "\n" for line in kept))
-    os.replace(tmp, path)
+    atomic_write.write_text(path, "".join(line + "\n" for line in kept))
   return dropped
 
 
@@ -217,10 +219,7 @@ def write_json(path: str, payload: Mapping) -> None:
   """Atomic write, so a crash never leaves a half-written file behind."""
   if jax.process_index() != 0:
     return
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(payload, f, indent=1, sort_keys=True)
-  os.replace(tmp, path)
+  atomic_write.write_text(path, json.dumps(payload, indent=1, sort_keys=True))
 
 
 def read_json(path: str) -> dict | None:

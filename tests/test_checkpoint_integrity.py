@@ -6,10 +6,12 @@ import json
 import logging
 import os
 
+import flax
 import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from cmjax import checkpoint
@@ -41,11 +43,20 @@ def test_fingerprint_numpy_equals_jax_and_sees_every_bit(dtype):
   assert int(integrity.fingerprint(swapped.reshape(x.shape), np)) != want
 
 
+@flax.struct.dataclass
+class _TrainState:
+  """Shaped like the trainer's: a dataclass with a tuple of optimizer states (which
+  a checkpoint read without the classes gives back as dicts and lists)."""
+
+  params: dict
+  opt_state: tuple
+  step: jax.Array
+
+
 def _state(scale=1.0):
-  return {
-    "params": {"w": jnp.arange(4096.0).reshape(64, 64) * scale, "b": jnp.ones(4, jnp.bfloat16)},
-    "step": jnp.asarray(3, jnp.int32),
-  }
+  params = {"w": jnp.arange(4096.0).reshape(64, 64) * scale, "b": jnp.ones(4, jnp.bfloat16)}
+  adam = optax.ScaleByAdamState(jnp.asarray(1, jnp.int32), params, params)
+  return _TrainState(params, (adam, optax.EmptyState()), jnp.asarray(3, jnp.int32))
 
 
 def _abstract(state):
@@ -84,10 +95,12 @@ def test_every_step_gets_checksums_of_its_files_and_arrays(tmp_path):
   assert any(f.startswith("state/") for f in files)
   assert "data/process_0-of-1.json" in files  # the data iterator's position
   assert any(f.startswith("config/") for f in files)  # and the run config
-  assert set(manifest["arrays"]) == {"['params']['b']", "['params']['w']", "['step']"}
+  names = {"params/b", "params/w", "step", "opt_state/0/count"}
+  names |= {f"opt_state/0/{m}/{p}" for m in ("mu", "nu") for p in "bw"}
+  assert set(manifest["arrays"]) == names
   state, step, it = _restore(tmp_path)
   assert step == 2 and next(it) == 2  # the iterator resumes after 2 elements
-  np.testing.assert_array_equal(state["params"]["w"], _state()["params"]["w"])
+  np.testing.assert_array_equal(state.params["w"], _state().params["w"])
   assert checkpoint.verify(str(tmp_path)) == {1: [], 2: []}
 
 
@@ -113,13 +126,19 @@ def test_flipped_bytes_are_named_and_an_older_step_restored(tmp_path, caplog):
   with caplog.at_level(logging.WARNING):
     state, step, _ = _restore(tmp_path)
   assert step == 1
-  np.testing.assert_array_equal(state["params"]["w"], _state(1.0)["params"]["w"])
+  np.testing.assert_array_equal(state.params["w"], _state(1.0).params["w"])
   rel = os.path.relpath(bad, tmp_path / "checkpoints" / "2")
   assert f"step 2: {rel} changed since it was saved" in caplog.text
   report = checkpoint.verify(str(tmp_path))
   assert report[1] == [] and any(rel in p for p in report[2])
-  assert "array ['params']['w'] differs from the saved one (fingerprint)" in report[2]
-  assert "array ['params']['w'] differs" in caplog.text  # named when skipped too
+  # One of the three 64x64 arrays (parameters, Adam's two moments) is named.
+  named = [p for p in report[2] if p.endswith("/w differs from the saved one (fingerprint)")]
+  assert len(named) == 1 and named[0].split()[1] in (
+    "params/w",
+    "opt_state/0/mu/w",
+    "opt_state/0/nu/w",
+  )
+  assert f"{named[0].split(' differs')[0]} differs" in caplog.text  # named when skipped too
 
 
 def test_the_data_iterator_position_is_verified(tmp_path, caplog):
@@ -153,10 +172,17 @@ def test_no_step_that_verifies_stops_with_a_message(tmp_path):
 def test_a_state_with_nan_is_never_restored(tmp_path, caplog):
   _save(tmp_path, [1, 2], scale=lambda step: np.nan if step == 2 else 1.0)
   manifest = integrity.read_manifest(str(tmp_path / "checkpoints" / "2"))
-  assert integrity.non_finite(manifest["arrays"]) == ["['params']['w']"]
+  assert integrity.non_finite(manifest["arrays"]) == [
+    "params/w",
+    "opt_state/0/mu/w",
+    "opt_state/0/nu/w",
+  ]
   with caplog.at_level(logging.WARNING):
     _, step, _ = _restore(tmp_path)
-  assert step == 1 and "holds NaN or infinity (['params']['w'])" in caplog.text
+  assert (
+    step == 1
+    and "holds NaN or infinity (params/w, opt_state/0/mu/w, opt_state/0/nu/w)" in caplog.text
+  )
 
 
 def test_checkpoints_without_checksums_restore_as_before(tmp_path, caplog):
