@@ -20,6 +20,7 @@ import os
 import re
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -112,6 +113,12 @@ flags.DEFINE_bool(
 flags.DEFINE_bool(
   "distributed", False, "Let JAX detect the processes itself (Cloud TPU, SLURM, MPI)."
 )
+flags.DEFINE_float(
+  "process_timeout_s",
+  distributed.DEFAULT_PROCESS_TIMEOUT_S,
+  "With several processes: stop, naming it, when another has shown no sign of life "
+  "for this many seconds (instead of waiting in a collective).",
+)
 
 
 def main(argv):
@@ -130,9 +137,15 @@ def main(argv):
     flags.FLAGS.num_processes,
     flags.FLAGS.process_id,
     auto=flags.FLAGS.distributed,
+    process_timeout_s=flags.FLAGS.process_timeout_s,
   )
   try:
     trainer.train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+  except jax.errors.JaxRuntimeError:
+    # With several processes, a collective fails when a peer died: the watchdog
+    # names it and stops this process within its timeout; else the error stands.
+    distributed.wait_for_watchdog()
+    raise
   except decode.DataError as e:
     # A bad example is the data's fault, not the code's: one line, no traceback.
     sys.exit(

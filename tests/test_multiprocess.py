@@ -1,13 +1,18 @@
 """Two processes on 127.0.0.1 (JAX's multi-controller runtime, gloo collectives on
 CPU) train like one process with the same global batch."""
 
+import io
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
+import time
 
 import pytest
 
+from cmjax import checkpoint, distributed
 from tests import helpers
 
 CONFIG = "shapes_contrastive.py:tiny,steps=4"
@@ -83,3 +88,96 @@ def test_process_settings_come_from_flags_or_environment(monkeypatch):
     distributed.resolve("10.0.0.1:1234")
   with pytest.raises(ValueError, match="process_id=4 is outside"):
     distributed.resolve("10.0.0.1:1234", 4, 4)
+
+
+def _start(workdir, address, i, *overrides):
+  log = open(os.path.join(os.path.dirname(workdir), f"process{i}.log"), "w+")
+  cmd = helpers.train_cmd(
+    workdir,
+    "shapes_contrastive.py:tiny",
+    f"--coordinator_address={address}",
+    "--num_processes=2",
+    f"--process_id={i}",
+    "--process_timeout_s=3",
+    *overrides,
+  )
+  proc = subprocess.Popen(
+    cmd,
+    env=helpers.subprocess_env(),
+    stdout=log,
+    stderr=subprocess.STDOUT,
+    text=True,
+    cwd=helpers.ROOT,
+  )
+  return proc, log
+
+
+def _read(log) -> str:
+  log.flush()
+  with open(log.name) as f:
+    return f.read()
+
+
+@pytest.mark.slow
+def test_a_killed_process_stops_the_other_naming_it_and_the_rerun_resumes(tmp_path):
+  workdir = str(tmp_path / "run")
+  steps = ("--config.total_steps=400", "--config.checkpoint_every_steps=4")
+  address = f"127.0.0.1:{_free_port()}"
+  (p0, log0), (p1, log1) = [_start(workdir, address, i, *steps) for i in (0, 1)]
+  deadline = time.time() + 300
+  while "[8/400]" not in _read(log0):  # two checkpoints (steps 4 and 8) under way
+    assert time.time() < deadline and p0.poll() is None, _read(log0)[-3000:]
+    time.sleep(0.2)
+  p1.send_signal(signal.SIGKILL)
+  killed = time.time()
+  p0.wait(timeout=120)
+  waited = time.time() - killed
+  out = _read(log0)
+  assert p0.returncode == distributed.EXIT_LOST_PROCESS, out[-3000:]
+  assert "Stopped: lost process 1 of 2: no sign of life for 3 s" in out
+  assert waited < 3 + 10, waited  # the timeout, a few beats, and the exit
+  report = checkpoint.verify(workdir)
+  assert report and not any(report.values()), report
+  # The same command on both processes resumes (here with fewer steps to go).
+  short = ("--config.total_steps=12", "--config.checkpoint_every_steps=4")
+  address = f"127.0.0.1:{_free_port()}"
+  (p0, log0), (p1, log1) = [_start(workdir, address, i, *short) for i in (0, 1)]
+  assert p0.wait(timeout=600) == 0 and p1.wait(timeout=600) == 0, _read(log0)[-3000:]
+  out = _read(log0)
+  assert re.search(r"Resumed from the checkpoint at step (4|8|12)\b", out), out[-3000:]
+  with open(os.path.join(workdir, "metrics.json")) as f:
+    assert json.load(f)["step"] == 12
+
+
+class _FakeClient:
+  """The coordination service's key-value store, with process 1 silent after
+  `beats` of its beats, or the whole service gone."""
+
+  def __init__(self, gone=False):
+    self.values, self.gone = {}, gone
+
+  def key_value_set(self, key, value, allow_overwrite=False):
+    if self.gone:
+      raise RuntimeError("UNAVAILABLE: Failed to send RPC to coordination service")
+    self.values[key] = value
+
+  def key_value_dir_get(self, prefix):
+    return [(k, v) for k, v in self.values.items() if k.startswith(prefix)]
+
+
+@pytest.mark.parametrize("gone", [False, True])
+def test_watchdog_names_the_silent_process_or_the_lost_coordinator(gone):
+  client = _FakeClient(gone)
+  client.values[distributed.Watchdog.PREFIX + "1"] = "1"  # process 1 beat once, then died
+  exits, stream = [], io.StringIO()
+  dog = distributed.Watchdog(
+    0.5, exit_fn=exits.append, stream=stream, client=client, me=1 if gone else 0, count=2
+  )
+  start = time.time()
+  dog._run()  # returns once it has stopped the process
+  assert exits == [distributed.EXIT_LOST_PROCESS]
+  if gone:
+    assert "Stopped: lost process 0 (the coordinator): it no longer answers" in stream.getvalue()
+  else:
+    assert "Stopped: lost process 1 of 2: no sign of life" in stream.getvalue()
+    assert 0.5 <= time.time() - start < 2
