@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
+import math
 import os
 import sys
 from typing import Any
@@ -105,6 +106,8 @@ def validate_config(config, num_devices: int | None = None) -> None:
       )
     entry = config.model.get(m) or {}
     encoders.get_encoder_cls(m, entry.get("name", encoders.DEFAULT_ENCODER[m]))
+  check_sizes(config.model, "config.model")
+  check_sizes(config.data, "config.data")
   image = config.model.get("image") or {}
   patch = image.get("patch_size") if image.get("name", "vit") == "vit" else None
   if "image" in modalities and patch and spec.features["image"].shape[0] % patch:
@@ -113,6 +116,41 @@ def validate_config(config, num_devices: int | None = None) -> None:
       f"divisible by config.model.image.patch_size={patch}."
     )
   _check_intervals(config)
+
+
+# Integer sizes that must be at least 1 (0 or less would reach a layer as an
+# empty or negative-sized array), and counts that may be 0.
+_POSITIVE_SIZES = frozenset(
+  "width mlp_dim num_heads head_dim embed_dim patch_size patch_time patch_freq "
+  "tubelet_frames n_fft hop_length n_mels n_mfcc features kernel_size stride stem_stride "
+  "rank rank_dim tensor_dim num_bottlenecks num_groups max_len "
+  "image_size max_text_len sample_rate video_frames video_size vocab_size".split()
+)
+_COUNTS = frozenset("depth num_time_masks num_freq_masks fusion_layer".split())
+
+
+def check_sizes(node, path: str) -> None:
+  """Raises naming the key for a size below 1 (or a count below 0), a float that
+  is NaN or infinite, or a width its number of heads does not divide."""
+  for key, value in node.items():
+    where = f"{path}.{key}"
+    if hasattr(value, "items"):
+      check_sizes(value, where)
+    elif isinstance(value, bool):
+      continue
+    elif isinstance(value, int) and key in _POSITIVE_SIZES and value < 1:
+      raise ValueError(f"{where}={value}: expected a positive integer.")
+    elif isinstance(value, int) and key in _COUNTS and value < 0:
+      raise ValueError(f"{where}={value}: expected an integer >= 0.")
+    elif isinstance(value, float) and not math.isfinite(value):
+      raise ValueError(f"{where}={value}: expected a finite number.")
+  width, heads = node.get("width"), node.get("num_heads")
+  if isinstance(width, int) and isinstance(heads, int) and not node.get("head_dim"):
+    if width % heads:
+      raise ValueError(
+        f"{path}.width={width} is not divisible by {path}.num_heads={heads} "
+        f"(or set {path}.head_dim)."
+      )
 
 
 def _check_intervals(config) -> None:

@@ -18,6 +18,7 @@ parameter is a config error, as is (when exhaustive) a parameter no rule matches
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Mapping, Sequence
 
@@ -72,7 +73,8 @@ def _schedule(
     init_value=0.0,
     peak_value=lr,
     warmup_steps=warmup_steps,
-    decay_steps=max(total_steps, 1),
+    # optax needs some steps after the warmup; a run that only warms up gets one.
+    decay_steps=max(total_steps, warmup_steps + 1),
     end_value=lr * min_lr_ratio,
   )
 
@@ -156,6 +158,34 @@ def check_groups(optim, params) -> dict[str, int]:
   return {name: labels.count(name) for name in sorted(set(labels))}
 
 
+# Each numeric setting's valid range: (low, high, low inclusive, high inclusive).
+_RANGES = {
+  "lr": (0.0, math.inf, True, False),
+  "lr_mult": (0.0, math.inf, True, False),
+  "weight_decay": (0.0, math.inf, True, False),
+  "b1": (0.0, 1.0, True, False),
+  "b2": (0.0, 1.0, True, False),
+  "momentum": (0.0, 1.0, True, False),
+  "min_lr_ratio": (0.0, 1.0, True, True),
+  "grad_clip_norm": (0.0, math.inf, True, False),  # 0 or None: no clipping
+}
+
+
+def check_settings(settings, where: str) -> None:
+  """Raises naming `where.key` for a numeric setting outside its range (NaN,
+  a negative learning rate, b2 >= 1, ...): such values train nothing or NaN."""
+  for key, (low, high, low_in, high_in) in _RANGES.items():
+    value = settings.get(key)
+    if value is None or isinstance(value, bool):
+      continue
+    ok = isinstance(value, (int, float)) and not math.isnan(value)
+    ok = ok and (value > low or (low_in and value == low))
+    ok = ok and (value < high or (high_in and value == high))
+    if not ok:
+      interval = f"{'[' if low_in else '('}{low}, {high}{']' if high_in else ')'}"
+      raise ValueError(f"{where}.{key}={value!r}: expected a number in {interval}.")
+
+
 def make_optimizer(optim, *, total_steps: int, warmup_steps: int):
   """Linear warmup then cosine decay, under AdamW (default) or SGD with momentum.
 
@@ -169,8 +199,10 @@ def make_optimizer(optim, *, total_steps: int, warmup_steps: int):
     raise ValueError(f"config.optim.name={name!r} is not supported; use one of {OPTIMIZERS}.")
   if warmup_steps > total_steps:
     raise ValueError(
-      f"warmup ({warmup_steps} steps) is longer than training ({total_steps} steps)."
+      f"config.optim.warmup_steps: the warmup ({warmup_steps} steps) is longer than "
+      f"training (config.total_steps: {total_steps} steps)."
     )
+  check_settings(optim, "config.optim")
   min_ratio = optim.get("min_lr_ratio", 0.0)
   schedule = _schedule(optim.lr, total_steps, warmup_steps, min_ratio)
   clip = [clipping.clip_by_global_norm(optim.grad_clip_norm)] if optim.get("grad_clip_norm") else []
@@ -187,6 +219,7 @@ def make_optimizer(optim, *, total_steps: int, warmup_steps: int):
   for label, _, s in groups:
     if label == FROZEN:
       continue
+    check_settings(s, f"config.optim.groups[{label!r}]")
     lr = s.get("lr", optim.lr * s.get("lr_mult", 1.0))
     own = _schedule(
       lr,

@@ -5,6 +5,7 @@ import glob
 import json
 import logging
 import os
+import shutil
 
 import flax
 import grain
@@ -139,6 +140,59 @@ def test_flipped_bytes_are_named_and_an_older_step_restored(tmp_path, caplog):
     "opt_state/0/nu/w",
   )
   assert f"{named[0].split(' differs')[0]} differs" in caplog.text  # named when skipped too
+
+
+@pytest.fixture(scope="module")
+def two_steps(tmp_path_factory):
+  """A workdir with verified steps 1 and 2 (copied by each test that damages it)."""
+  workdir = tmp_path_factory.mktemp("two_steps")
+  _save(workdir, [1, 2], scale=lambda step: float(step))
+  return workdir
+
+
+def _step_files(workdir, step):
+  root = workdir / "checkpoints" / str(step)
+  return sorted(
+    os.path.relpath(f, root)
+    for f in glob.glob(str(root / "**" / "*"), recursive=True)
+    if os.path.isfile(f)
+  )
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
+def test_every_kind_of_checkpoint_file_damaged_is_named_and_an_older_step_restored(
+  two_steps, tmp_path, caplog, damage
+):
+  """Each file of step 2 in turn (array data, Orbax's index and metadata, the data
+  position, the run config, the commit marker, the checksums themselves)."""
+  files = _step_files(two_steps, 2)
+  kinds = {f.split("/")[0] for f in files}
+  assert {"state", "data", "config", integrity.MANIFEST} <= kinds, files
+  for rel in files:
+    workdir = tmp_path / rel.replace("/", "_")
+    shutil.copytree(two_steps, workdir)
+    path = workdir / "checkpoints" / "2" / rel
+    size = os.path.getsize(path)
+    if damage == "delete":
+      os.remove(path)
+    elif damage == "truncate":
+      os.truncate(path, size // 2)
+    elif size:
+      _flip(path, -max(1, size // 2))
+    else:
+      continue  # nothing to flip in an empty marker file
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+      state, step, it = _restore(workdir)
+    assert step == 1 and next(it) == 1, (damage, rel)
+    np.testing.assert_array_equal(state.params["w"], _state(1.0).params["w"])
+    named = rel if rel != integrity.MANIFEST else "checksum"
+    assert "step 2" in caplog.text and (named in caplog.text or "no checksums" in caplog.text), (
+      damage,
+      rel,
+      caplog.text[-500:],
+    )
+    assert checkpoint.verify(str(workdir))[2], (damage, rel)  # verify says so too
 
 
 def test_the_data_iterator_position_is_verified(tmp_path, caplog):

@@ -4,6 +4,8 @@ import json
 import os
 import signal
 import subprocess
+import sys
+import textwrap
 import time
 
 import numpy as np
@@ -89,10 +91,24 @@ def test_bad_config_stops_with_a_message_naming_the_key(tmp_path, override, mess
   assert message in proc.stderr
 
 
-def test_kill_at_a_random_moment_then_resume_gives_identical_params(tmp_path):
+@pytest.fixture(scope="module")
+def reference_40(tmp_path_factory):
+  """An uninterrupted 40-step run, checkpointing every 2 steps."""
+  ref = str(tmp_path_factory.mktemp("ref"))
+  helpers.run_train(ref, TINY + ",steps=40", "--config.checkpoint_every_steps=2")
+  return ref
+
+
+def _assert_same_params(ref, workdir, context):
+  a, b = helpers.load_params(ref, 40), helpers.load_params(workdir, 40)
+  assert a.keys() == b.keys()
+  for k in a:
+    np.testing.assert_array_equal(a[k], b[k], err_msg=f"{k}; {context}")
+
+
+def test_kill_at_a_random_moment_then_resume_gives_identical_params(tmp_path, reference_40):
   arg = TINY + ",steps=40"
-  ref = str(tmp_path / "ref")
-  helpers.run_train(ref, arg, "--config.checkpoint_every_steps=2")
+  ref = reference_40
 
   killed = str(tmp_path / "killed")
   rng = np.random.default_rng(int(time.time()))
@@ -117,15 +133,58 @@ def test_kill_at_a_random_moment_then_resume_gives_identical_params(tmp_path):
 
   out = helpers.run_train(killed, arg, "--config.checkpoint_every_steps=2")
   if survived:  # otherwise the rerun rightly starts from scratch
-    assert "Resumed from the checkpoint" in out.stdout, (survived, out.stdout[-2000:])
-  a, b = helpers.load_params(ref, 40), helpers.load_params(killed, 40)
-  assert a.keys() == b.keys()
-  for k in a:
-    np.testing.assert_array_equal(a[k], b[k], err_msg=f"{k}; killed after {survived}")
+    assert "Resumed from the checkpoint" in out.stdout, (survived, out.stdout[:3000])
+  _assert_same_params(ref, killed, f"killed after {survived}")
   # The steps trained again after the resume are not recorded twice.
   with open(os.path.join(killed, "metrics_history.jsonl")) as f:
     train_steps = [row["step"] for row in map(json.loads, f) if "loss" in row]
   assert train_steps == sorted(set(train_steps)) and train_steps[-1] == 40, train_steps
+
+
+# Runs train.py and SIGKILLs it at step 10's save: while Orbax writes it (the
+# save dispatched, not committed), or once committed but before its checksums.
+KILL_AT_SAVE = textwrap.dedent("""
+    import os, runpy, signal, sys
+    from cmjax import checkpoint, checkpoint_integrity
+    moment = sys.argv.pop(1)
+    if moment == "writing":
+      save = checkpoint.Checkpointer.save
+      def killing_save(self, step, *args, **kwargs):
+        saved = save(self, step, *args, **kwargs)
+        if saved and step == 10:
+          os.kill(os.getpid(), signal.SIGKILL)
+        return saved
+      checkpoint.Checkpointer.save = killing_save
+    else:
+      write = checkpoint_integrity.write_manifest
+      def killing_write(step_dir, arrays):
+        if step_dir.endswith("/10"):
+          os.kill(os.getpid(), signal.SIGKILL)
+        write(step_dir, arrays)
+      checkpoint_integrity.write_manifest = killing_write
+    sys.argv = sys.argv[1:]
+    runpy.run_path(sys.argv[0], run_name="__main__")
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", ["writing", "before_checksums"])
+def test_kill_during_a_save_then_resume_gives_identical_params(tmp_path, reference_40, moment):
+  arg = TINY + ",steps=40"
+  cmd = helpers.train_cmd(str(tmp_path), arg, "--config.checkpoint_every_steps=2")
+  proc = subprocess.run(
+    [sys.executable, "-c", KILL_AT_SAVE, moment, *cmd[1:]],
+    env=helpers.subprocess_env(PYTHONPATH=helpers.ROOT),
+    capture_output=True,
+    text=True,
+    timeout=600,
+    cwd=helpers.ROOT,
+  )
+  assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+  out = helpers.run_train(str(tmp_path), arg, "--config.checkpoint_every_steps=2")
+  # Step 10 is incomplete (never committed, or without its checksums): step 8 it is.
+  assert "Resumed from the checkpoint at step 8 " in out.stdout, out.stdout[-2000:]
+  _assert_same_params(reference_40, str(tmp_path), f"killed while saving ({moment})")
 
 
 def test_sigterm_saves_a_checkpoint_before_exit(tmp_path):
