@@ -22,16 +22,19 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 
-import grain
-import jax
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import step_timing, throughput_sizes
-from cmjax import checkpoint
-from cmjax import checkpoint_integrity as integrity
-from configs import shapes_contrastive
+import grain  # noqa: E402
+import jax  # noqa: E402
+
+from benchmarks import step_timing, throughput_sizes  # noqa: E402
+from cmjax import checkpoint  # noqa: E402
+from cmjax import checkpoint_integrity as integrity  # noqa: E402
+from configs import shapes_contrastive  # noqa: E402
 
 
 def _config(size: str):
