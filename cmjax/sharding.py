@@ -70,8 +70,18 @@ def num_batch_shards(mesh: Mesh) -> int:
 
 def tree_shardings(abstract_boxed_tree: Any, mesh: Mesh, rules: tuple) -> Any:
   """Shardings for a (possibly `nn.Partitioned`-boxed) abstract tree, unboxed."""
-  specs = nn.get_partition_spec(abstract_boxed_tree)
-  return nn.logical_to_mesh_sharding(specs, mesh, rules)
+
+  def sharding_of(x):
+    if not is_box(x):
+      return NamedSharding(mesh, P())
+    if not jax.tree_util.tree_leaves(x.value):
+      # A frozen group's optimizer moments: optax's empty `MaskedNode` inside the
+      # parameter's box. It stays an empty node, as the state will hold it.
+      return x.value
+    return nn.logical_to_mesh_sharding(x.get_partition_spec(), mesh, rules)
+
+  is_box = lambda x: isinstance(x, nn.meta.AxisMetadata)
+  return jax.tree_util.tree_map(sharding_of, abstract_boxed_tree, is_leaf=is_box)
 
 
 def unbox(tree: Any) -> Any:
