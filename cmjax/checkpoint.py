@@ -332,20 +332,22 @@ def verify(workdir: str) -> dict[int, list[str]]:
   return out
 
 
+def read_on_host(step_dir: str):
+  """The train state saved in `step_dir`, as nested dicts and lists of numpy
+  arrays (whatever devices saved it, and without the classes that made it)."""
+  path = os.path.join(step_dir, "state")
+  with ocp.PyTreeCheckpointer() as reader:
+    meta = reader.metadata(path)
+    meta = getattr(meta, "item_metadata", meta)
+    restore_args = jax.tree_util.tree_map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), meta)
+    return reader.restore(path, args=ocp.args.PyTreeRestore(item=meta, restore_args=restore_args))
+
+
 def _check_arrays_on_host(step_dir: str, manifest: dict) -> list[str]:
   """The step's arrays read to the host (whatever devices saved them) against
   their fingerprints: names the arrays that changed, or why they cannot be read."""
-  path = os.path.join(step_dir, "state")
   try:
-    with ocp.PyTreeCheckpointer() as reader:
-      meta = reader.metadata(path)
-      meta = getattr(meta, "item_metadata", meta)
-      restore_args = jax.tree_util.tree_map(
-        lambda _: ocp.RestoreArgs(restore_type=np.ndarray), meta
-      )
-      state = reader.restore(
-        path, args=ocp.args.PyTreeRestore(item=meta, restore_args=restore_args)
-      )
+    state = read_on_host(step_dir)
   except Exception as e:  # pylint: disable=broad-except
     return [f"its arrays cannot be read ({type(e).__name__}: {str(e)[:200]})"]
   return integrity.check_arrays(manifest["arrays"], integrity.host_summary(state))

@@ -232,6 +232,8 @@ def set_training_defaults(c) -> None:
   c.checkpoint_every_steps = 200
   c.keep_checkpoints = 2
   c.peak_flops = None
+  # Start a new run from another run's parameters (cmjax/init_from.py); path "": no.
+  c.init_from = dict(path="", step=None, rules=[], strict=False)
 
 
 def apply_common_overrides(c, arg) -> None:

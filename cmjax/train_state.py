@@ -65,11 +65,13 @@ def create_train_state(
   """
   dummy = {k: jnp.zeros(v.shape, v.dtype) for k, v in batch_spec.items()}
 
-  def init_boxed(rng):
+  def init_boxed(rng, loaded=None):
     # The model's key is the seed's key itself, whatever the step adds, so a step
     # with extra state initialises the same model as the standard step.
     variables = dict(model.init(rng, dummy, train=False))
     params = variables.pop("params")
+    if loaded:  # parameters from another run (cmjax/init_from.py), before the optimizer sees them
+      params = replace_params(params, loaded)
     extra = init_extra(params, jax.random.fold_in(rng, 1)) if init_extra else {}
     return TrainState(
       step=jnp.zeros((), jnp.int32),
@@ -87,5 +89,29 @@ def create_train_state(
     sharding.unbox(abstract_boxed),
     shardings,
   )
-  init = jax.jit(lambda rng: sharding.unbox(init_boxed(rng)), out_shardings=shardings)
-  return abstract, shardings, lambda: init(jax.random.key(seed))
+  init = jax.jit(
+    lambda rng, loaded: sharding.unbox(init_boxed(rng, loaded)), out_shardings=shardings
+  )
+  return abstract, shardings, lambda loaded=None: init(jax.random.key(seed), loaded or {})
+
+
+def param_name(path) -> str:
+  """'image_encoder/patch_embed/kernel': a parameter's name as `init_from` rules see it."""
+  return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
+def replace_params(params, loaded: dict):
+  """`params` (flax's boxed or plain arrays) with the arrays of `loaded`
+  (`{param_name: array}`) in place of those it names."""
+
+  def swap(path, leaf):
+    new = loaded.get(param_name(path))
+    if new is None:
+      return leaf
+    if isinstance(leaf, nn.Partitioned):
+      return leaf.replace_boxed(new.astype(leaf.value.dtype))
+    return new.astype(leaf.dtype)
+
+  return jax.tree_util.tree_map_with_path(
+    swap, params, is_leaf=lambda x: isinstance(x, nn.Partitioned)
+  )

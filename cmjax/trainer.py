@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
-from cmjax import bad_steps, metric_writer, multi_step, perf, sharding
+from cmjax import bad_steps, init_from, metric_writer, multi_step, perf, sharding
 from cmjax import checkpoint as ckpt_lib
 from cmjax import evaluators as evaluators_lib
 from cmjax import experiment as experiment_lib
@@ -125,7 +125,10 @@ def _prepare(config, workdir: str):
   )
   state, start = checkpointer.restore_latest(abstract, data_iter)
   if state is None:
-    state, start = init_state(), 0
+    # A new run may start from another run's parameters (config.init_from).
+    spec = config.get("init_from") or {}
+    loaded = init_from.load(spec, abstract.params) if spec.get("path") else None
+    state, start = init_state(loaded), 0
     logging.info("Starting a new run in %s", workdir)
   else:
     _say(f"Resumed from the checkpoint at step {start} in {workdir}")
