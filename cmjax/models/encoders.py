@@ -49,6 +49,7 @@ def _import_builtin_encoders() -> None:
     audio_ast,
     audio_cnn,
     audio_encoder,
+    bert,
     resnet,
     text_encoder,
     text_rnn,
