@@ -42,7 +42,11 @@ def step_dir(path: str, step: int | None = None) -> str:
   """The step folder `path` names (a workdir, its checkpoints/, or a step itself);
   the newest whose checksums verify unless `step` is given."""
   path = os.path.abspath(os.path.expanduser(path))
-  if os.path.isdir(os.path.join(path, "state")):
+  if os.path.isdir(os.path.join(path, "state")):  # one step, or a converted folder
+    manifest = integrity.read_manifest(path)
+    problems = integrity.check_files(path, manifest) if manifest else []
+    if problems:
+      raise ValueError(f"config.init_from.path={path!r} does not verify: {'; '.join(problems[:3])}")
     return path
   folder = (
     os.path.join(path, "checkpoints") if os.path.isdir(os.path.join(path, "checkpoints")) else path

@@ -79,3 +79,41 @@ def test_the_converted_tree_is_the_encoders_own(tiny_bert):
   want = jax.tree_util.tree_map(lambda x: x.shape, sharding.unbox(fresh["params"]))
   got = jax.tree_util.tree_map(lambda x: x.shape, params)
   assert want == got
+
+
+def test_convert_writes_a_folder_init_from_loads_into_the_encoder(tiny_bert, tmp_path):
+  """SRC -> `python -m cmjax.pretrained.convert` -> `config.init_from` rules -> the
+  same outputs as transformers (the whole route a run takes)."""
+  import json
+
+  import jax
+
+  from cmjax import init_from, sharding, train_state
+  from cmjax.pretrained import convert
+
+  model, folder = tiny_bert
+  dst = str(tmp_path / "converted")
+  assert convert.main([folder, dst]) == 0
+  with open(f"{dst}/{convert.MODEL_FILE}") as f:
+    cfg = json.load(f)
+  ids, mask = _inputs()
+  enc = encoders.get_encoder_cls("text", "bert")(**{k: v for k, v in cfg.items() if k != "name"})
+  fresh = sharding.unbox(enc.init(jax.random.key(1), ids, mask)["params"])
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  abstract = {
+    "text_encoder": jax.tree_util.tree_map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), fresh
+    )
+  }
+  spec = dict(path=dst, rules=[(r"(.*)", r"text_encoder/\1")], strict=True)
+  loaded = init_from.load(spec, abstract)
+  params = train_state.replace_params({"text_encoder": fresh}, loaded)["text_encoder"]
+  with torch.no_grad():
+    ref = model(
+      input_ids=torch.tensor(ids, dtype=torch.long),
+      attention_mask=torch.tensor(mask, dtype=torch.long),
+    ).last_hidden_state.numpy()
+  out = np.asarray(enc.apply({"params": params}, ids, mask).tokens)
+  np.testing.assert_allclose(out[mask], ref[mask], atol=1e-5, rtol=1e-5)
+  with pytest.raises(FileExistsError):
+    convert.convert(folder, dst)
