@@ -55,7 +55,7 @@ EDGE_FLOATS = st.sampled_from(
   [float("nan"), float("inf"), float("-inf"), -1.0, 0.0, 1e-8, 0.5, 0.999, 1.0, 2.0, 1e30]
 )
 FUZZ = settings(
-  max_examples=25,
+  max_examples=20,
   derandomize=True,
   deadline=None,
   suppress_health_check=[HealthCheck.too_slow],

@@ -4,6 +4,7 @@ differs stops with one message; a loaded tower can be locked."""
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from cmjax import init_from, trainer
@@ -50,13 +51,23 @@ def test_a_wrong_rule_or_shape_stops_with_one_message(rules, message):
 
 @pytest.fixture(scope="module")
 def contrastive_run(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("contrastive"))
+  """A saved step holding a contrastive model's image tower with random values (as
+  `python -m cmjax.pretrained.convert` writes one), made without training."""
+  from cmjax import checkpoint_integrity as integrity
+  from cmjax import experiment, sharding
+
   config = helpers.load_config("shapes_contrastive.py", "tiny")
-  config.total_steps = 2
-  config.optim.warmup_steps = 1
-  config.evals = {}
-  trainer.train_and_evaluate(config, workdir)
-  return workdir
+  exp = experiment.build(config)
+  abstract, _, _ = exp.init_state()
+  rng = np.random.default_rng(0)
+  params = jax.tree_util.tree_map(
+    lambda a: rng.normal(size=a.shape).astype(a.dtype), sharding.unbox(abstract.params)
+  )
+  folder = str(tmp_path_factory.mktemp("contrastive") / "step")
+  with ocp.PyTreeCheckpointer() as writer:
+    writer.save(folder + "/state", {"params": params})
+  integrity.write_manifest(folder, integrity.host_summary({"params": params}))
+  return folder
 
 
 def test_a_locked_pretrained_tower_starts_from_the_run_and_stays_bitwise(contrastive_run, tmp_path):
@@ -72,9 +83,9 @@ def test_a_locked_pretrained_tower_starts_from_the_run_and_stays_bitwise(contras
   config.optim.groups = [("image_encoder/.*", dict(frozen=True))]
   workdir = str(tmp_path / "classifier")
   trainer.train_and_evaluate(config, workdir)
-  saved = helpers.load_params(contrastive_run, 2)
-  trained = helpers.load_params(workdir, 3)
-  image = [k for k in trained if "image_encoder" in k]
+  saved = init_from.saved_params(contrastive_run)
+  trained = init_from.saved_params(f"{workdir}/checkpoints/3")
+  image = [k for k in trained if k.startswith("image_encoder/")]
   assert image and all(k in saved for k in image)
   for k in image:
     np.testing.assert_array_equal(trained[k], saved[k], err_msg=k)
