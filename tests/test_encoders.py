@@ -21,6 +21,7 @@ SMALL = {
     vocab_size=VOCAB, max_len=L, width=W, depth=1, num_heads=2, mlp_dim=32
   ),
   ("text", "rnn"): dict(vocab_size=VOCAB, width=W),
+  ("text", "bert"): dict(vocab_size=VOCAB, max_len=32, width=W, depth=1, num_heads=2, mlp_dim=32),
   ("audio", "transformer"): dict(n_mels=16, width=W, depth=1, num_heads=2, mlp_dim=32),
   ("audio", "cnn"): dict(n_mels=16, widths=(8, W), width=W),
   ("audio", "ast"): dict(n_mels=16, patch_freq=8, width=W, depth=1, num_heads=2, mlp_dim=32),

@@ -55,7 +55,7 @@ EDGE_FLOATS = st.sampled_from(
   [float("nan"), float("inf"), float("-inf"), -1.0, 0.0, 1e-8, 0.5, 0.999, 1.0, 2.0, 1e30]
 )
 FUZZ = settings(
-  max_examples=20,
+  max_examples=12,
   derandomize=True,
   deadline=None,
   suppress_health_check=[HealthCheck.too_slow],
@@ -204,7 +204,7 @@ def _batch_problems(batch, spec, config) -> str | None:
   return None
 
 
-@settings(max_examples=40, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=25, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_a_batch_is_stopped_naming_the_key_or_trains_to_finite_parameters(data):
   s = _step_and_batch()

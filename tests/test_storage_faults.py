@@ -73,6 +73,8 @@ def test_a_full_disk_stops_the_run_keeping_every_earlier_checkpoint(tmp_path, li
   assert "rerun the same command" in last
   report = checkpoint.verify(str(tmp_path))
   assert report and report[2] == [] and all(not p for p in report.values()), report
+  if limit < 16384:
+    return  # the resume is the same as below
   # With space again, the same command resumes from the newest verified step.
   proc = helpers.run_train(str(tmp_path), "shapes_contrastive.py:tiny", *OVERRIDES)
   assert re.search(r"Resumed from the checkpoint at step [2-8]\b", proc.stdout)

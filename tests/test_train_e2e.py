@@ -171,7 +171,10 @@ KILL_AT_SAVE = textwrap.dedent("""
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("moment", ["writing", "before_checksums"])
+# KILL_AT_SAVE also takes "before_checksums" (it passes); left out for the suite's
+# time: the state it leaves, a committed step without checksums, is tested in
+# test_checkpoint_integrity.py.
+@pytest.mark.parametrize("moment", ["writing"])
 def test_kill_during_a_save_then_resume_gives_identical_params(tmp_path, reference_20, moment):
   arg = TINY + ",steps=20"
   cmd = helpers.train_cmd(str(tmp_path), arg, "--config.checkpoint_every_steps=2")
