@@ -81,3 +81,17 @@ def load_params(workdir: str, step: int) -> dict[str, np.ndarray]:
   state = ocp.StandardCheckpointer().restore(path)
   flat = jax.tree_util.tree_flatten_with_path(state["params"])[0]
   return {jax.tree_util.keystr(k): np.asarray(v) for k, v in flat}
+
+
+def torch_bert_states(model, ids: np.ndarray, mask: np.ndarray):
+  """`(last hidden states [batch, L, width], masked-mean embeddings [batch, width])`
+  of a transformers `BertModel` (the reference of the BERT import tests)."""
+  import torch
+
+  with torch.no_grad():
+    states = model(
+      input_ids=torch.tensor(ids, dtype=torch.long),
+      attention_mask=torch.tensor(mask, dtype=torch.long),
+    ).last_hidden_state.numpy()
+  mean = (states * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+  return states, mean

@@ -11,6 +11,7 @@ pytest.importorskip("safetensors")
 
 from cmjax.models import encoders  # noqa: E402
 from cmjax.pretrained import hf_bert  # noqa: E402
+from tests import helpers  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +50,7 @@ def test_converted_bert_equals_transformers_tokens_and_mean_embeddings(tiny_bert
   model, folder = tiny_bert
   cfg, params = hf_bert.load(folder)
   ids, mask = _inputs()
-  with torch.no_grad():
-    ref = model(
-      input_ids=torch.tensor(ids, dtype=torch.long),
-      attention_mask=torch.tensor(mask, dtype=torch.long),
-    ).last_hidden_state.numpy()
-  ref_mean = (ref * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+  ref, ref_mean = helpers.torch_bert_states(model, ids, mask)
 
   cls = encoders.get_encoder_cls("text", "bert")
   kwargs = {k: v for k, v in cfg.items() if k != "name"}
@@ -108,11 +104,7 @@ def test_convert_writes_a_folder_init_from_loads_into_the_encoder(tiny_bert, tmp
   spec = dict(path=dst, rules=[(r"(.*)", r"text_encoder/\1")], strict=True)
   loaded = init_from.load(spec, abstract)
   params = train_state.replace_params({"text_encoder": fresh}, loaded)["text_encoder"]
-  with torch.no_grad():
-    ref = model(
-      input_ids=torch.tensor(ids, dtype=torch.long),
-      attention_mask=torch.tensor(mask, dtype=torch.long),
-    ).last_hidden_state.numpy()
+  ref, _ = helpers.torch_bert_states(model, ids, mask)
   out = np.asarray(enc.apply({"params": params}, ids, mask).tokens)
   np.testing.assert_allclose(out[mask], ref[mask], atol=1e-5, rtol=1e-5)
   with pytest.raises(FileExistsError):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from cmjax import pretrained
+from tests import helpers
 
 FOLDER = pretrained.minilm_folder()
 pytestmark = pytest.mark.skipif(
@@ -31,7 +32,7 @@ def _tokens():
 
 
 def test_minilm_sentence_embeddings_equal_the_reference():
-  torch = pytest.importorskip("torch")
+  pytest.importorskip("torch")
   transformers = pytest.importorskip("transformers")
   import tokenizers as hf_tokenizers
 
@@ -47,12 +48,7 @@ def test_minilm_sentence_embeddings_equal_the_reference():
   cfg, params = hf_bert.load(FOLDER)
   assert (cfg["width"], cfg["depth"], cfg["vocab_size"]) == (384, 6, 30522)
   model = transformers.BertModel.from_pretrained(FOLDER).eval()
-  with torch.no_grad():
-    ref = model(
-      input_ids=torch.tensor(ids, dtype=torch.long),
-      attention_mask=torch.tensor(mask, dtype=torch.long),
-    ).last_hidden_state.numpy()
-  ref_mean = (ref * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+  ref, ref_mean = helpers.torch_bert_states(model, ids, mask)
   encoder = encoders.get_encoder_cls("text", "bert")(
     **{k: v for k, v in cfg.items() if k != "name"}
   )
