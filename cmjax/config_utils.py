@@ -233,7 +233,11 @@ def set_training_defaults(c) -> None:
   c.keep_checkpoints = 2
   c.peak_flops = None
   # Start a new run from another run's parameters (cmjax/init_from.py); path "": no.
-  c.init_from = dict(path="", step=None, rules=[], strict=False)
+  from cmjax import init_from  # pylint: disable=g-import-not-at-top
+
+  c.init_from = dict(
+    path="", step=None, rules=[], strict=False, resize_positions=init_from.RESIZE_POSITIONS
+  )
 
 
 def apply_common_overrides(c, arg) -> None:

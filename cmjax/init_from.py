@@ -7,6 +7,7 @@
       (r"image_encoder/(.*)", r"image_encoder/\\1"),
     ],
     strict=False,               # True: every parameter of both sides must be matched
+    resize_positions=r"(.*/)?(image|video)_encoder/pos_embedding",
   )
 
 Names are parameter paths joined by '/' (`text_encoder/token_embed/embedding`).
@@ -19,6 +20,11 @@ stops the run with one message naming the parameter (and both shapes);
 `strict` also stops on parameters left at their initial values or saved ones
 left unused, which are otherwise listed in the log. Applied only when a run
 starts; a resumed run restores its own checkpoint.
+
+A ViT position table whose name matches `resize_positions` (a regex on this
+model's names; '' for none) and whose grid differs from the saved one (another
+image size) is resized bicubically (`cmjax.pretrained.positions`), its class
+token row kept.
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ import numpy as np
 from cmjax import checkpoint_integrity as integrity
 from cmjax import train_state
 
-KEYS = ("path", "step", "rules", "strict")
+KEYS = ("path", "step", "rules", "strict", "resize_positions")
+RESIZE_POSITIONS = r"(.*/)?(image|video)_encoder/pos_embedding"
 
 
 def step_dir(path: str, step: int | None = None) -> str:
@@ -84,7 +91,17 @@ def saved_params(folder: str) -> dict[str, np.ndarray]:
   return {train_state.param_name(p): np.asarray(x) for p, x in flat}
 
 
-def match(saved: Mapping[str, Any], targets: Mapping[str, Any], rules) -> tuple[dict, list[str]]:
+def _resizable(want: tuple, got: tuple) -> bool:
+  from cmjax.pretrained import positions  # pylint: disable=g-import-not-at-top
+
+  if len(want) != 2 or len(got) != 2 or want[1] != got[1]:
+    return False
+  return any(positions.grid_side(want[0], p) and positions.grid_side(got[0], p) for p in (0, 1))
+
+
+def match(
+  saved: Mapping[str, Any], targets: Mapping[str, Any], rules, resize_positions: str = ""
+) -> tuple[dict, list[str]]:
   """`({target name: saved name}, saved names left unused)`; raises naming a
   rule that matches nothing, a target this model lacks or a shape that differs.
 
@@ -92,7 +109,13 @@ def match(saved: Mapping[str, Any], targets: Mapping[str, Any], rules) -> tuple[
     saved: saved name -> array (or anything with `.shape`).
     targets: this model's parameter name -> array or `ShapeDtypeStruct`.
     rules: `[(regex, replacement), ...]`, or None for names as they are.
+    resize_positions: regex on target names whose position grids may differ
+      (then resized by `load`); '' for none.
   """
+  try:
+    resize = re.compile(resize_positions) if resize_positions else None
+  except re.error as e:
+    raise ValueError(f"config.init_from.resize_positions: bad regex: {e}") from None
   rules = [(r"(.*)", r"\1")] if not rules else list(rules)
   compiled = []
   for i, rule in enumerate(rules):
@@ -121,7 +144,7 @@ def match(saved: Mapping[str, Any], targets: Mapping[str, Any], rules) -> tuple[
             f"{name!r}; make the rules tell them apart."
           )
         want, got = tuple(targets[target].shape), tuple(saved[name].shape)
-        if want != got:
+        if want != got and not (resize and resize.fullmatch(target) and _resizable(want, got)):
           raise ValueError(
             f"config.init_from: parameter {target!r} has shape {want} in this model, but the "
             f"saved {name!r} has shape {got}."
@@ -150,7 +173,8 @@ def load(spec: Mapping, abstract_params) -> dict[str, jax.Array]:
   saved = saved_params(folder)
   flat = jax.tree_util.tree_flatten_with_path(abstract_params)[0]
   targets = {train_state.param_name(p): a for p, a in flat}
-  mapping, unused = match(saved, targets, spec.get("rules"))
+  resize = spec.get("resize_positions", RESIZE_POSITIONS)
+  mapping, unused = match(saved, targets, spec.get("rules"), resize)
   left = sorted(set(targets) - set(mapping))
   if spec.get("strict") and (left or unused):
     raise ValueError(
@@ -170,7 +194,18 @@ def load(spec: Mapping, abstract_params) -> dict[str, jax.Array]:
   )
   out = {}
   for target, name in mapping.items():
-    value = saved[name].astype(targets[target].dtype)
+    value = saved[name]
+    if tuple(value.shape) != tuple(targets[target].shape):
+      from cmjax.pretrained import positions  # pylint: disable=g-import-not-at-top
+
+      logging.warning(
+        "init_from: %s resized from %s to %s (another image size).",
+        target,
+        value.shape,
+        targets[target].shape,
+      )
+      value = positions.resize(value, targets[target].shape[0])
+    value = value.astype(targets[target].dtype)
     sharding = targets[target].sharding
     out[target] = jax.make_array_from_callback(value.shape, sharding, lambda idx, v=value: v[idx])
   return out

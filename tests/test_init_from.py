@@ -95,7 +95,9 @@ def test_a_locked_pretrained_tower_starts_from_the_run_and_stays_bitwise(contras
 def test_init_from_a_missing_path_or_bad_keys_names_them(tmp_path):
   with pytest.raises(ValueError, match="config.init_from.path=.*no such folder"):
     init_from.load(dict(path=str(tmp_path / "nowhere")), {})
-  with pytest.raises(ValueError, match=r"takes \['path', 'step', 'rules', 'strict'\]"):
+  with pytest.raises(
+    ValueError, match=r"takes \['path', 'step', 'rules', 'strict', 'resize_positions'\]"
+  ):
     init_from.load(dict(path=str(tmp_path), rule=[]), {})
 
 

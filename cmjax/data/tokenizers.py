@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import re
+import string
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -132,19 +133,28 @@ class ByteTokenizer(_Tokenizer):
     return data.decode("utf-8", errors="replace")
 
 
+_NO_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def _check_pad_id(pad_id) -> int:
+  if isinstance(pad_id, bool) or not isinstance(pad_id, int) or pad_id < 0:
+    raise ValueError(f"config.data.tokenizer_options.pad_id={pad_id!r}: expected an id >= 0")
+  return pad_id
+
+
 class HFTokenizer(_Tokenizer):
   """A Hugging Face ``tokenizer.json`` (WordPiece as BERT's, byte-level BPE as
   CLIP's and GPT-2's, Unigram), run by the ``tokenizers`` library.
 
   ``pad`` adds the tokenizer's own special tokens (its post-processor: e.g.
   ``[CLS] ... [SEP]`` or ``<|startoftext|> ... <|endoftext|>``), truncates
-  content (not those tokens) to ``max_len`` and pads with 0 where the mask is
-  False, as ``transformers``' fast tokenizers do with ``truncation=True``.
-  Normalisation (lower-casing, accents) is the file's; ``lowercase=True``
-  lower-cases first for files that lack it.
+  content (not those tokens) to ``max_len`` and pads with ``pad_id`` (0) where
+  the mask is False, as ``transformers``' fast tokenizers do with
+  ``truncation=True``. Normalisation (lower-casing, accents) is the file's;
+  ``lowercase=True`` lower-cases first for files that lack it.
   """
 
-  def __init__(self, path: str, lowercase: bool = False):
+  def __init__(self, path: str, lowercase: bool = False, pad_id: int = 0):
     import tokenizers  # pylint: disable=g-import-not-at-top
 
     try:
@@ -153,15 +163,15 @@ class HFTokenizer(_Tokenizer):
       raise ValueError(f"cannot read Hugging Face tokenizer file {path!r}: {e}") from None
     self._tok.no_padding()
     self._tok.no_truncation()
-    self.path, self.lowercase = path, lowercase
+    self.path, self.lowercase, self.pad_id = path, lowercase, _check_pad_id(pad_id)
     self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
     self._max_len = None
 
   def __getstate__(self):  # grain workers rebuild it from the file
-    return {"path": self.path, "lowercase": self.lowercase}
+    return {"path": self.path, "lowercase": self.lowercase, "pad_id": self.pad_id}
 
   def __setstate__(self, state):
-    self.__init__(state["path"], state["lowercase"])
+    self.__init__(**state)
 
   def _text(self, text: str) -> str:
     return text.lower() if self.lowercase else text
@@ -179,7 +189,7 @@ class HFTokenizer(_Tokenizer):
       self._tok.enable_truncation(max_length=max_len)
       self._max_len = max_len
     seq = self._tok.encode(self._text(text), add_special_tokens=True).ids[:max_len]
-    ids = np.zeros((max_len,), np.int32)
+    ids = np.full((max_len,), self.pad_id, np.int32)
     ids[: len(seq)] = seq
     mask = np.zeros((max_len,), bool)
     mask[: len(seq)] = True
@@ -193,10 +203,21 @@ class SentencePieceTokenizer(_Tokenizer):
   ``pad`` gives ``[bos] + pieces + [eos]`` (each only where ``add_bos`` /
   ``add_eos`` and the model defines it; by default only </s>, as T5 and SigLIP
   do), truncated to ``max_len`` (content first, the end token kept), padded
-  with 0 where the mask is False.
+  with ``pad_id`` (0) where the mask is False. SigLIP's text tower attends to
+  its padding, so its weights need the id they were trained with (1, '</s>').
+  ``strip_punctuation`` removes ASCII punctuation and repeated spaces first, as
+  SigLIP's text was prepared (with ``lowercase``).
   """
 
-  def __init__(self, path: str, add_bos: bool = False, add_eos: bool = True, lowercase=False):
+  def __init__(
+    self,
+    path: str,
+    add_bos: bool = False,
+    add_eos: bool = True,
+    lowercase: bool = False,
+    pad_id: int = 0,
+    strip_punctuation: bool = False,
+  ):
     import sentencepiece  # pylint: disable=g-import-not-at-top
 
     try:
@@ -204,16 +225,22 @@ class SentencePieceTokenizer(_Tokenizer):
     except (OSError, RuntimeError) as e:
       raise ValueError(f"cannot read SentencePiece model {path!r}: {e}") from None
     self.path, self.add_bos, self.add_eos, self.lowercase = path, add_bos, add_eos, lowercase
+    self.pad_id, self.strip_punctuation = _check_pad_id(pad_id), bool(strip_punctuation)
     self.vocab_size = self._sp.get_piece_size()
 
   def __getstate__(self):
-    return {k: getattr(self, k) for k in ("path", "add_bos", "add_eos", "lowercase")}
+    keys = ("path", "add_bos", "add_eos", "lowercase", "pad_id", "strip_punctuation")
+    return {k: getattr(self, k) for k in keys}
 
   def __setstate__(self, state):
     self.__init__(**state)
 
   def encode(self, text: str) -> list[int]:
-    return list(self._sp.encode(text.lower() if self.lowercase else text))
+    if self.lowercase:
+      text = text.lower()
+    if self.strip_punctuation:
+      text = " ".join(text.translate(_NO_PUNCTUATION).split())
+    return list(self._sp.encode(text))
 
   def decode(self, ids: Iterable[int]) -> str:
     specials = {self._sp.bos_id(), self._sp.eos_id(), self._sp.pad_id()}
@@ -226,7 +253,7 @@ class SentencePieceTokenizer(_Tokenizer):
     tail = [self._sp.eos_id()] if self.add_eos and self._sp.eos_id() >= 0 else []
     room = max(max_len - len(head) - len(tail), 0)
     seq = (head + self.encode(text)[:room] + tail)[:max_len]
-    ids = np.zeros((max_len,), np.int32)
+    ids = np.full((max_len,), self.pad_id, np.int32)
     ids[: len(seq)] = seq
     mask = np.zeros((max_len,), bool)
     mask[: len(seq)] = True

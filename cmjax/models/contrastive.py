@@ -19,6 +19,8 @@ from cmjax.models.registry import input_modalities, register
 
 # Batch keys each modality needs; the first one says the modality is present.
 MODALITY_KEYS = MODALITY_INPUTS
+# Kinds of `projection` (see TriModalContrastive).
+PROJECTIONS = ("linear", "linear_bias", "none")
 
 
 def l2_normalize(x: jax.Array, eps: float = 1e-6) -> jax.Array:
@@ -93,6 +95,11 @@ class TriModalContrastive(nn.Module):
       log(10) for SigLIP).
     logit_bias_init: initial logit bias (0 for CLIP, -10 for SigLIP).
     dtype: compute dtype of the towers; embeddings are returned in float32.
+    projection: how each modality's pooled vector becomes its embedding,
+      `{modality: kind}`, 'linear' for modalities not named: 'linear' (a
+      bias-free `[width, embed_dim]` map, as CLIP), 'linear_bias' (with a bias,
+      as SigLIP's text head) or 'none' (the pooled vector itself, as SigLIP's
+      image tower; its width must be embed_dim).
   """
 
   embed_dim: int = 128
@@ -105,6 +112,7 @@ class TriModalContrastive(nn.Module):
   logit_scale_init: float = math.log(1 / 0.07)
   logit_bias_init: float = 0.0
   dtype: Dtype = jnp.float32
+  projection: dict | None = None
 
   def setup(self):
     self.used = input_modalities(self)
@@ -117,16 +125,25 @@ class TriModalContrastive(nn.Module):
       )
       for m in self.used
     }
-    # Bias-free projection so that the zero vector stays meaningless.
+    kinds = dict(self.projection or {})
+    unknown = {m: k for m, k in kinds.items() if k not in PROJECTIONS or m not in MODALITY_KEYS}
+    if unknown:
+      raise ValueError(
+        f"config.model.projection={kinds}: {unknown} is not a modality mapped to one of "
+        f"{PROJECTIONS}"
+      )
+    # Bias-free by default so that the zero vector stays meaningless.
     self.projections = {
       m: nn.Dense(
         self.embed_dim,
-        use_bias=False,
+        use_bias=kinds.get(m) == "linear_bias",
         dtype=self.dtype,
         name=f"{m}_proj",
         kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(), ("embed", None)),
+        bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), (None,)),
       )
       for m in self.used
+      if kinds.get(m, "linear") != "none"
     }
     self.logit_scale = self.param(
       "logit_scale", nn.initializers.constant(self.logit_scale_init), ()
@@ -137,7 +154,14 @@ class TriModalContrastive(nn.Module):
     if modality not in self.used:
       raise ValueError(f"this model has no {modality} tower; modalities={self.used}")
     pooled = self.towers[modality](*inputs, train=train).pooled
-    z = l2_normalize(self.projections[modality](pooled))
+    if modality in self.projections:
+      pooled = self.projections[modality](pooled)
+    elif pooled.shape[-1] != self.embed_dim:
+      raise ValueError(
+        f"config.model.projection[{modality!r}]='none' needs the {modality} tower's width "
+        f"({pooled.shape[-1]}) to equal embed_dim ({self.embed_dim})"
+      )
+    z = l2_normalize(pooled)
     chex.assert_shape(z, (inputs[0].shape[0], self.embed_dim))
     return z
 

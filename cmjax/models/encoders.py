@@ -121,8 +121,9 @@ def complete_from_data(modality: str, config: dict | None, data: Any) -> dict:
 
   The data decide what the encoder must fit: a text encoder's `vocab_size` (the
   tokenizer's) and `max_len` (the batches' text length, where the encoder has a
-  position table), an audio encoder's `sample_rate`. Without `data` the entry
-  is returned as it is.
+  position table; a larger `max_len` the entry gives is kept, so that a
+  pretrained position table loads), an audio encoder's `sample_rate`. Without
+  `data` the entry is returned as it is.
   """
   entry = dict(config or {})
   if data is None:
@@ -132,7 +133,7 @@ def complete_from_data(modality: str, config: dict | None, data: Any) -> dict:
   if modality == "text":
     entry["vocab_size"] = data.vocab_size
     if "max_len" in fields:
-      entry["max_len"] = data.text_length()
+      entry["max_len"] = max(int(entry.get("max_len") or 0), data.text_length())
   if modality == "audio" and "sample_rate" in fields:
     entry["sample_rate"] = data.sample_rate
   return entry

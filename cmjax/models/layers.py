@@ -253,9 +253,14 @@ def layer_norm(
   dtype: Dtype = jnp.float32,
   param_dtype: Dtype = jnp.float32,
   axis: str = "embed",
+  epsilon: float = 1e-6,
 ) -> nn.LayerNorm:
-  """LayerNorm over the last axis whose scale/bias `[features]` carry the `axis` logical name."""
+  """LayerNorm over the last axis whose scale/bias `[features]` carry the `axis` logical name.
+
+  `epsilon` is flax's 1e-6 by default; imported weights need their own (CLIP
+  1e-5, BERT 1e-12)."""
   return nn.LayerNorm(
+    epsilon=epsilon,
     dtype=dtype,
     param_dtype=param_dtype,
     name=name,
@@ -283,3 +288,25 @@ def token_embed(
     name=name,
     embedding_init=nn.with_logical_partitioning(nn.initializers.normal(0.02), ("vocab", "embed")),
   )
+
+
+def quick_gelu(x: jax.Array) -> jax.Array:
+  """`x * sigmoid(1.702 x)`: the GELU approximation OpenAI's CLIP was trained with."""
+  return x * jax.nn.sigmoid(1.702 * x)
+
+
+# Activations by the name a config gives; imported weights need the one they
+# were trained with.
+ACTIVATIONS = {
+  "gelu_tanh": lambda x: nn.gelu(x, approximate=True),  # flax's default; SigLIP, ViT
+  "gelu": lambda x: nn.gelu(x, approximate=False),  # exact (erf); BERT
+  "quick_gelu": quick_gelu,  # OpenAI CLIP
+  "relu": nn.relu,
+}
+
+
+def activation(name: str) -> Callable[[jax.Array], jax.Array]:
+  """The activation function `name` (a key of `ACTIVATIONS`)."""
+  if name not in ACTIVATIONS:
+    raise ValueError(f"activation={name!r}; expected one of {sorted(ACTIVATIONS)}")
+  return ACTIVATIONS[name]

@@ -20,6 +20,8 @@ class MAPHead(nn.Module):
   num_heads: int
   mlp_dim: int
   dtype: Dtype = jnp.float32
+  activation: str = "gelu_tanh"
+  ln_epsilon: float = 1e-6
 
   @nn.compact
   def __call__(self, x: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
@@ -34,7 +36,8 @@ class MAPHead(nn.Module):
     y = MultiHeadAttention(num_heads=self.num_heads, dtype=self.dtype, name="attn")(
       q, x, key_mask=key_mask
     )
-    y = y + MlpBlock(self.mlp_dim, dtype=self.dtype, name="mlp")(layer_norm("ln", self.dtype)(y))
+    mlp = MlpBlock(self.mlp_dim, dtype=self.dtype, activation=self.activation, name="mlp")
+    y = y + mlp(layer_norm("ln", self.dtype, epsilon=self.ln_epsilon)(y))
     pooled = y[:, 0]
     chex.assert_shape(pooled, (batch, width))
     return pooled

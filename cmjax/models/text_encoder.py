@@ -19,9 +19,10 @@ class TextTransformer(nn.Module):
     vocab_size: number of token ids (0 is padding by convention).
     max_len: longest supported sequence (size of the learned position table).
     width, depth, num_heads, mlp_dim: Transformer sizes.
-    pool: 'mean' (masked mean over real tokens), 'first' (first token) or
+    pool: 'mean' (masked mean over real tokens), 'first' (first token),
       'last' (last real token of each row; with `causal` the only token that
-      has seen the whole text).
+      has seen the whole text: CLIP's end-of-text token) or 'end' (the last
+      position, padding or not: SigLIP, trained on texts padded to max_len).
     dropout_rate: dropout inside the Transformer.
     dtype: compute dtype.
     causal: token t attends only to tokens <= t (GPT/CLIP-style text tower).
@@ -29,6 +30,10 @@ class TextTransformer(nn.Module):
       'sinusoidal' (fixed table, no param; any length allowed).
     remat, scan: passed to `Transformer`.
     param_dtype: parameter dtype.
+    activation: the MLPs' (`layers.ACTIVATIONS`; 'quick_gelu' for CLIP).
+    ln_epsilon: every LayerNorm's epsilon (1e-6; CLIP's weights 1e-5).
+    mask_padding: padding tokens are hidden from attention (True). SigLIP's
+      text tower was trained attending to its pad tokens: False reproduces it.
   """
 
   vocab_size: int
@@ -45,6 +50,9 @@ class TextTransformer(nn.Module):
   remat: bool | str = False
   scan: bool = False
   param_dtype: Dtype = jnp.float32
+  activation: str = "gelu_tanh"
+  ln_epsilon: float = 1e-6
+  mask_padding: bool = True
 
   @nn.compact
   def __call__(
@@ -58,8 +66,8 @@ class TextTransformer(nn.Module):
     chex.assert_rank([text, text_mask], 2)
     chex.assert_equal_shape([text, text_mask])
     batch, length = text.shape
-    if self.pool not in ("mean", "first", "last"):
-      raise ValueError(f"pool must be 'mean', 'first' or 'last', got {self.pool!r}")
+    if self.pool not in ("mean", "first", "last", "end"):
+      raise ValueError(f"pool must be 'mean', 'first', 'last' or 'end', got {self.pool!r}")
     if self.positions not in ("learned", "sinusoidal"):
       raise ValueError(f"positions must be 'learned' or 'sinusoidal', got {self.positions!r}")
     if self.positions == "learned" and length > self.max_len:
@@ -85,12 +93,16 @@ class TextTransformer(nn.Module):
       remat=self.remat,
       scan=self.scan,
       param_dtype=self.param_dtype,
+      activation=self.activation,
+      ln_epsilon=self.ln_epsilon,
       name="transformer",
-    )(x, mask, deterministic=not train, causal=self.causal)
+    )(x, mask if self.mask_padding else None, deterministic=not train, causal=self.causal)
     if self.pool == "first":
       pooled = x[:, 0]
     elif self.pool == "last":
       pooled = last_token(x, mask)
+    elif self.pool == "end":
+      pooled = x[:, -1]
     else:
       pooled = masked_mean(x, mask)
     chex.assert_shape(x, (batch, length, self.width))

@@ -16,16 +16,21 @@ import jax
 import jax.numpy as jnp
 
 from cmjax.models.attention import MultiHeadAttention
-from cmjax.models.layers import Dtype, dense, layer_norm
+from cmjax.models.layers import Dtype, activation, dense, layer_norm
 
 
 class MlpBlock(nn.Module):
-  """Dense -> GELU -> dropout -> Dense: `[batch, tokens, width]` -> same."""
+  """Dense -> activation -> dropout -> Dense: `[batch, tokens, width]` -> same.
+
+  `activation` names one of `layers.ACTIVATIONS` (tanh-approximated GELU by
+  default; 'quick_gelu' for OpenAI CLIP's weights).
+  """
 
   mlp_dim: int
   dropout_rate: float = 0.0
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
+  activation: str = "gelu_tanh"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
@@ -40,7 +45,7 @@ class MlpBlock(nn.Module):
       kernel_init=init,
       param_dtype=self.param_dtype,
     )(x)
-    h = nn.gelu(h)
+    h = activation(self.activation)(h)
     h = nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)
     return dense(
       width,
@@ -61,6 +66,8 @@ class EncoderBlock(nn.Module):
     dropout_rate: dropout on the residual branches and inside the MLP.
     dtype, param_dtype: compute and parameter dtypes.
     attention_dropout_rate: dropout on the attention weights.
+    activation: the MLP's (`layers.ACTIVATIONS`).
+    ln_epsilon: the LayerNorms' epsilon.
   """
 
   num_heads: int
@@ -69,6 +76,8 @@ class EncoderBlock(nn.Module):
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
   attention_dropout_rate: float = 0.0
+  activation: str = "gelu_tanh"
+  ln_epsilon: float = 1e-6
 
   @nn.compact
   def __call__(
@@ -84,7 +93,7 @@ class EncoderBlock(nn.Module):
     with `static_argnums` needs).
     """
     chex.assert_rank(x, 3)
-    h = layer_norm("ln_attn", self.dtype, self.param_dtype)(x)
+    h = layer_norm("ln_attn", self.dtype, self.param_dtype, epsilon=self.ln_epsilon)(x)
     h = MultiHeadAttention(
       num_heads=self.num_heads,
       dtype=self.dtype,
@@ -94,10 +103,10 @@ class EncoderBlock(nn.Module):
     )(h, key_mask=key_mask, causal=causal, deterministic=deterministic)
     h = nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)
     x = x + h
-    h = layer_norm("ln_mlp", self.dtype, self.param_dtype)(x)
-    h = MlpBlock(self.mlp_dim, self.dropout_rate, self.dtype, self.param_dtype, name="mlp")(
-      h, deterministic=deterministic
-    )
+    h = layer_norm("ln_mlp", self.dtype, self.param_dtype, epsilon=self.ln_epsilon)(x)
+    h = MlpBlock(
+      self.mlp_dim, self.dropout_rate, self.dtype, self.param_dtype, self.activation, name="mlp"
+    )(h, deterministic=deterministic)
     h = nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)
     return x + h
 
@@ -139,6 +148,8 @@ class _ScanStep(nn.Module):
   remat: bool | str
   deterministic: bool
   causal: bool
+  activation: str
+  ln_epsilon: float
 
   @nn.compact
   def __call__(self, x: jax.Array, key_mask: jax.Array | None):
@@ -150,6 +161,8 @@ class _ScanStep(nn.Module):
       self.dtype,
       self.param_dtype,
       self.attention_dropout_rate,
+      self.activation,
+      self.ln_epsilon,
       name="block",
     )(x, key_mask, self.deterministic, self.causal)
     return x, None
@@ -172,6 +185,8 @@ class Transformer(nn.Module):
       leading `[depth]` axis).
     param_dtype: parameter dtype.
     attention_dropout_rate: dropout on attention weights.
+    activation: the MLPs' (`layers.ACTIVATIONS`).
+    ln_epsilon: the LayerNorms' epsilon (flax's 1e-6; CLIP's weights 1e-5).
   """
 
   depth: int
@@ -183,6 +198,8 @@ class Transformer(nn.Module):
   scan: bool = False
   param_dtype: Dtype = jnp.float32
   attention_dropout_rate: float = 0.0
+  activation: str = "gelu_tanh"
+  ln_epsilon: float = 1e-6
 
   @nn.compact
   def __call__(
@@ -221,6 +238,8 @@ class Transformer(nn.Module):
         self.remat,
         deterministic,
         causal,
+        self.activation,
+        self.ln_epsilon,
         name="blocks",
       )(x, key_mask)
     else:
@@ -233,9 +252,11 @@ class Transformer(nn.Module):
           self.dtype,
           self.param_dtype,
           self.attention_dropout_rate,
+          self.activation,
+          self.ln_epsilon,
           name=f"block{i}",
         )(x, key_mask, deterministic, causal)
-    x = layer_norm("ln_final", self.dtype, self.param_dtype)(x)
+    x = layer_norm("ln_final", self.dtype, self.param_dtype, epsilon=self.ln_epsilon)(x)
     chex.assert_shape(x, shape)
     return x
 

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from cmjax.models.encoders import EncoderOutput, register_encoder
-from cmjax.models.layers import Dtype, conv, conv_as_matmul, patch_embed
+from cmjax.models.layers import Dtype, conv, conv_as_matmul, layer_norm, patch_embed
 from cmjax.models.map_head import MAPHead
 from cmjax.models.pixels import to_float
 from cmjax.models.transformer import Transformer
@@ -28,6 +28,14 @@ class ViT(nn.Module):
     dropout_rate: dropout inside the Transformer.
     dtype: compute dtype.
     pixel_norm: how uint8 pixels become floats (`cmjax.models.pixels`).
+    activation: the MLPs' (`layers.ACTIVATIONS`): 'gelu_tanh' (ViT, SigLIP),
+      'quick_gelu' (OpenAI CLIP).
+    ln_epsilon: every LayerNorm's epsilon (1e-6; CLIP's weights 1e-5).
+    ln_pre: a LayerNorm on the embedded tokens before the first block (CLIP).
+
+  CLIP's image tower is `pool='cls', ln_pre=True, activation='quick_gelu',
+  ln_epsilon=1e-5, pixel_norm='clip'`; SigLIP's is `pool='map'` with the
+  defaults (`cmjax.pretrained` writes these settings for imported weights).
   """
 
   patch_size: int = 8
@@ -41,6 +49,9 @@ class ViT(nn.Module):
   dtype: Dtype = jnp.float32
   remat: bool | str = False  # transformer.remat_block: False, 'full' or 'dots'
   pixel_norm: str | tuple = "minus_one_one"
+  activation: str = "gelu_tanh"
+  ln_epsilon: float = 1e-6
+  ln_pre: bool = False
 
   @nn.compact
   def __call__(self, image: jax.Array, *, train: bool = False) -> EncoderOutput:
@@ -78,6 +89,8 @@ class ViT(nn.Module):
       (x.shape[1], self.width),
     )
     x = x + pos.astype(self.dtype)[None]
+    if self.ln_pre:
+      x = layer_norm("ln_pre", self.dtype, epsilon=self.ln_epsilon)(x)
     x = Transformer(
       self.depth,
       self.num_heads,
@@ -85,12 +98,21 @@ class ViT(nn.Module):
       self.dropout_rate,
       self.dtype,
       remat=self.remat,
+      activation=self.activation,
+      ln_epsilon=self.ln_epsilon,
       name="transformer",
     )(x, deterministic=not train)
     if self.pool == "cls":
       pooled = x[:, 0]
     elif self.pool == "map":
-      pooled = MAPHead(self.num_heads, self.mlp_dim, self.dtype, name="map_head")(x)
+      pooled = MAPHead(
+        self.num_heads,
+        self.mlp_dim,
+        self.dtype,
+        self.activation,
+        self.ln_epsilon,
+        name="map_head",
+      )(x)
     else:
       pooled = jnp.mean(x, axis=1)
     chex.assert_shape(x, (batch, n + (self.pool == "cls"), self.width))

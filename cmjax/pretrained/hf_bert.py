@@ -16,6 +16,8 @@ import os
 
 import numpy as np
 
+from cmjax.pretrained import torch_layout
+
 _PREFIXES = ("bert.", "")
 
 
@@ -39,60 +41,32 @@ def encoder_config(hf: dict) -> dict:
   )
 
 
-def read_safetensors(folder: str) -> dict[str, np.ndarray]:
-  """Every tensor of the folder's `*.safetensors` files, by name."""
-  from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
-
-  files = sorted(f for f in os.listdir(folder) if f.endswith(".safetensors"))
-  if not files:
-    raise FileNotFoundError(f"{folder} holds no *.safetensors file (save with safe_serialization)")
-  tensors = {}
-  for name in files:
-    tensors.update(load_file(os.path.join(folder, name)))
-  return tensors
-
-
 def convert(tensors: dict[str, np.ndarray], cfg: dict) -> dict:
   """`BertModel` tensors -> the `bert` encoder's parameter tree."""
   prefix = next((p for p in _PREFIXES if f"{p}embeddings.word_embeddings.weight" in tensors), None)
   if prefix is None:
     raise ValueError("not a BERT checkpoint: no embeddings.word_embeddings.weight")
-  t = lambda name: np.asarray(tensors[prefix + name], np.float32)
-  heads, width = cfg["num_heads"], cfg["width"]
-  head_dim = width // heads
-
-  def ln(name):
-    return {"scale": t(f"{name}.weight"), "bias": t(f"{name}.bias")}
-
-  def qkv(name):  # torch Linear [out, in] -> [in, heads, head_dim]
-    return {
-      "kernel": t(f"{name}.weight").T.reshape(width, heads, head_dim),
-      "bias": t(f"{name}.bias").reshape(heads, head_dim),
-    }
-
-  def linear(name):
-    return {"kernel": t(f"{name}.weight").T, "bias": t(f"{name}.bias")}
-
+  t = torch_layout.Tensors(tensors, "the BERT checkpoint", prefix)
   params = {
-    "token_embed": {"embedding": t("embeddings.word_embeddings.weight")},
-    "pos_embed": {"embedding": t("embeddings.position_embeddings.weight")},
-    "type_embed": {"embedding": t("embeddings.token_type_embeddings.weight")},
-    "ln_embed": ln("embeddings.LayerNorm"),
+    "token_embed": t.embedding("embeddings.word_embeddings"),
+    "pos_embed": t.embedding("embeddings.position_embeddings"),
+    "type_embed": t.embedding("embeddings.token_type_embeddings"),
+    "ln_embed": t.layer_norm("embeddings.LayerNorm"),
   }
   for i in range(cfg["depth"]):
     p = f"encoder.layer.{i}."
-    out = t(p + "attention.output.dense.weight").T.reshape(heads, head_dim, width)
     params[f"layer{i}"] = {
-      "attn": {
-        "query": qkv(p + "attention.self.query"),
-        "key": qkv(p + "attention.self.key"),
-        "value": qkv(p + "attention.self.value"),
-        "out": {"kernel": out, "bias": t(p + "attention.output.dense.bias")},
-      },
-      "ln_attn": ln(p + "attention.output.LayerNorm"),
-      "fc1": linear(p + "intermediate.dense"),
-      "fc2": linear(p + "output.dense"),
-      "ln_mlp": ln(p + "output.LayerNorm"),
+      "attn": t.attention(
+        p + "attention.self.query",
+        p + "attention.self.key",
+        p + "attention.self.value",
+        p + "attention.output.dense",
+        cfg["num_heads"],
+      ),
+      "ln_attn": t.layer_norm(p + "attention.output.LayerNorm"),
+      "fc1": t.linear(p + "intermediate.dense"),
+      "fc2": t.linear(p + "output.dense"),
+      "ln_mlp": t.layer_norm(p + "output.LayerNorm"),
     }
   return params
 
@@ -101,4 +75,4 @@ def load(folder: str) -> tuple[dict, dict]:
   """`(encoder config, parameter tree)` of a Hugging Face BERT folder."""
   with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
     cfg = encoder_config(json.load(f))
-  return cfg, convert(read_safetensors(folder), cfg)
+  return cfg, convert(torch_layout.read_safetensors(folder), cfg)
