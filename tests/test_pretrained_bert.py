@@ -91,7 +91,9 @@ def test_convert_writes_a_folder_init_from_loads_into_the_encoder(tiny_bert, tmp
   dst = str(tmp_path / "converted")
   assert convert.main([folder, dst]) == 0
   with open(f"{dst}/{convert.MODEL_FILE}") as f:
-    cfg = json.load(f)
+    info = json.load(f)
+  assert info["format"] == "hf_bert" and info["init_from_rules"] == [["(.*)", r"text_encoder/\1"]]
+  cfg = info["settings"]["model.text"]
   ids, mask = _inputs()
   enc = encoders.get_encoder_cls("text", "bert")(**{k: v for k, v in cfg.items() if k != "name"})
   fresh = sharding.unbox(enc.init(jax.random.key(1), ids, mask)["params"])

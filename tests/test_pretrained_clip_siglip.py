@@ -51,7 +51,9 @@ def tiny_clip(tmp_path_factory):
   torch.manual_seed(0)
   config = transformers.CLIPConfig(
     vision_config=dict(VISION, hidden_act="quick_gelu", layer_norm_eps=1e-5),
-    text_config=dict(TEXT, hidden_act="quick_gelu", layer_norm_eps=1e-5, eos_token_id=EOS),
+    text_config=dict(
+      TEXT, hidden_act="quick_gelu", layer_norm_eps=1e-5, eos_token_id=EOS, bos_token_id=4
+    ),
     projection_dim=20,
   )
   model = _perturbed(transformers.CLIPModel(config))
@@ -246,3 +248,64 @@ def test_siglip_tokenizer_ids_equal_transformers(tmp_path):
   for text in SENTENCES:
     want = ref(text, padding="max_length", max_length=16, truncation=True)["input_ids"]
     assert ours.pad(text, 16)[0].tolist() == want, text
+
+
+def test_a_converted_clip_image_tower_locked_in_a_run_computes_transformers_embeddings(
+  tiny_clip, tmp_path
+):
+  """The whole route: convert -> `convert.apply` -> a run on shapes (64-pixel
+  images: the 4x4 position grid resized to 8x8) with the image tower and its
+  projection locked (LiT) and a fresh text tower -> after training, the run's
+  image embeddings are transformers' (`interpolate_pos_encoding=True`)."""
+  from cmjax import trainer
+  from cmjax.pretrained import convert
+  from tests import helpers
+
+  model, folder = tiny_clip
+  dst = str(tmp_path / "converted")
+  assert convert.main([folder, dst]) == 0
+  config = helpers.load_config("shapes_contrastive.py", "tiny")
+  info = convert.apply(
+    config, dst, rules=[(r"(image_encoder/.*|image_proj/.*|logit_scale)", r"\1")]
+  )
+  assert info["format"] == "hf_clip" and config.model.image.ln_pre
+  assert config.init_from.path == dst and config.model.modalities == ("image", "text")
+  config.total_steps = 2
+  config.evals = {}
+  config.optim.groups = [("image_(encoder|proj)/.*", dict(frozen=True))]
+  workdir = str(tmp_path / "lit")
+  trainer.train_and_evaluate(config, workdir)
+
+  from cmjax import init_from
+
+  trained = init_from.saved_params(f"{workdir}/checkpoints/2")
+  params = {}
+  for name, value in trained.items():
+    node = params
+    *parents, leaf = name.split("/")
+    for p in parents:
+      node = node.setdefault(p, {})
+    node[leaf] = value
+  assert trained["image_encoder/pos_embedding"].shape == (65, 32)
+  images = _images(size=64)
+  ours = registry.get_model(**{k: v for k, v in config.model.items()}, data=None)
+  cfg_image = dict(config.model.image)
+  assert cfg_image["pixel_norm"] == "clip"
+  img = np.asarray(
+    ours.apply(
+      {
+        "params": {
+          k: params[k] for k in ("image_encoder", "image_proj", "logit_scale", "logit_bias")
+        }
+      },
+      images,
+      method=ours.encode_image,
+    )
+  )
+  stats = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
+  with torch.no_grad():
+    ref = model.get_image_features(
+      pixel_values=_pixel_values(images, *stats), interpolate_pos_encoding=True
+    )
+  ref = getattr(ref, "pooler_output", ref).numpy()
+  np.testing.assert_allclose(img, ref / np.linalg.norm(ref, axis=-1, keepdims=True), **TOL)
