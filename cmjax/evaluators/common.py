@@ -30,7 +30,7 @@ from cmjax.registry import Registry
 
 def _import_builtin_evaluators() -> None:
   # Importing a module runs its @register; lazy, as the modules import this one.
-  from cmjax.evaluators import classification, retrieval, zeroshot  # noqa: F401
+  from cmjax.evaluators import classification, probes, retrieval, zeroshot  # noqa: F401
 
 
 EVALUATORS = Registry(
