@@ -11,7 +11,9 @@ a rule's regex must match the path from its start (`re.match`), and the first ru
 that matches decides. Settings of a rule: `frozen` (no update and no optimizer
 state), `lr_mult` (times the base peak learning rate) or `lr` (its own peak),
 `weight_decay`, `warmup_steps`, `min_lr_ratio`, `schedule` ('cosine' or
-'constant'). Parameters no rule matches follow `config.optim` itself; with
+'constant'), `unfreeze_at` (locked, bit for bit, before this step; from it the
+group's own warmup and decay run over the remaining steps: a pretrained tower
+kept still while a fresh head settles). Parameters no rule matches follow `config.optim` itself; with
 `groups_exhaustive=True` every parameter must be matched. A rule that matches no
 parameter is a config error, as is (when exhaustive) a parameter no rule matches.
 """
@@ -37,6 +39,7 @@ GROUP_SETTINGS = (
   "warmup_steps",
   "min_lr_ratio",
   "schedule",
+  "unfreeze_at",
 )
 DEFAULT_GROUP = "default"
 FROZEN = "frozen"
@@ -221,13 +224,16 @@ def make_optimizer(optim, *, total_steps: int, warmup_steps: int):
       continue
     check_settings(s, f"config.optim.groups[{label!r}]")
     lr = s.get("lr", optim.lr * s.get("lr_mult", 1.0))
+    start = _unfreeze_step(s, total_steps, f"config.optim.groups[{label!r}]")
     own = _schedule(
       lr,
-      total_steps,
-      s.get("warmup_steps", warmup_steps),
+      total_steps - start,
+      min(s.get("warmup_steps", warmup_steps), total_steps - start),
       s.get("min_lr_ratio", min_ratio),
       s.get("schedule", "cosine"),
     )
+    if start:
+      own = _delayed(own, start)
     rules[label] = optax.chain(
       *_update_rule(optim, own, s.get("weight_decay", optim.get("weight_decay", 0.0)))
     )
@@ -238,6 +244,21 @@ def make_optimizer(optim, *, total_steps: int, warmup_steps: int):
     lambda p: jax.tree_util.tree_map(lambda l: FROZEN if l == FROZEN else DEFAULT_GROUP, labels(p)),
   )
   return optax.chain(freeze, *clip, optax.multi_transform(rules, labels)), schedule
+
+
+def _unfreeze_step(settings, total_steps: int, where: str) -> int:
+  start = settings.get("unfreeze_at", 0)
+  if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start < total_steps:
+    raise ValueError(
+      f"{where}.unfreeze_at={start!r}: expected a step in [0, {total_steps}) (config.total_steps)."
+    )
+  return start
+
+
+def _delayed(schedule: optax.Schedule, start: int) -> optax.Schedule:
+  """0 before `start`, then `schedule` counted from `start` (a zero learning
+  rate leaves AdamW's and SGD's parameters exactly as they are)."""
+  return lambda step: jnp.where(step < start, 0.0, schedule(jnp.maximum(step - start, 0)))
 
 
 def frozen_mask(optim, params) -> Any:
