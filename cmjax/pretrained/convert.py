@@ -11,7 +11,7 @@ SRC is one of
       'gelu'; `--head_width`: 64);
   a big_vision two-towers checkpoint, `*.npz` (SigLIP).
 
-DST gets the parameters as an Orbax checkpoint (`DST/state`, names as the cmjax
+DST gets the source folder's tokenizer files, the parameters as an Orbax checkpoint (`DST/state`, names as the cmjax
 model has them: `image_encoder/transformer/block0/attn/query/kernel`, ...),
 their checksums, and `DST/model.json`: the config settings the weights need
 (`model` or `model.text`) and the `init_from` rules that load them. In a config:
@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from typing import Any
@@ -40,6 +41,16 @@ from cmjax import checkpoint_integrity as integrity
 
 MODEL_FILE = "model.json"
 FORMATS = ("hf_bert", "hf_clip", "hf_siglip", "open_clip", "big_vision")
+# Tokenizer files of a Hugging Face folder, copied beside the converted weights.
+TOKENIZER_FILES = (
+  "tokenizer.json",
+  "tokenizer_config.json",
+  "special_tokens_map.json",
+  "vocab.txt",
+  "vocab.json",
+  "merges.txt",
+  "spiece.model",
+)
 
 
 def detect(src: str) -> str:
@@ -122,6 +133,10 @@ def convert(src: str, dst: str, activation: str = "quick_gelu", head_width: int 
     "init_from_rules": rules,
     "data": data_hints(settings),
   }
+  if os.path.isdir(src):
+    for name in TOKENIZER_FILES:
+      if os.path.isfile(os.path.join(src, name)):
+        shutil.copyfile(os.path.join(src, name), os.path.join(dst, name))
   atomic_write.write_text(os.path.join(dst, MODEL_FILE), json.dumps(info, indent=1))
   integrity.write_manifest(dst, integrity.host_summary(tree))
   return info
