@@ -11,9 +11,11 @@ Variants (after the colon, comma separated):
   text=minilm|scratch   the text tower's start (default minilm)
   lock=True|False       minilm: keep the text tower locked (LiT, default) or
                         fine-tune it too
-  weights=DIR           another converted text tower (python -m
-                        cmjax.pretrained.convert SRC DIR) with its tokenizer
-                        at DIR/tokenizer.json; default: the MiniLM package's,
+  weights=DIR           other converted weights (python -m
+                        cmjax.pretrained.convert SRC DIR): a text tower, or a
+                        whole CLIP / SigLIP model whose text tower and
+                        projection are taken (and locked); its tokenizer
+                        files come from DIR; default: the MiniLM package's,
                         converted once into ~/.cache/cmjax
   audio=True            a speech tower too, trained against the same text
   seed=N, tiny, steps=N, batch_size=N, workers=N   as in shapes_contrastive.py
@@ -51,12 +53,32 @@ def get_config(arg=None):
   c = config_utils.load_config(os.path.join(HERE, "shapes_contrastive.py"), common)
   c.seed = arg.seed
   c.data.speech = bool(arg.audio)
-  c.model.modalities = ("image", "text", "audio") if arg.audio else ("image", "text")
   weights = arg.weights or minilm_converted()
-  c.data.tokenizer = f"hf:{os.path.join(weights, 'tokenizer.json')}"
-  convert.apply(c, weights)  # config.model.text and config.init_from
+  image = dict(c.model.image)  # the shapes image tower, trained from scratch
+  info = convert.apply(c, weights)  # config.model (.text) and config.init_from
+  c.model.modalities = ("image", "text", "audio") if arg.audio else ("image", "text")
+  if "model" in info["settings"]:  # a whole image-text model: its text side only
+    c.model.image = image
+    c.model.projection = {
+      "text": info["settings"]["model"].get("projection", {}).get("text", "linear")
+    }
+    c.init_from.rules = [(r"(text_encoder/.*|text_proj/.*)", r"\1")]
+    locked = "text_(encoder|proj)/.*"
+  else:
+    locked = "text_encoder/.*"
+  c.data.tokenizer = _tokenizer(weights, c)
   if arg.text == "scratch":
     c.init_from.path = ""  # the same architecture, randomly initialised and trained
   elif arg.lock:
-    c.optim.groups = [("text_encoder/.*", dict(frozen=True))]
+    c.optim.groups = [(locked, dict(frozen=True))]
   return c
+
+
+def _tokenizer(weights: str, c) -> str:
+  """The converted folder's own tokenizer (SigLIP's with the options it needs)."""
+  if os.path.isfile(os.path.join(weights, "tokenizer.json")):
+    return f"hf:{os.path.join(weights, 'tokenizer.json')}"
+  if os.path.isfile(os.path.join(weights, "spiece.model")):
+    c.data.tokenizer_options = dict(lowercase=True, strip_punctuation=True, pad_id=1)
+    return f"sentencepiece:{os.path.join(weights, 'spiece.model')}"
+  return c.data.tokenizer  # none there: set config.data.tokenizer yourself

@@ -38,3 +38,13 @@ def test_own_data_notebook_executes(monkeypatch):
     str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs
   )
   assert "rows in" in text and "R@5" in text
+
+
+def test_pretrained_notebook_executes(monkeypatch, tmp_path):
+  monkeypatch.setenv("CMJAX_CACHE", str(tmp_path))
+  outputs = _execute("pretrained.ipynb", monkeypatch)
+  assert len(_images(outputs)) >= 1, "expected the images with their closest captions"
+  text = "".join(
+    str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs
+  )
+  assert "format: open_clip" in text and "<- " in text and "zeroshot/shape_accuracy" in text

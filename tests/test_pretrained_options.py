@@ -101,3 +101,39 @@ def test_resizing_to_the_same_grid_changes_nothing_and_keeps_the_class_row():
   # A constant grid stays constant (the weights of each output sum to one).
   flat = np.concatenate([table[:1], np.ones((16, 3), np.float32)])
   np.testing.assert_allclose(positions.resize(flat, 50)[1:], 1.0, atol=1e-6)
+
+
+def test_convert_apply_and_init_from_load_an_open_clip_layout_without_torch(tmp_path):
+  """A random state dict in open_clip's layout (numpy + safetensors) ->
+  `python -m cmjax.pretrained.convert` -> `convert.apply` on a config ->
+  `init_from.load`: the packed attention is split and the projections kept as
+  `x @ P`, as the parity test against open_clip checks numerically."""
+  safetensors_numpy = pytest.importorskip("safetensors.numpy")
+  from cmjax import experiment
+  from cmjax.pretrained import convert, open_clip_weights
+  from tests import helpers
+
+  tensors = open_clip_weights.example_state_dict(image_size=64, patch_size=16, width=32)
+  src = str(tmp_path / "open_clip_model.safetensors")
+  safetensors_numpy.save_file(tensors, src)
+  dst = str(tmp_path / "converted")
+  assert convert.main([src, dst, "--head_width=16"]) == 0
+  config = helpers.load_config("shapes_contrastive.py", "tiny")
+  info = convert.apply(config, dst, strict=False)
+  assert info["format"] == "open_clip" and config.model.image.num_heads == 2
+  # The checkpoint's text tower has a byte vocabulary; the run's own from the data.
+  config.model.text = dict(name="transformer", width=16, depth=1, num_heads=2, mlp_dim=32)
+  config.init_from.rules = [(r"(image_encoder/.*|image_proj/.*)", r"\1")]
+  exp = experiment.build(config)
+  abstract, _, _ = exp.init_state()
+  loaded = init_from.load(dict(config.init_from), abstract.params)
+  np.testing.assert_array_equal(np.asarray(loaded["image_proj/kernel"]), tensors["visual.proj"])
+  q = tensors["visual.transformer.resblocks.1.attn.in_proj_weight"][:32]  # [out, in]
+  np.testing.assert_array_equal(
+    np.asarray(loaded["image_encoder/transformer/block1/attn/query/kernel"]),
+    q.T.reshape(32, 2, 16),
+  )
+  with pytest.raises(ValueError, match="not found: convert the weights first"):
+    convert.apply(config, str(tmp_path / "elsewhere"))
+  with pytest.raises(ValueError, match="expected a Hugging Face model folder"):
+    convert.detect(str(tmp_path / "weights.pt"))

@@ -153,3 +153,66 @@ def load(path: str, activation: str = "quick_gelu", head_width: int = 64) -> tup
   tensors = read(os.path.expanduser(path))
   cfg = model_config(tensors, activation, head_width)
   return cfg, convert(tensors, cfg)
+
+
+def example_state_dict(
+  *,
+  image_size: int = 32,
+  patch_size: int = 8,
+  width: int = 32,
+  text_width: int = 32,
+  depth: int = 2,
+  vocab_size: int = 260,
+  context_length: int = 16,
+  embed_dim: int = 32,
+  seed: int = 0,
+) -> dict[str, np.ndarray]:
+  """A random state dict in this layout (heads of width 16, MLPs 4x wide):
+  for trying the import route without downloading weights. Its towers compute
+  nothing meaningful."""
+  rng = np.random.default_rng(seed)
+
+  def normal(*shape, scale=0.02):
+    return (scale * rng.normal(size=shape)).astype(np.float32)
+
+  def blocks(prefix, w):
+    out = {}
+    for i in range(depth):
+      p = f"{prefix}resblocks.{i}."
+      out.update(
+        {
+          p + "ln_1.weight": 1 + normal(w, scale=0.1),
+          p + "ln_1.bias": normal(w),
+          p + "attn.in_proj_weight": normal(3 * w, w),
+          p + "attn.in_proj_bias": normal(3 * w),
+          p + "attn.out_proj.weight": normal(w, w),
+          p + "attn.out_proj.bias": normal(w),
+          p + "ln_2.weight": 1 + normal(w, scale=0.1),
+          p + "ln_2.bias": normal(w),
+          p + "mlp.c_fc.weight": normal(4 * w, w),
+          p + "mlp.c_fc.bias": normal(4 * w),
+          p + "mlp.c_proj.weight": normal(w, 4 * w),
+          p + "mlp.c_proj.bias": normal(w),
+        }
+      )
+    return out
+
+  grid = (image_size // patch_size) ** 2
+  return {
+    "visual.conv1.weight": normal(width, 3, patch_size, patch_size),
+    "visual.class_embedding": normal(width),
+    "visual.positional_embedding": normal(grid + 1, width),
+    "visual.ln_pre.weight": np.ones(width, np.float32),
+    "visual.ln_pre.bias": np.zeros(width, np.float32),
+    **blocks("visual.transformer.", width),
+    "visual.ln_post.weight": np.ones(width, np.float32),
+    "visual.ln_post.bias": np.zeros(width, np.float32),
+    "visual.proj": normal(width, embed_dim, scale=width**-0.5),
+    "token_embedding.weight": normal(vocab_size, text_width),
+    "positional_embedding": normal(context_length, text_width, scale=0.01),
+    **blocks("transformer.", text_width),
+    "ln_final.weight": np.ones(text_width, np.float32),
+    "ln_final.bias": np.zeros(text_width, np.float32),
+    "text_projection": normal(text_width, embed_dim, scale=text_width**-0.5),
+    "logit_scale": np.asarray(np.log(1 / 0.07), np.float32),
+  }
