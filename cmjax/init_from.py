@@ -91,6 +91,18 @@ def saved_params(folder: str) -> dict[str, np.ndarray]:
   return {train_state.param_name(p): np.asarray(x) for p, x in flat}
 
 
+def nested(flat: Mapping[str, Any]) -> dict:
+  """`{'a/b/c': x}` -> `{'a': {'b': {'c': x}}}`: a parameter tree `model.apply` takes."""
+  tree: dict = {}
+  for name, value in flat.items():
+    node = tree
+    *parents, leaf = name.split("/")
+    for p in parents:
+      node = node.setdefault(p, {})
+    node[leaf] = value
+  return tree
+
+
 def _resizable(want: tuple, got: tuple) -> bool:
   from cmjax.pretrained import positions  # pylint: disable=g-import-not-at-top
 

@@ -95,3 +95,16 @@ def torch_bert_states(model, ids: np.ndarray, mask: np.ndarray):
     ).last_hidden_state.numpy()
   mean = (states * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
   return states, mean
+
+
+def perturb_norms_and_biases(model, scale: float = 0.1):
+  """A torch reference model with non-trivial LayerNorm, bias and probe values
+  (fresh ones are 1 and 0, which would hide a swapped scale and bias); eval mode."""
+  import torch
+
+  torch.manual_seed(1)
+  with torch.no_grad():
+    for name, p in model.named_parameters():
+      if "norm" in name or name.endswith("bias") or "probe" in name:
+        p.add_(scale * torch.randn_like(p))
+  return model.eval()

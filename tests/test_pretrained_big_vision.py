@@ -17,6 +17,7 @@ transformers = pytest.importorskip("transformers")
 
 from cmjax.models import registry  # noqa: E402
 from cmjax.pretrained import big_vision_npz  # noqa: E402
+from tests import helpers  # noqa: E402
 
 HEADS = 4
 
@@ -121,13 +122,7 @@ def tiny_siglip():
       eos_token_id=3,
     ),
   )
-  model = transformers.SiglipModel(config)
-  torch.manual_seed(1)
-  with torch.no_grad():
-    for name, p in model.named_parameters():
-      if "norm" in name or name.endswith("bias") or "probe" in name:
-        p.add_(0.1 * torch.randn_like(p))
-  return model.eval()
+  return helpers.perturb_norms_and_biases(transformers.SiglipModel(config))
 
 
 @pytest.mark.parametrize("stacked", [False, True], ids=["unrolled", "scanned"])

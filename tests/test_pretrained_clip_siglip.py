@@ -15,6 +15,7 @@ import jax  # noqa: E402
 from cmjax import init_from, sharding  # noqa: E402
 from cmjax.models import registry  # noqa: E402
 from cmjax.pretrained import hf_clip, hf_siglip, positions  # noqa: E402
+from tests import helpers  # noqa: E402
 
 TOL = dict(atol=2e-5, rtol=2e-5)
 EOS = 5
@@ -37,13 +38,7 @@ TEXT = dict(
 
 
 def _perturbed(model):
-  """Non-trivial LayerNorm, bias and probe values (fresh ones are 1 and 0)."""
-  torch.manual_seed(1)
-  with torch.no_grad():
-    for name, p in model.named_parameters():
-      if "norm" in name or name.endswith("bias") or "probe" in name:
-        p.add_(0.1 * torch.randn_like(p))
-  return model.eval()
+  return helpers.perturb_norms_and_biases(model)
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +254,6 @@ def test_a_converted_clip_image_tower_locked_in_a_run_computes_transformers_embe
   image embeddings are transformers' (`interpolate_pos_encoding=True`)."""
   from cmjax import trainer
   from cmjax.pretrained import convert
-  from tests import helpers
 
   model, folder = tiny_clip
   dst = str(tmp_path / "converted")
@@ -279,13 +273,7 @@ def test_a_converted_clip_image_tower_locked_in_a_run_computes_transformers_embe
   from cmjax import init_from
 
   trained = init_from.saved_params(f"{workdir}/checkpoints/2")
-  params = {}
-  for name, value in trained.items():
-    node = params
-    *parents, leaf = name.split("/")
-    for p in parents:
-      node = node.setdefault(p, {})
-    node[leaf] = value
+  params = init_from.nested(trained)
   assert trained["image_encoder/pos_embedding"].shape == (65, 32)
   images = _images(size=64)
   ours = registry.get_model(**{k: v for k, v in config.model.items()}, data=None)
