@@ -2,10 +2,11 @@ r"""The transfer recipes against training from scratch, on shapes, 3 seeds.
 
   python benchmarks/transfer_recipes.py --workdir /tmp/cmjax-transfer
 
-* LiT (configs/shapes_lit.py): all-MiniLM-L6-v2 as the locked text tower and a
+* LiT (configs/shapes_lit.py, and configs/files_lit.py on the exported
+  own-data example): all-MiniLM-L6-v2 as the locked text tower and a
   fresh image tower, versus both towers (the same MiniLM-sized text tower)
-  trained from random initialisation; zero-shot shape / colour accuracy and
-  image<->text Recall@5 at the same steps and batch.
+  trained from random initialisation; zero-shot shape / colour accuracy (shapes)
+  and image<->text Recall@5 at the same steps and batch.
 * Pretrain -> fine-tune (configs/shapes_transfer.py): a contrastive run's
   towers start the fusion classifier, versus the classifier from scratch, at
   100%, 10% and 1% of the training labels; test accuracy at the same steps.
@@ -33,9 +34,12 @@ flags.DEFINE_string(
   "Final metrics of every run, by config argument ('' for none).",
 )
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of every row.")
-flags.DEFINE_list("parts", ["lit", "finetune"], "lit and/or finetune.")
+flags.DEFINE_list("parts", ["finetune", "lit", "lit_files"], "finetune, lit, lit_files.")
 flags.DEFINE_integer("lit_steps", 100, "Steps of every LiT / scratch run.")
 flags.DEFINE_integer("lit_batch", 64, "Batch of every LiT / scratch run.")
+flags.DEFINE_integer(
+  "lit_files_steps", 100, "Steps of every LiT / scratch run on the own-data example."
+)
 flags.DEFINE_integer("pretrain_steps", 300, "Steps of the contrastive pretraining.")
 flags.DEFINE_integer("finetune_steps", 150, "Steps of every classifier run.")
 FLAGS = flags.FLAGS
@@ -52,24 +56,42 @@ def _run(config_arg: str, folder: str, steps: int) -> dict:
   return runs.train_or_reuse(config_arg, os.path.join(FLAGS.workdir, folder), steps, FLAGS.record)
 
 
-def lit_table() -> None:
+def lit_table(files: bool = False) -> None:
+  """LiT vs scratch on shapes, or (`files`) on the exported own-data example."""
   metrics = {
-    "zero-shot shape": "zeroshot/shape_accuracy",
-    "zero-shot colour": "zeroshot/color_accuracy",
     "image→text R@5": "retrieval/image_to_text/R@5",
     "text→image R@5": "retrieval/text_to_image/R@5",
   }
+  if files:
+    from cmjax.data import export_example  # pylint: disable=g-import-not-at-top
+
+    manifest = os.path.join(FLAGS.workdir, "own_data", "shapes", "manifest.jsonl")
+    if not os.path.exists(manifest):
+      export_example.export(os.path.join(FLAGS.workdir, "own_data"))
+    steps = FLAGS.lit_files_steps
+    arg = "files_lit.py:text={text},seed={seed},steps=" + f"{steps},manifest={manifest}"
+    folder = "files_lit_{text}/seed{seed}"
+  else:
+    metrics = {
+      "zero-shot shape": "zeroshot/shape_accuracy",
+      "zero-shot colour": "zeroshot/color_accuracy",
+      **metrics,
+    }
+    steps = FLAGS.lit_steps
+    arg = "shapes_lit.py:text={text},seed={seed},steps=" + f"{steps},batch_size={FLAGS.lit_batch}"
+    folder = "lit_{text}/seed{seed}"
   rows = {
     "LiT: MiniLM locked, image tower trained": "minilm",
     "both towers from scratch": "scratch",
   }
+  print(f"{arg.split(':')[0]}, {steps} steps:")
   print("| text tower | " + " | ".join(metrics) + " |")
   print("|---|" + "---|" * len(metrics))
   for title, text in rows.items():
-    results = []
-    for seed in FLAGS.seeds:
-      arg = f"shapes_lit.py:text={text},seed={seed},steps={FLAGS.lit_steps},batch_size={FLAGS.lit_batch}"
-      results.append(_run(arg, f"lit_{text}/seed{seed}", FLAGS.lit_steps))
+    results = [
+      _run(arg.format(text=text, seed=seed), folder.format(text=text, seed=seed), steps)
+      for seed in FLAGS.seeds
+    ]
     print(
       f"| {title} | " + " | ".join(_cell([r[m] for r in results]) for m in metrics.values()) + " |",
       flush=True,
@@ -104,6 +126,8 @@ def main(argv):
     finetune_table()
   if "lit" in FLAGS.parts:
     lit_table()
+  if "lit_files" in FLAGS.parts:
+    lit_table(files=True)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ def get_config(arg=None):
     batch_size=0,
     workers=-1,
   )
-  from cmjax.pretrained import convert, minilm_converted  # pylint: disable=g-import-not-at-top
+  from cmjax.pretrained import recipes  # pylint: disable=g-import-not-at-top
 
   if arg.text not in ("minilm", "scratch"):
     raise ValueError(f"config argument text={arg.text!r}; expected 'minilm' or 'scratch'")
@@ -53,32 +53,7 @@ def get_config(arg=None):
   c = config_utils.load_config(os.path.join(HERE, "shapes_contrastive.py"), common)
   c.seed = arg.seed
   c.data.speech = bool(arg.audio)
-  weights = arg.weights or minilm_converted()
-  image = dict(c.model.image)  # the shapes image tower, trained from scratch
-  info = convert.apply(c, weights)  # config.model (.text) and config.init_from
-  c.model.modalities = ("image", "text", "audio") if arg.audio else ("image", "text")
-  if "model" in info["settings"]:  # a whole image-text model: its text side only
-    c.model.image = image
-    c.model.projection = {
-      "text": info["settings"]["model"].get("projection", {}).get("text", "linear")
-    }
-    c.init_from.rules = [(r"(text_encoder/.*|text_proj/.*)", r"\1")]
-    locked = "text_(encoder|proj)/.*"
-  else:
-    locked = "text_encoder/.*"
-  c.data.tokenizer = _tokenizer(weights, c)
-  if arg.text == "scratch":
-    c.init_from.path = ""  # the same architecture, randomly initialised and trained
-  elif arg.lock:
-    c.optim.groups = [(locked, dict(frozen=True))]
-  return c
-
-
-def _tokenizer(weights: str, c) -> str:
-  """The converted folder's own tokenizer (SigLIP's with the options it needs)."""
-  if os.path.isfile(os.path.join(weights, "tokenizer.json")):
-    return f"hf:{os.path.join(weights, 'tokenizer.json')}"
-  if os.path.isfile(os.path.join(weights, "spiece.model")):
-    c.data.tokenizer_options = dict(lowercase=True, strip_punctuation=True, pad_id=1)
-    return f"sentencepiece:{os.path.join(weights, 'spiece.model')}"
-  return c.data.tokenizer  # none there: set config.data.tokenizer yourself
+  modalities = ("image", "text", "audio") if arg.audio else ("image", "text")
+  return recipes.locked_text_tower(
+    c, arg.weights, scratch=arg.text == "scratch", lock=arg.lock, modalities=modalities
+  )

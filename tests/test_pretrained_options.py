@@ -137,3 +137,24 @@ def test_convert_apply_and_init_from_load_an_open_clip_layout_without_torch(tmp_
     convert.apply(config, str(tmp_path / "elsewhere"))
   with pytest.raises(ValueError, match="expected a Hugging Face model folder"):
     convert.detect(str(tmp_path / "weights.pt"))
+
+
+def test_lit_from_a_whole_clip_conversion_takes_and_locks_its_text_side(tmp_path):
+  safetensors_numpy = pytest.importorskip("safetensors.numpy")
+  from cmjax.pretrained import convert, open_clip_weights, recipes
+  from tests import helpers
+
+  src = str(tmp_path / "open_clip_model.safetensors")
+  safetensors_numpy.save_file(open_clip_weights.example_state_dict(context_length=32), src)
+  dst = str(tmp_path / "converted")
+  convert.convert(src, dst, head_width=16)
+  config = helpers.load_config("shapes_contrastive.py", "tiny")
+  image = dict(config.model.image)
+  recipes.locked_text_tower(config, dst)
+  assert dict(config.model.image) == image  # the run's own image tower, fresh
+  assert config.model.text.causal and dict(config.model.projection) == {"text": "linear"}
+  assert config.init_from.rules == [(r"(text_encoder/.*|text_proj/.*)", r"\1")]
+  assert config.optim.groups == [("text_(encoder|proj)/.*", {"frozen": True})]
+  scratch = helpers.load_config("shapes_contrastive.py", "tiny")
+  recipes.locked_text_tower(scratch, dst, scratch=True)
+  assert not scratch.init_from.path and not scratch.optim.get("groups")

@@ -58,3 +58,6 @@ def test_lit_keeps_the_minilm_tower_bitwise(tmp_path, monkeypatch):
     np.testing.assert_array_equal(trained[k], saved[k.removeprefix("text_encoder/")], err_msg=k)
   scratch = helpers.load_config("shapes_lit.py", "tiny,text=scratch")
   assert not scratch.init_from.path and not scratch.optim.get("groups")
+  own = helpers.load_config("files_lit.py", "tiny,manifest=/data/m.jsonl,audio=True")
+  assert own.data.manifest == "/data/m.jsonl" and own.model.modalities == ("image", "text", "audio")
+  assert own.optim.groups == [("text_encoder/.*", {"frozen": True})]

