@@ -70,6 +70,8 @@ def lit_table(files: bool = False) -> None:
       export_example.export(os.path.join(FLAGS.workdir, "own_data"))
     steps = FLAGS.lit_files_steps
     arg = "files_lit.py:text={text},seed={seed},steps=" + f"{steps},manifest={manifest}"
+    arg += ",zeroshot=label"
+    metrics = {"zero-shot shape": "zeroshot/label_accuracy", **metrics}
     folder = "files_lit_{text}/seed{seed}"
   else:
     metrics = {

@@ -9,7 +9,9 @@ locked, a fresh image (and speech) tower trained against it on a manifest.
   python train.py --config configs/files_lit.py:text=scratch \
       --config.data.manifest=/tmp/own/shapes/manifest.jsonl --workdir /tmp/scratch-own
 
-Variants: manifest=PATH (or --config.data.manifest); text=minilm|scratch,
+Variants: manifest=PATH (or --config.data.manifest); zeroshot=COLUMN (a class
+column of the manifest, e.g. the example's `label`: zero-shot accuracy with
+its class names in a few templates); text=minilm|scratch,
 lock=True|False, weights=DIR and audio=True as in shapes_lit.py; tiny,
 steps=N, batch_size=N, workers=N as in files_contrastive.py. Held-out
 retrieval over every pair of towers at the end.
@@ -20,6 +22,7 @@ import os
 from cmjax import config_utils
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+TEMPLATES = ["a {}", "a photo of a {}", "there is a {}"]
 
 
 def get_config(arg=None):
@@ -35,6 +38,7 @@ def get_config(arg=None):
     workers=-1,
     seed=0,
     manifest="",
+    zeroshot="",
   )
   from cmjax.pretrained import recipes  # pylint: disable=g-import-not-at-top
 
@@ -45,6 +49,15 @@ def get_config(arg=None):
   c.seed = arg.seed
   if arg.manifest:
     c.data.manifest = arg.manifest
+  if arg.zeroshot:  # a class column of the manifest, scored zero-shot by its names
+    c.data.labels = {arg.zeroshot: dict(column=arg.zeroshot, type="class")}
+    c.evals.zeroshot = dict(
+      type="zeroshot",
+      every_steps=0,
+      split="test",
+      num_examples=1000,
+      tasks={arg.zeroshot: dict(label=arg.zeroshot, templates=TEMPLATES)},
+    )
   modalities = ("image", "text", "audio") if arg.audio else ("image", "text")
   c.data.modalities = modalities
   return recipes.locked_text_tower(
