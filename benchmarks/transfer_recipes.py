@@ -7,8 +7,8 @@ r"""The transfer recipes against training from scratch, on shapes, 3 seeds.
   fresh image tower, versus both towers (the same MiniLM-sized text tower)
   trained from random initialisation; zero-shot shape / colour accuracy (shapes)
   and image<->text Recall@5 at the same steps and batch.
-* Pretrain -> fine-tune (configs/shapes_transfer.py): a contrastive run's
-  towers start the fusion classifier, versus the classifier from scratch, at
+* Pretrain -> fine-tune (configs/shapes_transfer.py, av_digits_transfer.py):
+  a contrastive run's towers start the fusion classifier, versus the classifier from scratch, at
   100%, 10% and 1% of the training labels; test accuracy at the same steps.
 
 Each run is `train.py` in `<workdir>/<row>/seed<k>` (finished runs are reused;
@@ -34,7 +34,11 @@ flags.DEFINE_string(
   "Final metrics of every run, by config argument ('' for none).",
 )
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of every row.")
-flags.DEFINE_list("parts", ["finetune", "lit", "lit_files"], "finetune, lit, lit_files.")
+flags.DEFINE_list(
+  "parts",
+  ["finetune", "finetune_av_digits", "lit", "lit_files"],
+  "finetune (shapes), finetune_av_digits, lit (shapes), lit_files (the own-data example).",
+)
 flags.DEFINE_integer("lit_steps", 100, "Steps of every LiT / scratch run.")
 flags.DEFINE_integer("lit_batch", 64, "Batch of every LiT / scratch run.")
 flags.DEFINE_integer(
@@ -100,12 +104,16 @@ def lit_table(files: bool = False) -> None:
     )
 
 
-def finetune_table() -> None:
+def finetune_table(data: str = "shapes") -> None:
+  """The classifier from the contrastive towers vs from scratch, per label fraction."""
+  config = f"{data}_transfer.py"
+  prefix = "" if data == "shapes" else f"{data}_"  # shapes' runs keep their first names
   pre = {}
   for seed in FLAGS.seeds:
-    arg = f"shapes_transfer.py:stage=pretrain,seed={seed},steps={FLAGS.pretrain_steps}"
-    _run(arg, f"pretrain/seed{seed}", FLAGS.pretrain_steps)
-    pre[seed] = os.path.join(FLAGS.workdir, f"pretrain/seed{seed}")
+    arg = f"{config}:stage=pretrain,seed={seed},steps={FLAGS.pretrain_steps}"
+    _run(arg, f"{prefix}pretrain/seed{seed}", FLAGS.pretrain_steps)
+    pre[seed] = os.path.join(FLAGS.workdir, f"{prefix}pretrain/seed{seed}")
+  print(f"{config}, {FLAGS.pretrain_steps} pretraining and {FLAGS.finetune_steps} training steps:")
   print("| labels | from scratch | from the contrastive towers |")
   print("|---|---|---|")
   for labels in LABELS:
@@ -113,10 +121,10 @@ def finetune_table() -> None:
     for init in (False, True):
       accuracy = []
       for seed in FLAGS.seeds:
-        arg = f"shapes_transfer.py:labels={labels},seed={seed},steps={FLAGS.finetune_steps}"
+        arg = f"{config}:labels={labels},seed={seed},steps={FLAGS.finetune_steps}"
         if init:
           arg += f",init={pre[seed]}"
-        folder = f"finetune_{'init' if init else 'scratch'}_{labels}/seed{seed}"
+        folder = f"{prefix}finetune_{'init' if init else 'scratch'}_{labels}/seed{seed}"
         accuracy.append(_run(arg, folder, FLAGS.finetune_steps)["classification/label/accuracy"])
       cells.append(_cell(accuracy))
     print(f"| {float(labels):.0%} | {cells[0]} | {cells[1]} |", flush=True)
@@ -126,6 +134,8 @@ def main(argv):
   del argv
   if "finetune" in FLAGS.parts:
     finetune_table()
+  if "finetune_av_digits" in FLAGS.parts:
+    finetune_table("av_digits")
   if "lit" in FLAGS.parts:
     lit_table()
   if "lit_files" in FLAGS.parts:

@@ -27,6 +27,7 @@ first object's shape (8 classes), the pretraining image-text only.
 import os
 
 from cmjax import config_utils
+from cmjax.pretrained import recipes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOWERS = dict(
@@ -66,13 +67,7 @@ def get_config(arg=None):
       os.path.join(HERE, "shapes_classify.py"), f"{common},modalities=image+text"
     )
     c.model.image, c.model.text = dict(towers["image"]), dict(towers["text"])
-    if not 0 < arg.labels <= 1:
-      raise ValueError(f"config argument labels={arg.labels}: a fraction in (0, 1]")
-    c.data.num_train = max(int(round(c.data.num_train * arg.labels)), 1)
-    if arg.init:
-      c.init_from.update(path=arg.init, rules=[(r"((image|text)_encoder/.*)", r"\1")])
-    if arg.freeze_steps:
-      c.optim.groups = [("(image|text)_encoder/.*", dict(unfreeze_at=arg.freeze_steps))]
+    recipes.finetune_from(c, arg.init, ("image", "text"), arg.labels, arg.freeze_steps)
   else:
     raise ValueError(f"config argument stage={arg.stage!r}; expected 'pretrain' or 'finetune'")
   c.seed = arg.seed

@@ -61,3 +61,14 @@ def test_lit_keeps_the_minilm_tower_bitwise(tmp_path, monkeypatch):
   own = helpers.load_config("files_lit.py", "tiny,manifest=/data/m.jsonl,audio=True")
   assert own.data.manifest == "/data/m.jsonl" and own.model.modalities == ("image", "text", "audio")
   assert own.optim.groups == [("text_encoder/.*", {"frozen": True})]
+
+
+def test_av_digits_recipe_pretrains_the_classifiers_own_towers():
+  classify = helpers.load_config("av_digits_classify.py", "tiny")
+  pre = helpers.load_config("av_digits_transfer.py", "stage=pretrain,tiny")
+  assert pre.model.modalities == ("image", "audio") and pre.objectives.contrastive.type == "clip"
+  assert dict(pre.model.image) == dict(classify.model.image)
+  assert dict(pre.model.audio) == dict(classify.model.audio)
+  ft = helpers.load_config("av_digits_transfer.py", "tiny,init=/runs/pre,labels=0.01")
+  assert ft.init_from.rules == [(r"((image|audio)_encoder/.*)", r"\1")]
+  assert ft.data.num_train == 3  # 1% of tiny's 256, rounded

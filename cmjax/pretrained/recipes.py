@@ -59,3 +59,41 @@ def _tokenizer(weights: str, c: Any) -> str:
     c.data.tokenizer_options = dict(lowercase=True, strip_punctuation=True, pad_id=1)
     return f"sentencepiece:{os.path.join(weights, 'spiece.model')}"
   return c.data.tokenizer  # none there: set config.data.tokenizer yourself
+
+
+def contrastive_pretraining(c: Any, towers: tuple[str, ...], embed_dim: int = 64) -> Any:
+  """Turns the classification config `c` into contrastive pretraining of its
+  `towers` (same encoders, same data, no labels): CLIP's loss over every pair
+  of them, held-out retrieval at the end. Returns `c`."""
+  import math  # pylint: disable=g-import-not-at-top
+
+  c.model = dict(
+    name="tri_contrastive",
+    modalities=tuple(towers),
+    embed_dim=embed_dim,
+    **{m: dict(c.model[m]) for m in towers},
+    logit_scale_init=math.log(1 / 0.07),
+    logit_bias_init=0.0,
+  )
+  c.objectives = dict(contrastive=dict(type="clip", weight=1.0, sharded=False))
+  c.evals = dict(
+    retrieval=dict(type="retrieval", every_steps=0, split="test", num_examples=1000, batch_size=250)
+  )
+  return c
+
+
+def finetune_from(
+  c: Any, init: str, towers: tuple[str, ...], labels: float = 1.0, freeze_steps: int = 0
+) -> Any:
+  """The classification config `c` on a fraction `labels` of its training
+  examples, its `towers` loaded from the run `init` (none: from scratch) and
+  kept locked for the first `freeze_steps`. Returns `c`."""
+  if not 0 < labels <= 1:
+    raise ValueError(f"config argument labels={labels}: a fraction in (0, 1]")
+  c.data.num_train = max(int(round(c.data.num_train * labels)), 1)
+  pattern = f"(({'|'.join(towers)})_encoder/.*)"
+  if init:
+    c.init_from.update(path=init, rules=[(pattern, r"\1")])
+  if freeze_steps:
+    c.optim.groups = [(pattern[1:-1], dict(unfreeze_at=freeze_steps))]
+  return c
