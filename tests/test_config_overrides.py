@@ -1,14 +1,16 @@
 """Unknown `--config.x.y` overrides stop train.py with one line; `tiny,steps=N`
 moves the tiny variant's periodic evaluations to step N."""
 
+import functools
 import glob
 import os
 import subprocess
+import tempfile
 
 import ml_collections
 import pytest
 
-from cmjax import config_utils
+from cmjax import config_utils, pretrained
 from tests import helpers
 
 CONFIGS = sorted(
@@ -107,14 +109,35 @@ def test_config_key_paths_lists_nested_entries():
   ]
 
 
+@functools.cache
+def _example_weights() -> str:
+  """A converted random checkpoint (open_clip layout), for the LiT configs where
+  the MiniLM package they default to is absent (as in CI)."""
+  from safetensors.numpy import save_file
+
+  from cmjax.pretrained import convert, open_clip_weights
+
+  folder = tempfile.mkdtemp(prefix="cmjax-weights-")
+  src = os.path.join(folder, "open_clip_model.safetensors")
+  save_file(open_clip_weights.example_state_dict(context_length=32), src)
+  convert.convert(src, os.path.join(folder, "converted"), head_width=16)
+  return os.path.join(folder, "converted")
+
+
+def _load(name: str, arg: str | None = None):
+  if name in ("shapes_lit.py", "files_lit.py") and pretrained.minilm_folder() is None:
+    arg = ",".join(a for a in (arg, f"weights={_example_weights()}") if a)
+  return helpers.load_config(name, arg)
+
+
 def _periodic(c) -> dict:
   return {name: e.every_steps for name, e in c.get("evals", {}).items() if e.every_steps}
 
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_tiny_steps_moves_periodic_evals_to_the_end(name):
-  tiny = helpers.load_config(name, "tiny")
-  longer = helpers.load_config(name, "tiny,steps=40")
+  tiny = _load(name, "tiny")
+  longer = _load(name, "tiny,steps=40")
   assert longer.total_steps == 40
   assert _periodic(longer) == {k: 40 for k in _periodic(tiny)}
   # Evaluators that only run at the end stay so; other cadences are unchanged.
@@ -127,11 +150,11 @@ def test_tiny_steps_moves_periodic_evals_to_the_end(name):
 
 def test_some_config_has_periodic_evals():
   """Else the test above checks nothing."""
-  assert any(_periodic(helpers.load_config(n, "tiny")) for n in CONFIGS)
+  assert any(_periodic(_load(n, "tiny")) for n in CONFIGS)
 
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_steps_without_tiny_keeps_eval_intervals(name):
-  full = helpers.load_config(name)
-  longer = helpers.load_config(name, "steps=40")
+  full = _load(name)
+  longer = _load(name, "steps=40")
   assert _periodic(longer) == _periodic(full)
