@@ -23,19 +23,8 @@ TOWERS = ("image", "audio")
 
 
 def get_config(arg=None):
-  arg = config_utils.parse_arg(
-    arg,
-    stage="finetune",
-    init="",
-    labels=1.0,
-    freeze_steps=0,
-    seed=0,
-    tiny=False,
-    steps=0,
-    batch_size=0,
-    workers=-1,
-  )
-  common = f"tiny={arg.tiny},steps={arg.steps},batch_size={arg.batch_size},workers={arg.workers}"
+  arg = config_utils.parse_arg(arg, **recipes.TRANSFER_ARGS)
+  common = recipes.base_arg(arg)
   c = config_utils.load_config(os.path.join(HERE, "av_digits_classify.py"), common)
   c.seed = arg.seed
   if arg.stage == "pretrain":

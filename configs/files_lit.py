@@ -20,31 +20,18 @@ retrieval over every pair of towers at the end.
 import os
 
 from cmjax import config_utils
+from cmjax.pretrained import recipes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TEMPLATES = ["a {}", "a photo of a {}", "there is a {}"]
 
 
 def get_config(arg=None):
-  arg = config_utils.parse_arg(
-    arg,
-    text="minilm",
-    lock=True,
-    weights="",
-    audio=False,
-    tiny=False,
-    steps=0,
-    batch_size=0,
-    workers=-1,
-    seed=0,
-    manifest="",
-    zeroshot="",
-  )
-  from cmjax.pretrained import recipes  # pylint: disable=g-import-not-at-top
+  arg = config_utils.parse_arg(arg, **recipes.LIT_ARGS, manifest="", zeroshot="")
 
   if arg.text not in ("minilm", "scratch"):
     raise ValueError(f"config argument text={arg.text!r}; expected 'minilm' or 'scratch'")
-  common = f"tiny={arg.tiny},steps={arg.steps},batch_size={arg.batch_size},workers={arg.workers}"
+  common = recipes.base_arg(arg)
   c = config_utils.load_config(os.path.join(HERE, "files_contrastive.py"), common)
   c.seed = arg.seed
   if arg.manifest:

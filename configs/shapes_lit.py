@@ -28,28 +28,17 @@ are the default experiment's.
 import os
 
 from cmjax import config_utils
+from cmjax.pretrained import recipes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def get_config(arg=None):
-  arg = config_utils.parse_arg(
-    arg,
-    text="minilm",
-    lock=True,
-    weights="",
-    audio=False,
-    seed=0,
-    tiny=False,
-    steps=0,
-    batch_size=0,
-    workers=-1,
-  )
-  from cmjax.pretrained import recipes  # pylint: disable=g-import-not-at-top
+  arg = config_utils.parse_arg(arg, **recipes.LIT_ARGS)
 
   if arg.text not in ("minilm", "scratch"):
     raise ValueError(f"config argument text={arg.text!r}; expected 'minilm' or 'scratch'")
-  common = f"tiny={arg.tiny},steps={arg.steps},batch_size={arg.batch_size},workers={arg.workers}"
+  common = recipes.base_arg(arg)
   c = config_utils.load_config(os.path.join(HERE, "shapes_contrastive.py"), common)
   c.seed = arg.seed
   c.data.speech = bool(arg.audio)

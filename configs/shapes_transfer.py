@@ -42,19 +42,8 @@ NUM_TRAIN = 10_000
 
 
 def get_config(arg=None):
-  arg = config_utils.parse_arg(
-    arg,
-    stage="finetune",
-    init="",
-    labels=1.0,
-    freeze_steps=0,
-    seed=0,
-    tiny=False,
-    steps=0,
-    batch_size=0,
-    workers=-1,
-  )
-  common = f"tiny={arg.tiny},steps={arg.steps},batch_size={arg.batch_size},workers={arg.workers}"
+  arg = config_utils.parse_arg(arg, **recipes.TRANSFER_ARGS)
+  common = recipes.base_arg(arg)
   towers = TINY_TOWERS if arg.tiny else TOWERS
   if arg.stage == "pretrain":
     c = config_utils.load_config(os.path.join(HERE, "shapes_contrastive.py"), common)

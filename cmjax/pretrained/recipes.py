@@ -5,6 +5,19 @@ from __future__ import annotations
 import os
 from typing import Any
 
+# The config arguments every recipe config takes, with their defaults.
+COMMON_ARGS = dict(seed=0, tiny=False, steps=0, batch_size=0, workers=-1)
+# ... the pretrain -> fine-tune configs (shapes_transfer.py, av_digits_transfer.py)
+TRANSFER_ARGS = dict(stage="finetune", init="", labels=1.0, freeze_steps=0, **COMMON_ARGS)
+# ... the LiT configs (shapes_lit.py, files_lit.py)
+LIT_ARGS = dict(text="minilm", lock=True, weights="", audio=False, **COMMON_ARGS)
+
+
+def base_arg(arg: Any) -> str:
+  """The base config's argument string of a recipe's parsed `arg` (tiny, steps,
+  batch size, workers passed on)."""
+  return f"tiny={arg.tiny},steps={arg.steps},batch_size={arg.batch_size},workers={arg.workers}"
+
 
 def locked_text_tower(
   c: Any,
