@@ -10,6 +10,7 @@ instead of being silently ignored.
 from __future__ import annotations
 
 import ast
+import copy
 import difflib
 import importlib.util
 import math
@@ -312,13 +313,31 @@ def shrink_to_tiny(c) -> None:
       entry.num_captions = 2
 
 
+# The `loss=` choices of the contrastive configs: the `config.objectives` they
+# set, and whether the model L2-normalises its embeddings (the alignment
+# objectives' batch statistics want them as they are).
+SHARED_OBJECTIVES = {
+  # sharded: the loss from per-device blocks, never the [B, B] logits.
+  "clip": (dict(contrastive=dict(type="clip", weight=1.0, sharded=False)), True),
+  "siglip": (dict(contrastive=dict(type="siglip", weight=1.0, sharded=False)), True),
+  "align": (dict(align=dict(type="alignment", regularizer="none")), False),
+  "vicreg": (dict(align=dict(type="alignment", regularizer="vicreg")), False),
+  "barlow": (dict(align=dict(type="alignment", regularizer="barlow")), False),
+}
+
+
 def set_contrastive_model(c, arg, embed_dim: int = 128) -> None:
   """`config.model` (a `tri_contrastive` with the `image=`, `text=`, `audio=`
-  encoder presets, cmjax/encoder_presets.py) and `config.objectives` (one
-  `loss=` term: clip or siglip, with SigLIP's temperature and bias init) of the
-  contrastive configs."""
+  encoder presets, cmjax/encoder_presets.py) and `config.objectives` (the
+  `loss=` choice of SHARED_OBJECTIVES, with SigLIP's temperature and bias
+  init) of the contrastive configs."""
   from cmjax import encoder_presets  # pylint: disable=g-import-not-at-top
 
+  if arg.loss not in SHARED_OBJECTIVES:
+    raise ValueError(
+      f"config argument loss={arg.loss!r}; expected one of {list(SHARED_OBJECTIVES)}"
+    )
+  objectives, normalize = SHARED_OBJECTIVES[arg.loss]
   siglip = arg.loss == "siglip"
   c.model = dict(
     name="tri_contrastive",
@@ -328,10 +347,9 @@ def set_contrastive_model(c, arg, embed_dim: int = 128) -> None:
     audio=encoder_presets.audio(arg.audio, arg.tiny),
     logit_scale_init=math.log(10.0) if siglip else math.log(1 / 0.07),
     logit_bias_init=-10.0 if siglip else 0.0,
+    normalize=normalize,
   )
-  # One weighted term (cmjax/objectives); sharded: the loss from per-device
-  # blocks, never the [B, B] logits (many devices).
-  c.objectives = dict(contrastive=dict(type=arg.loss, weight=1.0, sharded=False))
+  c.objectives = copy.deepcopy(objectives)
 
 
 def set_classification_defaults(c, *, missing_fractions, noise_levels) -> None:

@@ -14,7 +14,8 @@ Variants (after the colon, comma separated):
   tiny          a few steps of a very small model (the tests run it end to end)
   steps=N, batch_size=N, workers=N   as in shapes_contrastive.py
   image=E, text=E, audio=E           encoders, as in shapes_contrastive.py
-  loss=siglip   sigmoid contrastive objective instead of softmax (CLIP)
+  loss=L        clip (default), siglip, align, vicreg or barlow (as in
+                shapes_contrastive.py)
   source=webdataset   tar shards instead of a manifest (webdataset_contrastive.py)
   tfds=NAME     a prepared TFDS dataset, e.g. coco_captions (coco_contrastive.py)
 """

@@ -7,7 +7,9 @@ This is the default experiment of `train.py`:
 
 Variants (after the colon, comma separated):
   tiny          a few steps of a very small model (the tests run it end to end)
-  loss=siglip   sigmoid contrastive objective instead of softmax (CLIP)
+  loss=L        the objective: clip (default), siglip (sigmoid), align (squared
+                distance alone: collapses), vicreg, barlow (alignment with
+                VICReg's or Barlow Twins' anti-collapse term)
   steps=N       override the number of training steps
   batch_size=N  global batch size
   image=E       image encoder: vit (default), resnet_gn (ResNet, GroupNorm),

@@ -1,4 +1,5 @@
-"""train.py end to end with other encoders: BatchNorm state, RNN text, video."""
+"""train.py end to end with other encoders and objectives: BatchNorm state,
+RNN text, the VICReg alignment objective, video."""
 
 import json
 import os
@@ -6,6 +7,7 @@ import os
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+import pytest
 
 from tests import helpers
 
@@ -17,10 +19,12 @@ def _metrics(workdir):
 
 def test_batchnorm_state_is_trained_checkpointed_and_used_in_eval(tmp_path):
   workdir = str(tmp_path)
-  arg = "shapes_contrastive.py:tiny,image=resnet_bn,text=gru,audio=cnn"
+  # The same run checks the alignment objective on unnormalised embeddings.
+  arg = "shapes_contrastive.py:tiny,image=resnet_bn,text=gru,audio=cnn,loss=vicreg"
   helpers.run_train(workdir, arg)
   m = _metrics(workdir)
   assert np.isfinite(m["train/loss"]) and np.isfinite(m["retrieval/image_to_text/R@5"])
+  assert m["train/align/std/image"] > 0 and "train/align/variance/image_text" in m
   steps = helpers.load_config("shapes_contrastive.py", "tiny").total_steps
   state = ocp.StandardCheckpointer().restore(
     os.path.join(workdir, "checkpoints", str(steps), "state")
@@ -32,7 +36,7 @@ def test_batchnorm_state_is_trained_checkpointed_and_used_in_eval(tmp_path):
   # load_trained hands back params and batch_stats together.
   from cmjax import trainer
 
-  config = helpers.load_config("shapes_contrastive.py", "tiny,image=resnet_bn,text=gru,audio=cnn")
+  config = helpers.load_config("shapes_contrastive.py", arg.split(":")[1])
   _, variables, step = trainer.load_trained(config, workdir)
   assert step == steps and set(variables) == {"params", "batch_stats"}
   np.testing.assert_array_equal(
@@ -58,6 +62,8 @@ def test_video_text_run_reports_video_retrieval(tmp_path):
 def test_unknown_encoder_variant_is_refused_with_the_choices(tmp_path):
   proc = helpers.run_train(str(tmp_path), "shapes_contrastive.py:tiny,image=vgg", check=False)
   assert proc.returncode != 0 and "image='vgg'" in proc.stderr and "resnet_bn" in proc.stderr
+  with pytest.raises(ValueError, match=r"loss='mse'.*'vicreg'"):
+    helpers.load_config("shapes_contrastive.py", "tiny,loss=mse")
   proc = helpers.run_train(
     str(tmp_path), "shapes_contrastive.py:tiny", "--config.model.image.name=resnet", check=False
   )

@@ -64,7 +64,9 @@ class RetrievalEvaluator:
     )
 
   def run(self, variables):
-    emb = {m: self.encoders[m](variables, *xs) for m, xs in self.inputs.items()}
+    # Cosine similarity: a no-op for unit-norm embeddings, and the right score
+    # for models that return them unnormalised (`normalize=False`).
+    emb = {m: _unit(self.encoders[m](variables, *xs)) for m, xs in self.inputs.items()}
     for a, b in self.pairs:
       sim = emb[a] @ emb[b].T
       pos = self.owner[a][:, None] == self.owner[b][None, :]
@@ -76,6 +78,10 @@ class RetrievalEvaluator:
         for name, value in m.items():
           yield f"retrieval/{q}_to_{c}/{name}", value
       yield f"retrieval/{a}_{b}/rsum", rsum
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+  return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def _inputs_and_owners(arrays, captions, modalities, dataset):

@@ -100,6 +100,10 @@ class TriModalContrastive(nn.Module):
       bias-free `[width, embed_dim]` map, as CLIP), 'linear_bias' (with a bias,
       as SigLIP's text head) or 'none' (the pooled vector itself, as SigLIP's
       image tower; its width must be embed_dim).
+    normalize: L2-normalise the embeddings (contrastive losses want unit
+      vectors); False returns the projections as they are, as objectives with
+      per-dimension batch statistics (VICReg, Barlow Twins) want. Evaluators
+      compare embeddings by cosine either way.
   """
 
   embed_dim: int = 128
@@ -113,6 +117,7 @@ class TriModalContrastive(nn.Module):
   logit_bias_init: float = 0.0
   dtype: Dtype = jnp.float32
   projection: dict | None = None
+  normalize: bool = True
 
   def setup(self):
     self.used = input_modalities(self)
@@ -161,7 +166,7 @@ class TriModalContrastive(nn.Module):
         f"config.model.projection[{modality!r}]='none' needs the {modality} tower's width "
         f"({pooled.shape[-1]}) to equal embed_dim ({self.embed_dim})"
       )
-    z = l2_normalize(pooled)
+    z = l2_normalize(pooled) if self.normalize else pooled.astype(jnp.float32)
     chex.assert_shape(z, (inputs[0].shape[0], self.embed_dim))
     return z
 
@@ -190,7 +195,8 @@ class TriModalContrastive(nn.Module):
   def __call__(self, batch: dict, *, train: bool = False) -> dict:
     """Embeds every modality of the model present in `batch`.
 
-    Returns {'image'|'text'|'audio'|'video': float32 `[B, D]` (unit norm), ...,
+    Returns {'image'|'text'|'audio'|'video': float32 `[B, D]` (unit norm
+    unless `normalize=False`), ...,
     'logit_scale': scalar, 'logit_bias': scalar}, plus bool `[B]`
     '<modality>_present' copied from the batch where the batch has it.
     """
