@@ -87,7 +87,9 @@ class MultiHeadAttention(nn.Module):
     key_mask: jax.Array | None = None,
     causal: bool = False,
     deterministic: bool = True,
-  ) -> jax.Array:
+    cache: dict | None = None,
+    return_kv: bool = False,
+  ) -> jax.Array | tuple[jax.Array, dict]:
     """Attends from `inputs_q` to `inputs_kv` (self-attention if None).
 
     Args:
@@ -98,9 +100,19 @@ class MultiHeadAttention(nn.Module):
       causal: if True, query i attends only to keys j <= i.
       deterministic: if False and `dropout_rate > 0`, applies attention
         dropout (rng 'dropout').
+      cache: keys and values kept between decoding steps (then returns
+        `(output, cache)`; always `attend`, no dropout):
+        `dict(key=, value=)` `[batch, kv_tokens, heads, head_dim]` as
+        `return_kv` gave them: cross-attention to them (`inputs_kv` unused);
+        `dict(key=, value=, index=)` with int32 scalar `index`: causal
+        self-attention, the new tokens' keys and values written at
+        `index, index + 1, ...`, each query seeing the positions up to its own;
+        the returned cache's index is advanced by `q_tokens`.
+      return_kv: also return this call's `dict(key=, value=)` (to build a
+        cross-attention cache once per sequence).
 
     Returns:
-      `[batch, q_tokens, out_features]`.
+      `[batch, q_tokens, out_features]` (and the cache or keys/values, above).
     """
     self_attention = inputs_kv is None
     if self_attention:
@@ -116,6 +128,8 @@ class MultiHeadAttention(nn.Module):
       )
     out_features = self.out_features or in_dim
 
+    if cache is not None:
+      return self._cached(inputs_q, cache, key_mask, head_dim, out_features)
     # [batch, tokens, heads, head_dim]: the layout dot_product_attention wants.
     if self_attention:
       q, k, v = self._project(inputs_q, ("query", "key", "value"), head_dim)
@@ -132,7 +146,26 @@ class MultiHeadAttention(nn.Module):
     chex.assert_shape(x, (batch, q_len, self.num_heads, head_dim))
     out = self._output(x, head_dim, out_features)
     chex.assert_shape(out, (batch, q_len, out_features))
-    return out
+    return (out, dict(key=k, value=v)) if return_kv else out
+
+  def _cached(self, inputs_q, cache, key_mask, head_dim: int, out_features: int):
+    """One decoding step against `cache` (see `__call__`): `(output, cache)`."""
+    mask = key_mask_to_attention_mask(key_mask)
+    if "index" in cache:  # causal self-attention: append this step's keys / values
+      q, k, v = self._project(inputs_q, ("query", "key", "value"), head_dim)
+      index = jnp.asarray(cache["index"], jnp.int32)
+      start = (0, index, 0, 0)
+      keys = jax.lax.dynamic_update_slice(cache["key"], k.astype(cache["key"].dtype), start)
+      values = jax.lax.dynamic_update_slice(cache["value"], v.astype(cache["value"].dtype), start)
+      q_len, kv_len = q.shape[1], keys.shape[1]
+      seen = jnp.arange(kv_len)[None, :] <= index + jnp.arange(q_len)[:, None]  # [q, kv]
+      mask = seen[None, None] if mask is None else jnp.logical_and(mask, seen[None, None])
+      cache = dict(key=keys, value=values, index=index + q_len)
+    else:  # cross-attention to keys / values projected once
+      (q,) = self._project(inputs_q, ("query",), head_dim)
+      keys, values = cache["key"], cache["value"]
+    x = attend(q, keys.astype(q.dtype), values.astype(q.dtype), mask)
+    return self._output(x, head_dim, out_features), cache
 
   def _attend(self, q, k, v, key_mask, causal: bool, use_dropout: bool) -> jax.Array:
     """`[batch, q_tokens, heads, head_dim]`: `attend`, or jax's dot_product_attention."""
