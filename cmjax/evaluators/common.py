@@ -30,7 +30,13 @@ from cmjax.registry import Registry
 
 def _import_builtin_evaluators() -> None:
   # Importing a module runs its @register; lazy, as the modules import this one.
-  from cmjax.evaluators import classification, probes, retrieval, zeroshot  # noqa: F401
+  from cmjax.evaluators import (  # noqa: F401
+    captioning,
+    classification,
+    probes,
+    retrieval,
+    zeroshot,
+  )
 
 
 EVALUATORS = Registry(

@@ -156,9 +156,16 @@ class TriModalContrastive(nn.Module):
     self.logit_bias = self.param("logit_bias", nn.initializers.constant(self.logit_bias_init), ())
 
   def _embed(self, modality: str, *inputs, train: bool) -> jax.Array:
+    return self._project(modality, self._encode(modality, *inputs, train=train).pooled)
+
+  def _encode(self, modality: str, *inputs, train: bool):
+    """The `modality` tower's `EncoderOutput` (tokens, pooled, mask)."""
     if modality not in self.used:
       raise ValueError(f"this model has no {modality} tower; modalities={self.used}")
-    pooled = self.towers[modality](*inputs, train=train).pooled
+    return self.towers[modality](*inputs, train=train)
+
+  def _project(self, modality: str, pooled: jax.Array) -> jax.Array:
+    """Pooled `[B, width]` -> the embedding `[B, D]` (projected, normalised)."""
     if modality in self.projections:
       pooled = self.projections[modality](pooled)
     elif pooled.shape[-1] != self.embed_dim:
@@ -167,7 +174,7 @@ class TriModalContrastive(nn.Module):
         f"({pooled.shape[-1]}) to equal embed_dim ({self.embed_dim})"
       )
     z = l2_normalize(pooled) if self.normalize else pooled.astype(jnp.float32)
-    chex.assert_shape(z, (inputs[0].shape[0], self.embed_dim))
+    chex.assert_shape(z, (pooled.shape[0], self.embed_dim))
     return z
 
   def encode_image(self, image: jax.Array, *, train: bool = False) -> jax.Array:
