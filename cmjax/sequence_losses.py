@@ -6,6 +6,7 @@ from __future__ import annotations
 import chex
 import jax
 import jax.numpy as jnp
+import optax
 
 
 def token_cross_entropy(
@@ -41,3 +42,33 @@ def token_cross_entropy(
     tokens=jnp.sum(w),
   )
   return jnp.sum(w * ce) / count, metrics
+
+
+def ctc_loss(
+  logits: jax.Array,
+  frame_mask: jax.Array,
+  labels: jax.Array,
+  label_mask: jax.Array,
+  blank_id: int = 0,
+) -> jax.Array:
+  """Connectionist temporal classification: -log p(labels | frames), per example.
+
+  Args:
+    logits: float `[B, T, V]` per frame (V includes the blank).
+    frame_mask: bool `[B, T]`, True on real frames (a prefix of each row).
+    labels: int `[B, N]`, the target ids (never the blank).
+    label_mask: bool `[B, N]`, True on real labels (a prefix of each row).
+    blank_id: the blank's id.
+  Returns:
+    float32 `[B]`: each example's negative log-likelihood (as
+    `torch.nn.functional.ctc_loss(reduction='none')`; an impossible alignment,
+    more labels than frames allow, gives a very large value, not inf).
+  """
+  chex.assert_rank([logits, frame_mask, labels, label_mask], [3, 2, 2, 2])
+  return optax.ctc_loss(
+    logits.astype(jnp.float32),
+    1.0 - frame_mask.astype(jnp.float32),
+    labels.astype(jnp.int32),
+    1.0 - label_mask.astype(jnp.float32),
+    blank_id=blank_id,
+  )

@@ -1,9 +1,6 @@
 """The captioner: generation with and without the cache, the captioning loss
-(parity with torch's cross-entropy), rows without a caption, and a config
-that trains and scores captions end to end."""
-
-import json
-import os
+(parity with torch's cross-entropy), rows without a caption. End to end:
+tests/test_generation_e2e.py."""
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +11,6 @@ from cmjax import sequence_losses
 from cmjax.data import spec as spec_lib
 from cmjax.models.captioner import Captioner, Generator
 from cmjax.objectives.captioning import CaptioningObjective
-from tests import helpers
 
 TEXT_LEN, VOCAB = 9, 13
 SPEC = spec_lib.ElementSpec(
@@ -102,17 +98,3 @@ def test_rows_without_a_caption_do_not_count():
   np.testing.assert_allclose(float(loss), float(ref), rtol=1e-6)
   with pytest.raises(ValueError, match="label_smoothing"):
     CaptioningObjective(dict(type="captioning", label_smoothing=1.5), ctx=None)
-
-
-@pytest.mark.slow
-def test_tiny_coca_run_scores_captions_and_retrieval(tmp_path):
-  workdir = str(tmp_path)
-  helpers.run_train(workdir, "shapes_captioning.py:tiny,coca,beam=2")
-  with open(os.path.join(workdir, "metrics.json")) as f:
-    m = json.load(f)
-  for key in ("captioning/bleu4", "captioning/cider", "retrieval/image_to_text/R@5"):
-    assert np.isfinite(m[key]), key
-  assert "train/caption/token_accuracy" in m and "train/contrastive/loss" in m
-  with open(os.path.join(workdir, "captioning.json")) as f:
-    examples = json.load(f)["examples"]
-  assert examples and all(e["references"] for e in examples)

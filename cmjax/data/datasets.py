@@ -10,6 +10,7 @@ A dataset is a class registered by name and built from `config.data`:
     def source(self, split, *, seed, num_examples=None, **overrides): ...
     def preprocess(self, train: bool): ...        # grain RandomMap: record -> batch row
     def captions(self, record): ...               # optional: all captions, for retrieval
+    def transcript(self, record): ...             # optional: the words its speech says
 
 `source` returns a random-access source (`len`, `[i]`) of records;
 `preprocess(train).random_map(record, rng)` turns a record into one row of a
@@ -180,8 +181,18 @@ class GeneratedDataset(Dataset):
   def captions(self, record) -> list[str]:
     return list(record[records.text_field(self.config)]) if self.has_text else []
 
+  def transcript(self, record) -> str:
+    """The caption the record's speech says."""
+    return record["captions"][int(record["speech_caption_index"])]
+
   def preprocess(self, train=True):
     data = self.config
+    spoken = bool(data.get("text_is_speech", False))
+    if spoken and not (self.has_text and data.speech):
+      raise ValueError(
+        f"config.data.text_is_speech=True needs text and speech (config.data.speech=True) "
+        f"in dataset {self.name!r}"
+      )
     return records.Preprocess(
       self.tokenizer,
       data.get("max_text_len", 0),
@@ -191,6 +202,7 @@ class GeneratedDataset(Dataset):
       text_field=records.text_field(data) if self.has_text else None,
       label_keys=tuple(self.label_classes) + self.extras,
       max_shift=int(data.get("augment_shift", 0)) if train else 0,
+      spoken_text=spoken,
     )
 
 

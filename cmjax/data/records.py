@@ -149,7 +149,8 @@ class Preprocess(grain.transforms.RandomMap):
   A random paraphrase of `record[text_field]` ('captions', or
   'video_captions' for the motion captions of the video clips) is chosen as the
   text for each visit of an example, so epochs differ while staying
-  reproducible (grain seeds `rng` per element).
+  reproducible (grain seeds `rng` per element); with `spoken_text`, the
+  caption the speech says (`record['speech_caption_index']`).
   """
 
   def __init__(
@@ -162,8 +163,10 @@ class Preprocess(grain.transforms.RandomMap):
     text_field: str | None = "captions",
     label_keys: tuple[str, ...] = (),
     max_shift: int = 0,
+    spoken_text: bool = False,
   ):
     self.tokenizer = tokenizer
+    self.spoken_text = spoken_text
     self.max_text_len = max_text_len
     self.max_samples = max_samples
     self.with_speech = with_speech
@@ -176,7 +179,10 @@ class Preprocess(grain.transforms.RandomMap):
     out = {"image": random_shift(record["image"], self.max_shift, rng)}
     if self.text_field:
       captions = record[self.text_field]
-      caption = captions[int(rng.integers(len(captions)))]
+      if self.spoken_text:  # the words the speech says (speech recognition targets)
+        caption = captions[int(record["speech_caption_index"])]
+      else:
+        caption = captions[int(rng.integers(len(captions)))]
       out["text"], out["text_mask"] = self.tokenizer.pad(caption, self.max_text_len)
     if self.with_speech:
       out["audio"], out["audio_mask"] = pad_audio(record["speech"], self.max_samples)

@@ -31,6 +31,7 @@ from cmjax.registry import Registry
 def _import_builtin_evaluators() -> None:
   # Importing a module runs its @register; lazy, as the modules import this one.
   from cmjax.evaluators import (  # noqa: F401
+    asr,
     captioning,
     classification,
     probes,

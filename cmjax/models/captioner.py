@@ -63,15 +63,8 @@ class Captioner(TriModalContrastive):
     )
 
   def __call__(self, batch: dict, *, train: bool = False) -> dict:
-    out, memory = {}, None
-    for m in validate_batch(batch, tuple(self.used)):
-      encoded = self._encode(m, *[batch[k] for k in MODALITY_KEYS[m]], train=train)
-      out[m] = self._project(m, encoded.pooled)
-      if f"{m}_present" in batch:
-        out[f"{m}_present"] = jnp.asarray(batch[f"{m}_present"]).astype(jnp.bool_)
-      if m == self.source:
-        memory = encoded
-    out["logit_scale"], out["logit_bias"] = self.logit_scale, self.logit_bias
+    out, encoded = self._embed_batch(batch, train)
+    memory = encoded.get(self.source)
     if "text" in batch and memory is not None:
       text = batch["text"]
       out["caption_logits"] = self.text_decoder(

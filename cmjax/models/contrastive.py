@@ -207,10 +207,15 @@ class TriModalContrastive(nn.Module):
     'logit_scale': scalar, 'logit_bias': scalar}, plus bool `[B]`
     '<modality>_present' copied from the batch where the batch has it.
     """
-    out = {}
+    return self._embed_batch(batch, train)[0]
+
+  def _embed_batch(self, batch: dict, train: bool) -> tuple[dict, dict]:
+    """`__call__`'s outputs, and each present modality's `EncoderOutput` (for
+    models built on this one that read the towers' tokens)."""
+    out, encoded = {}, {}
     for m in validate_batch(batch, tuple(self.used)):
-      inputs = [batch[k] for k in MODALITY_KEYS[m]]
-      out[m] = self._embed(m, *inputs, train=train)
+      encoded[m] = self._encode(m, *[batch[k] for k in MODALITY_KEYS[m]], train=train)
+      out[m] = self._project(m, encoded[m].pooled)
       if f"{m}_present" in batch:
         # Passed through so that losses can skip rows missing this modality.
         present = jnp.asarray(batch[f"{m}_present"]).astype(jnp.bool_)
@@ -218,4 +223,4 @@ class TriModalContrastive(nn.Module):
         out[f"{m}_present"] = present
     out["logit_scale"] = self.logit_scale
     out["logit_bias"] = self.logit_bias
-    return out
+    return out, encoded

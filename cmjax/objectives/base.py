@@ -36,7 +36,13 @@ from cmjax.registry import Registry
 
 def _import_builtin_objectives() -> None:
   # Importing a module runs its @register; lazy to keep this module free of cycles.
-  from cmjax.objectives import alignment, captioning, classification, contrastive  # noqa: F401
+  from cmjax.objectives import (  # noqa: F401
+    alignment,
+    captioning,
+    classification,
+    contrastive,
+    ctc,
+  )
 
 
 OBJECTIVES = Registry(
