@@ -11,6 +11,7 @@ recorded twice.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -18,6 +19,7 @@ import time
 from typing import Mapping
 
 import jax
+import numpy as np
 from absl import logging
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
@@ -51,6 +53,7 @@ class MetricWriter:
           "%s: dropped %d rows after step %d (resumed run).", self.jsonl, dropped, resume_step
         )
     self.tb = EventFileWriter(os.path.join(workdir, "tensorboard")) if self.active else None
+    self.workdir = workdir
 
   def write(
     self, step: int, scalars: Mapping[str, float], *, echo: bool = True, prefix: str = ""
@@ -81,6 +84,29 @@ class MetricWriter:
         line = f"{prefix}[step {step}] {body}"
       print(line, file=self.stream, flush=True)
 
+  def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
+    """uint8 `[H, W, 3]` images at `step`: to TensorBoard (under their names)
+    and, the latest of each, to `<workdir>/<name with / as _>.png`."""
+    if not self.active or not images:
+      return
+    values = []
+    for tag, image in images.items():
+      png = encode_png(image)
+      path = os.path.join(self.workdir, tag.replace("/", "_") + ".png")
+      with open(path, "wb") as f:
+        f.write(png)
+      h, w = np.asarray(image).shape[:2]
+      values.append(
+        summary_pb2.Summary.Value(
+          tag=tag,
+          image=summary_pb2.Summary.Image(
+            height=h, width=w, colorspace=3, encoded_image_string=png
+          ),
+        )
+      )
+    summary = summary_pb2.Summary(value=values)
+    self.tb.add_event(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
+
   def flush(self) -> None:
     if self.tb:
       self.tb.flush()
@@ -88,6 +114,15 @@ class MetricWriter:
   def close(self) -> None:
     if self.tb:
       self.tb.close()
+
+
+def encode_png(image: np.ndarray) -> bytes:
+  """uint8 `[H, W, 3]` -> PNG bytes."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  buffer = io.BytesIO()
+  Image.fromarray(np.asarray(image, np.uint8)).save(buffer, format="PNG")
+  return buffer.getvalue()
 
 
 def _fmt(v: float) -> str:

@@ -128,3 +128,22 @@ def test_read_json_round_trip_missing_and_corrupt(tmp_path):
   with open(path, "w") as f:
     f.write("[1, 2]")
   assert metric_writer.read_json(path) is None
+
+
+def test_images_go_to_png_files_and_tensorboard(tmp_path):
+  import numpy as np
+  from PIL import Image
+  from tensorboard.backend.event_processing import event_accumulator
+
+  writer = metric_writer.MetricWriter(str(tmp_path), stream=io.StringIO())
+  image = np.zeros((4, 6, 3), np.uint8)
+  image[1, 2] = (255, 10, 20)
+  writer.write_images(7, {"recon/grid": image})
+  writer.close()
+  np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "recon_grid.png")), image)
+  events = event_accumulator.EventAccumulator(
+    str(tmp_path / "tensorboard"), size_guidance={"images": 0}
+  )
+  events.Reload()
+  (stored,) = events.Images("recon/grid")
+  assert stored.step == 7 and (stored.width, stored.height) == (6, 4)
