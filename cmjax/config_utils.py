@@ -313,16 +313,35 @@ def shrink_to_tiny(c) -> None:
       entry.num_captions = 2
 
 
-# The `loss=` choices of the contrastive configs: the `config.objectives` they
-# set, and whether the model L2-normalises its embeddings (the alignment
-# objectives' batch statistics want them as they are).
+# The `loss=` choices of the contrastive configs: the `config.objectives`
+# terms, the changes to `config.model` (the alignment objectives' batch
+# statistics want unnormalised embeddings; the autoencoder and CoCa add
+# decoders) and the evaluators they add.
+_CLIP = dict(type="clip", weight=1.0, sharded=False)  # sharded: per-device blocks
 SHARED_OBJECTIVES = {
-  # sharded: the loss from per-device blocks, never the [B, B] logits.
-  "clip": (dict(contrastive=dict(type="clip", weight=1.0, sharded=False)), True),
-  "siglip": (dict(contrastive=dict(type="siglip", weight=1.0, sharded=False)), True),
-  "align": (dict(align=dict(type="alignment", regularizer="none")), False),
-  "vicreg": (dict(align=dict(type="alignment", regularizer="vicreg")), False),
-  "barlow": (dict(align=dict(type="alignment", regularizer="barlow")), False),
+  "clip": dict(objectives=dict(contrastive=_CLIP)),
+  "siglip": dict(objectives=dict(contrastive=dict(_CLIP, type="siglip"))),
+  "align": dict(
+    objectives=dict(align=dict(type="alignment", regularizer="none")), model=dict(normalize=False)
+  ),
+  "vicreg": dict(
+    objectives=dict(align=dict(type="alignment", regularizer="vicreg")),
+    model=dict(normalize=False),
+  ),
+  "barlow": dict(
+    objectives=dict(align=dict(type="alignment", regularizer="barlow")),
+    model=dict(normalize=False),
+  ),
+  "autoencoder": dict(
+    objectives=dict(recon=dict(type="reconstruction")),
+    model=dict(name="cross_modal_autoencoder", normalize=False),
+    evals=dict(reconstruction=dict(type="reconstruction", every_steps=0, split="test")),
+  ),
+  "coca": dict(
+    objectives=dict(contrastive=_CLIP, caption=dict(type="captioning", weight=2.0)),
+    model=dict(name="captioner", source="image"),
+    evals=dict(captioning=dict(type="captioning", every_steps=0, split="test")),
+  ),
 }
 
 
@@ -330,16 +349,16 @@ def set_contrastive_model(c, arg, embed_dim: int = 128) -> None:
   """`config.model` (a `tri_contrastive` with the `image=`, `text=`, `audio=`
   encoder presets, cmjax/encoder_presets.py) and `config.objectives` (the
   `loss=` choice of SHARED_OBJECTIVES, with SigLIP's temperature and bias
-  init) of the contrastive configs."""
+  init) of the contrastive configs. Returns the evaluators the choice adds."""
   from cmjax import encoder_presets  # pylint: disable=g-import-not-at-top
 
   if arg.loss not in SHARED_OBJECTIVES:
     raise ValueError(
       f"config argument loss={arg.loss!r}; expected one of {list(SHARED_OBJECTIVES)}"
     )
-  objectives, normalize = SHARED_OBJECTIVES[arg.loss]
+  choice = copy.deepcopy(SHARED_OBJECTIVES[arg.loss])
   siglip = arg.loss == "siglip"
-  c.model = dict(
+  model = dict(
     name="tri_contrastive",
     embed_dim=embed_dim,
     image=encoder_presets.image(arg.image, arg.tiny),
@@ -347,9 +366,30 @@ def set_contrastive_model(c, arg, embed_dim: int = 128) -> None:
     audio=encoder_presets.audio(arg.audio, arg.tiny),
     logit_scale_init=math.log(10.0) if siglip else math.log(1 / 0.07),
     logit_bias_init=-10.0 if siglip else 0.0,
-    normalize=normalize,
   )
-  c.objectives = copy.deepcopy(objectives)
+  c.model = dict(model, **choice.get("model", {}))
+  if arg.loss == "coca":
+    c.model.decoder = decoder_preset(arg.tiny)
+  if arg.loss == "autoencoder":
+    tokens = (
+      dict(width=16, depth=1, num_heads=2, mlp_dim=32)
+      if arg.tiny
+      else dict(width=128, depth=1, num_heads=4, mlp_dim=256)
+    )
+    c.model.decoders = dict(
+      image=dict(patch_size=8, **tokens),
+      text=decoder_preset(arg.tiny),
+      audio=dict(chunk=4, **tokens),
+    )
+  c.objectives = choice["objectives"]
+  return choice.get("evals", {})
+
+
+def decoder_preset(tiny: bool = False) -> dict:
+  """The text decoder of the captioning configs (`TextDecoder` settings)."""
+  if tiny:
+    return dict(width=16, depth=1, num_heads=2, mlp_dim=32)
+  return dict(width=128, depth=2, num_heads=4, mlp_dim=512, dropout_rate=0.1)
 
 
 def set_classification_defaults(c, *, missing_fractions, noise_levels) -> None:

@@ -93,8 +93,8 @@ class _Evaluations:
       t = time.time()
       results.update(dict(ev.run(variables)))
       results[f"{name}/seconds"] = time.time() - t
-      if hasattr(ev, "images"):  # pictures of what it saw, e.g. reconstructions
-        self.writer.write_images(step, {f"{name}/{k}": v for k, v in ev.images().items()})
+      if hasattr(ev, "pictures"):  # images of what it saw, e.g. reconstructions
+        self.writer.write_images(step, {f"{name}/{k}": v for k, v in ev.pictures().items()})
     if results:
       self.writer.write(step, results, prefix="eval ")
     return results

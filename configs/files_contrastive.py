@@ -54,7 +54,7 @@ def get_config(arg=None):
 
   # ---- model ----
   # Encoders (full size, tiny size) per name: cmjax/encoder_presets.py.
-  config_utils.set_contrastive_model(c, arg)
+  extra_evals = config_utils.set_contrastive_model(c, arg)
 
   config_utils.set_training_defaults(c)
   c.optim.warmup_steps, c.optim.warmup_epochs = None, 2
@@ -62,6 +62,7 @@ def get_config(arg=None):
   # ---- evaluation (at the end) ----
   c.evals = dict(
     retrieval=dict(type="retrieval", every_steps=0, split="test", num_examples=1000),
+    **extra_evals,
   )
 
   if arg.tiny:

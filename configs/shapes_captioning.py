@@ -54,11 +54,7 @@ def get_config(arg=None):
   for m in ("image", "text", "audio"):
     if m not in towers:
       c.model[m] = None
-  c.model.decoder = (
-    dict(width=16, depth=1, num_heads=2, mlp_dim=32)
-    if arg.tiny
-    else dict(width=128, depth=2, num_heads=4, mlp_dim=512, dropout_rate=0.1)
-  )
+  c.model.decoder = config_utils.decoder_preset(arg.tiny)
   c.data.speech = arg.source == "audio"
   caption = dict(type="captioning", weight=arg.caption_weight if arg.coca else 1.0)
   c.objectives = dict(caption=caption)

@@ -9,7 +9,8 @@ Variants (after the colon, comma separated):
   tiny          a few steps of a very small model (the tests run it end to end)
   loss=L        the objective: clip (default), siglip (sigmoid), align (squared
                 distance alone: collapses), vicreg, barlow (alignment with
-                VICReg's or Barlow Twins' anti-collapse term)
+                VICReg's or Barlow Twins' anti-collapse term), autoencoder
+                (cross-modal reconstruction), coca (clip + image captioning)
   steps=N       override the number of training steps
   batch_size=N  global batch size
   image=E       image encoder: vit (default), resnet_gn (ResNet, GroupNorm),
@@ -91,7 +92,7 @@ def get_config(arg=None):
 
   # ---- model ----
   # Encoders (full size, tiny size) per name: cmjax/encoder_presets.py.
-  config_utils.set_contrastive_model(c, arg)
+  extra_evals = config_utils.set_contrastive_model(c, arg)
 
   config_utils.set_training_defaults(c)
 
@@ -114,6 +115,16 @@ def get_config(arg=None):
       tasks=zeroshot_tasks(),
       source_options=dict(min_objects=1, max_objects=1, speech=False),
     ),
+    # What the image embedding knows of the first object's shape (frozen).
+    probe=dict(
+      type="linear_probe",
+      every_steps=0,
+      modality="image",
+      label="shape_label",
+      split="test",
+      num_examples=1000,
+    ),
+    **extra_evals,
   )
 
   if arg.tiny:
@@ -123,4 +134,6 @@ def get_config(arg=None):
     c.model.embed_dim = 16
 
   config_utils.apply_common_overrides(c, arg)
+  # The probe's train examples are the training split (seed 0): read from its cache.
+  c.evals.probe.num_train = c.data.num_train
   return c

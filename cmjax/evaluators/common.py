@@ -11,7 +11,7 @@ config entry (`config.evals.<name>`) and an `EvalContext`:
     def run(self, variables):                # {'params': ..., **model state}
       yield "my_eval/accuracy", 0.93         # (metric name, float) pairs
     def artifacts(self) -> dict: ...         # optional: JSON written to <workdir>/<name>.json
-    def images(self) -> dict: ...            # optional: {name: uint8 [H, W, 3]} after each run,
+    def pictures(self) -> dict: ...          # optional: {name: uint8 [H, W, 3]} after each run,
                                              # to TensorBoard and <workdir>/<eval name>_<name>.png
 
 Evaluators read the dataset (its `spec`, held-out `source`s, `preprocess`,
@@ -37,6 +37,7 @@ def _import_builtin_evaluators() -> None:
     captioning,
     classification,
     probes,
+    reconstruction,
     retrieval,
     zeroshot,
   )

@@ -7,7 +7,13 @@ from cmjax.registry import Registry
 
 def _import_builtin_models() -> None:
   # Importing a model module runs its @register; done lazily to avoid cycles.
-  from cmjax.models import captioner, classifier, contrastive, recognizer  # noqa: F401
+  from cmjax.models import (  # noqa: F401
+    autoencoder,
+    captioner,
+    classifier,
+    contrastive,
+    recognizer,
+  )
 
 
 MODELS = Registry("model", config_key="config.model.name", load_builtins=_import_builtin_models)

@@ -42,6 +42,7 @@ def _import_builtin_objectives() -> None:
     classification,
     contrastive,
     ctc,
+    reconstruction,
   )
 
 
