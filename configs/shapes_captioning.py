@@ -7,7 +7,8 @@ r"""Captioning on `shapes`: a text decoder reads the image (or speech) tower's t
 Same data, encoders and steps as shapes_contrastive.py. The decoder is trained
 by teacher forcing ('captioning' objective); the 'captioning' evaluator
 generates captions for held-out scenes (greedy, or `beam=K`) and scores BLEU-1..4
-and CIDEr-D against every caption of the scene.
+and CIDEr-D against every caption of the scene; 'nearest_caption' scores the
+baseline that copies the caption of the most similar training scene.
 
 Variants (after the colon, comma separated):
   coca          CoCa-style: a text tower too, 'clip' + 'captioning' as weighted
@@ -68,6 +69,19 @@ def get_config(arg=None):
       beam_size=arg.beam,
     )
   )
+  # The baseline: the caption of the most similar training example (by the
+  # trained embedding with coca, else by pixels).
+  if arg.coca or arg.source == "image":
+    evals["nearest_caption"] = dict(
+      type="nearest_caption",
+      every_steps=0,
+      features="embedding" if arg.coca else "pixels",
+      modality=arg.source,
+      split="test",
+      num_train=c.data.num_train,
+      num_examples=evals["captioning"]["num_examples"],
+      batch_size=evals["captioning"]["batch_size"],
+    )
   if arg.coca:
     c.objectives.contrastive = dict(type="clip", weight=1.0, sharded=False)
     evals.update(retrieval=c.evals.retrieval.to_dict())

@@ -11,6 +11,7 @@ Variants (after the colon, comma separated):
                 distance alone: collapses), vicreg, barlow (alignment with
                 VICReg's or Barlow Twins' anti-collapse term), autoencoder
                 (cross-modal reconstruction), coca (clip + image captioning)
+  seed=N        the run's seed (initialisation, data order, training examples)
   steps=N       override the number of training steps
   batch_size=N  global batch size
   image=E       image encoder: vit (default), resnet_gn (ResNet, GroupNorm),
@@ -58,6 +59,7 @@ def get_config(arg=None):
     arg,
     tiny=False,
     loss="clip",
+    seed=0,
     steps=0,
     batch_size=0,
     workers=-1,
@@ -66,7 +68,7 @@ def get_config(arg=None):
     audio="transformer",
   )
   c = ml_collections.ConfigDict()
-  c.seed = 0
+  c.seed = arg.seed
 
   # ---- data ----
   c.data = dict(

@@ -27,7 +27,12 @@ def coca_run(tmp_path_factory):
 @pytest.mark.slow
 def test_coca_run_scores_captions_and_retrieval(coca_run):
   m = _read(coca_run, "metrics.json")
-  for key in ("captioning/bleu4", "captioning/cider", "retrieval/audio_to_text/R@5"):
+  for key in (
+    "captioning/bleu4",
+    "captioning/cider",
+    "retrieval/audio_to_text/R@5",
+    "nearest_caption/cider",
+  ):
     assert np.isfinite(m[key]), key
   assert "train/caption/token_accuracy" in m and "train/contrastive/loss" in m
   examples = _read(coca_run, "captioning.json")["examples"]

@@ -67,6 +67,9 @@ class RetrievalEvaluator:
     # Cosine similarity: a no-op for unit-norm embeddings, and the right score
     # for models that return them unnormalised (`normalize=False`).
     emb = {m: _unit(self.encoders[m](variables, *xs)) for m, xs in self.inputs.items()}
+    for m, e in emb.items():
+      # Mean per-dimension spread of the unit embeddings: near 0 when they collapsed.
+      yield f"retrieval/{m}/embedding_std", float(np.mean(np.std(e, axis=0)))
     for a, b in self.pairs:
       sim = emb[a] @ emb[b].T
       pos = self.owner[a][:, None] == self.owner[b][None, :]
