@@ -48,3 +48,12 @@ def test_pretrained_notebook_executes(monkeypatch, tmp_path):
     str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs
   )
   assert "format: open_clip" in text and "<- " in text and "zeroshot/shape_accuracy" in text
+
+
+def test_generation_notebook_executes(monkeypatch):
+  outputs = _execute("generation.ipynb", monkeypatch)
+  assert len(_images(outputs)) >= 2, "expected the captioned scenes and the reconstructions"
+  text = "".join(
+    str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs
+  )
+  assert "->" in text and "said:" in text and "beam search:" in text
