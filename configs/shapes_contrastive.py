@@ -123,8 +123,10 @@ def get_config(arg=None):
       every_steps=0,
       modality="image",
       label="shape_label",
+      num_train=2000,
       split="test",
       num_examples=1000,
+      source_options=dict(speech=False),  # images only: generated in seconds
     ),
     **extra_evals,
   )
@@ -136,6 +138,6 @@ def get_config(arg=None):
     c.model.embed_dim = 16
 
   config_utils.apply_common_overrides(c, arg)
-  # The probe's train examples are the training split (seed 0): read from its cache.
-  c.evals.probe.num_train = c.data.num_train
+  if arg.tiny:
+    c.evals.probe.num_train = 64
   return c
