@@ -131,3 +131,22 @@ def test_training_lowers_every_reconstruction_error():
     params, opt, metrics = step(params, opt)
   for key in ("error/image_to_image", "error/text_to_text", "error/audio_to_audio"):
     assert float(metrics[key]) < 0.8 * float(first[key]), key
+
+
+def test_reconstruction_evaluator_reports_every_direction_and_a_grid():
+  from cmjax.evaluators.reconstruction import ReconstructionEvaluator
+  from tests import helpers
+
+  config = helpers.load_config("shapes_contrastive.py", "tiny,loss=autoencoder")
+  ctx = helpers.eval_context(config)
+  entry = dict(config.evals.reconstruction, num_examples=20, batch_size=8, grid=3)
+  ev = ReconstructionEvaluator(entry, ctx)
+  batch = {k: v[:2] for k, v in ev.arrays.items()}
+  variables = jax.jit(ctx.model.init)(jax.random.key(0), batch)
+  metrics = dict(ev.run(variables))
+  assert len([k for k in metrics if k.startswith("reconstruction/error/")]) == 9
+  assert ev.num_batches == 2  # 20 examples: two whole batches of 8
+  grid = ev.pictures()["grid"]
+  size = config.data.image_size
+  assert grid.shape == (4 * size, 3 * size, 3) and grid.dtype == np.uint8  # originals + 3 sources
+  np.testing.assert_array_equal(grid[:size, :size], ev.arrays["image"][0])

@@ -98,3 +98,14 @@ def test_rows_without_a_caption_do_not_count():
   np.testing.assert_allclose(float(loss), float(ref), rtol=1e-6)
   with pytest.raises(ValueError, match="label_smoothing"):
     CaptioningObjective(dict(type="captioning", label_smoothing=1.5), ctx=None)
+
+
+def test_captioned_grid_writes_each_caption_under_its_image():
+  from cmjax.evaluators.captioning import captioned_grid
+
+  images = np.zeros((3, 32, 32, 3), np.uint8)
+  grid = captioned_grid(images, ["a red circle", "", "a long caption " * 10])
+  assert grid.shape[1] == 3 * 64 and grid.shape[0] > 64
+  text = grid[64:]  # white paper with dark letters under the first and third images only
+  ink = (text < 128).all(-1)
+  assert ink[:, :64].any() and not ink[:, 64:128].any() and ink[:, 128:].any()

@@ -7,7 +7,9 @@ Every caption the dataset lists for an example (`dataset.captions`) is a
 reference; texts are compared lowercased without punctuation
 (`text_metrics.caption_tokens`). Metrics: 'captioning/bleu1'..'bleu4',
 'captioning/cider', 'captioning/mean_length' (words). The first `examples`
-generated captions with their references go to `<workdir>/<name>.json`.
+generated captions with their references go to `<workdir>/<name>.json`, and,
+for images, a grid of them with their generated captions underneath to
+`<workdir>/<name>_examples.png` and TensorBoard (`pictures`).
 
 Options: split, seed, num_examples, batch_size, beam_size (1: greedy),
 length_penalty, max_len (default the decoder's), bos_id / eos_id / pad_id
@@ -104,3 +106,28 @@ class CaptioningEvaluator:
 
   def artifacts(self) -> dict:
     return {"examples": self._examples}
+
+  def pictures(self) -> dict:
+    if self.keys != ("image",) or not self._examples:
+      return {}
+    images = self.inputs[0][: len(self._examples)]
+    return {"examples": captioned_grid(images, [e["generated"] for e in self._examples])}
+
+
+def captioned_grid(images: np.ndarray, captions: list[str], scale: int = 2) -> np.ndarray:
+  """uint8 `[n, H, W, 3]` images side by side, each upscaled by `scale` with its
+  caption written underneath (wrapped): uint8 `[H', W', 3]`."""
+  import textwrap  # pylint: disable=g-import-not-at-top
+
+  from PIL import Image, ImageDraw  # pylint: disable=g-import-not-at-top
+
+  h, w = images.shape[1] * scale, images.shape[2] * scale
+  chars = max(w // 7, 1)  # PIL's default bitmap font: about 6 px a character
+  lines = [textwrap.wrap(c, chars)[:6] or [""] for c in captions]
+  text_h = 12 * max(len(l) for l in lines) + 4
+  canvas = Image.new("RGB", (w * len(images), h + text_h), "white")
+  draw = ImageDraw.Draw(canvas)
+  for i, (image, wrapped) in enumerate(zip(images, lines)):
+    canvas.paste(Image.fromarray(image).resize((w, h), Image.NEAREST), (i * w, 0))
+    draw.multiline_text((i * w + 2, h + 2), "\n".join(wrapped), fill="black", spacing=2)
+  return np.asarray(canvas)
