@@ -36,7 +36,6 @@ import jax
 import jax.numpy as jnp
 
 from cmjax.models import audio_features
-from cmjax.models.audio_front_end import normalise_over_valid
 from cmjax.models.contrastive import TriModalContrastive
 from cmjax.models.layers import dense
 from cmjax.models.registry import register
@@ -149,18 +148,8 @@ class CrossModalAutoencoder(TriModalContrastive):
     return x.astype(jnp.float32)
 
   def _audio_target(self, batch: dict) -> tuple[jax.Array, jax.Array]:
-    front = self.towers["audio"]
-    mask = batch["audio_mask"].astype(jnp.bool_)
-    wave = jnp.where(mask, batch["audio"].astype(jnp.float32), 0.0)
-    feats = audio_features.log_mel_spectrogram(
-      wave,
-      sample_rate=front.sample_rate,
-      n_fft=front.n_fft,
-      hop_length=front.hop_length,
-      n_mels=front.n_mels,
-    )
-    fmask = audio_features.frame_mask(mask, front.hop_length, n_fft=front.n_fft)
-    return normalise_over_valid(feats, fmask), fmask
+    # The audio tower's own front end, without SpecAugment: the features it reads.
+    return self.towers["audio"].log_mel_features(batch["audio"], batch["audio_mask"], train=False)
 
   def __call__(self, batch: dict, *, train: bool = False) -> dict:
     out, encoded = self._embed_batch(batch, train)

@@ -49,13 +49,7 @@ class Captioner(TriModalContrastive):
 
   def setup(self):
     super().setup()
-    if self.source not in self.used or self.source == "text":
-      raise ValueError(
-        f"config.model.source={self.source!r} must be one of the model's non-text "
-        f"modalities {[m for m in self.used if m != 'text']}"
-      )
-    if self.data is None or not self.data.vocab_size:
-      raise ValueError("the captioner needs data with text (a tokenizer's vocab_size)")
+    self._check_source(self.source, "captioner")
     settings = dict(self.decoder or {})
     settings.setdefault("max_len", self.data.text_length())
     self.text_decoder = TextDecoder(

@@ -155,6 +155,17 @@ class TriModalContrastive(nn.Module):
     )
     self.logit_bias = self.param("logit_bias", nn.initializers.constant(self.logit_bias_init), ())
 
+  def _check_source(self, source: str, what: str) -> None:
+    """For models that read a tower's tokens (`source`) and emit text: that
+    tower exists and is not the text's, and the data have a vocabulary."""
+    if source not in self.used or source == "text":
+      raise ValueError(
+        f"config.model.source={source!r} must be one of the model's non-text "
+        f"modalities {[m for m in self.used if m != 'text']}"
+      )
+    if self.data is None or not self.data.vocab_size:
+      raise ValueError(f"the {what} needs data with text (a tokenizer's vocab_size)")
+
   def _embed(self, modality: str, *inputs, train: bool) -> jax.Array:
     return self._project(modality, self._encode(modality, *inputs, train=train).pooled)
 

@@ -33,13 +33,7 @@ class CTCRecognizer(TriModalContrastive):
 
   def setup(self):
     super().setup()
-    if self.source not in self.used or self.source == "text":
-      raise ValueError(
-        f"config.model.source={self.source!r} must be one of the model's non-text "
-        f"modalities {[m for m in self.used if m != 'text']}"
-      )
-    if self.data is None or not self.data.vocab_size:
-      raise ValueError("the CTC recognizer needs data with text (a tokenizer's vocab_size)")
+    self._check_source(self.source, "CTC recognizer")
     self.ctc_norm = layer_norm("ctc_norm", self.dtype)
     self.ctc_head = dense(self.data.vocab_size, "ctc_head", self.dtype, out_axis="vocab")
 
