@@ -13,6 +13,8 @@ examples (the pretraining uses every pair). Same data, encoder and steps as
 shapes_contrastive.py.
 
 Variants: stage=pretrain|asr, init=WORKDIR, transcripts=F, loss=L (pretraining),
+units=words|chars (the CTC labels: the word vocabulary, or UTF-8 bytes with a
+4x finer audio frame rate),
 beam=K (evaluator: 1 greedy, else CTC prefix beam search), seed=N, tiny,
 steps=N, batch_size=N, workers=N, audio=E.
 """
@@ -32,6 +34,7 @@ def get_config(arg=None):
     transcripts=1.0,
     loss="clip",
     beam=1,
+    units="words",
     seed=0,
     tiny=False,
     steps=0,
@@ -41,6 +44,8 @@ def get_config(arg=None):
   )
   if arg.stage not in ("asr", "pretrain"):
     raise ValueError(f"config argument stage={arg.stage!r}; expected 'asr' or 'pretrain'")
+  if arg.units not in ("words", "chars"):
+    raise ValueError(f"config argument units={arg.units!r}; expected 'words' or 'chars'")
   if not 0 < arg.transcripts <= 1:
     raise ValueError(f"config argument transcripts={arg.transcripts}: a fraction in (0, 1]")
   base = ",".join(f"{k}={arg[k]}" for k in ("tiny", "steps", "batch_size", "workers", "audio"))
@@ -50,6 +55,11 @@ def get_config(arg=None):
   c.seed = arg.seed
   c.model.image = None
   c.data.text_is_speech = True  # the text of an example is what its speech says
+  if arg.units == "chars":
+    # CTC needs a frame per label and more: 4x the frame rate for the ~50
+    # characters of a caption (the audio towers subsample 4x).
+    c.data.update(tokenizer="byte", max_text_len=96)
+    c.model.audio.hop_length = 80
   if arg.stage == "pretrain":
     c.model.modalities = ("audio", "text")
     c.evals = dict(retrieval=c.evals.retrieval.to_dict())

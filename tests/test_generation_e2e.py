@@ -50,5 +50,7 @@ def test_recognizer_starts_from_the_aligned_audio_tower(coca_run, tmp_path):
   assert np.isfinite(m["train/ctc/nll_per_label"])
   config = helpers.load_config("shapes_asr.py", "tiny,transcripts=0.5")
   assert config.data.num_train == 128 and config.data.text_is_speech
+  chars = helpers.load_config("shapes_asr.py", "tiny,units=chars")
+  assert chars.data.tokenizer == "byte" and chars.model.audio.hop_length == 80
   examples = _read(workdir, "asr.json")["examples"]
   assert examples and all(e["reference"] for e in examples)

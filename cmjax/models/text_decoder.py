@@ -61,7 +61,8 @@ class DecoderBlock(nn.Module):
     else:
       h, _ = self.cross_attn(h, key_mask=memory_mask, cache=cache["cross"])
     x = x + self.drop(h, deterministic=deterministic)
-    x = x + self.drop(self.mlp(self.ln_mlp(x), deterministic=deterministic), deterministic=True)
+    h = self.mlp(self.ln_mlp(x), deterministic=deterministic)
+    x = x + self.drop(h, deterministic=deterministic)
     return x if cache is None else (x, dict(self=self_cache, cross=cache["cross"]))
 
   def cross_kv(self, memory: jax.Array, width: int) -> dict:
