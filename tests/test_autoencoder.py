@@ -29,10 +29,11 @@ SPEC = spec_lib.ElementSpec(
 SMALL = dict(width=16, depth=1, num_heads=2, mlp_dim=32)
 
 
-def _model(joint="none"):
+def _model(joint="none", modalities=("image", "text", "audio")):
   return CrossModalAutoencoder(
     embed_dim=8,
     normalize=False,
+    modalities=modalities,
     image=dict(name="vit", patch_size=8, **SMALL),
     text=dict(name="transformer", **SMALL),
     audio=dict(name="transformer", n_fft=400, hop_length=320, n_mels=16, **SMALL),
@@ -87,30 +88,33 @@ def test_every_direction_is_decoded_and_absent_rows_do_not_count():
 
 
 def test_product_of_experts_is_the_precision_weighted_mean():
-  model, batch = _model("poe"), _batch(1)
+  model = _model("poe", ("image", "text"))
+  batch = {k: v for k, v in _batch(1).items() if not k.startswith("audio")}
   variables = jax.jit(model.init)(jax.random.key(0), batch)
   out = jax.jit(model.apply)(variables, batch)
-  bound = model.bind(variables)
-  _, encoded = bound._embed_batch(batch, False)
-  mus = {m: np.asarray(out[m]) for m in encoded}
-  logvars = {m: np.asarray(bound.logvar_heads[m](encoded[m].pooled)) for m in encoded}
-  present = {
-    "image": batch["image_present"],
-    "text": np.ones(6, bool),
-    "audio": batch["audio_present"],
-  }
+
+  def logvars_of(m, b):
+    _, encoded = m._embed_batch(b, False)
+    return {k: m.logvar_heads[k](e.pooled) for k, e in encoded.items()}
+
+  logvars = jax.jit(lambda v: model.apply(v, batch, method=logvars_of))(variables)
+  mus = {m: np.asarray(out[m]) for m in logvars}
+  logvars = {m: np.asarray(v) for m, v in logvars.items()}
+  present = {"image": batch["image_present"], "text": np.ones(6, bool)}
   precision = 1.0 + sum(present[m][:, None] * np.exp(-logvars[m]) for m in mus)
   joint = sum(present[m][:, None] * np.exp(-logvars[m]) * mus[m] for m in mus) / precision
   # The decoder of the joint code, run on the expected code, gives the output.
-  want = bound._decode("image", jnp.asarray(joint, jnp.float32), batch, False)
+  decode = lambda m, z: m._decode("image", z, batch, False)
+  want = jax.jit(lambda v, z: model.apply(v, z, method=decode))(variables, joint.astype(np.float32))
   np.testing.assert_allclose(out["recon/joint_to_image"], want, atol=1e-5)
   assert np.isfinite(float(out["kl"])) and float(out["kl"]) > 0
   with pytest.raises(ValueError, match="joint='moe'"):
-    _model("moe").init(jax.random.key(0), batch)
+    _model("moe", ("image", "text")).init(jax.random.key(0), batch)
 
 
 def test_training_lowers_every_reconstruction_error():
-  model, batch = _model(), _batch(2)
+  model = _model(modalities=("image", "text"))
+  batch = {k: v for k, v in _batch(2).items() if not k.startswith("audio")}
   variables = jax.jit(model.init)(jax.random.key(1), batch)
   objective = _objective()
   tx = optax.adam(3e-3)
@@ -129,7 +133,7 @@ def test_training_lowers_every_reconstruction_error():
   _, _, first = step(params, opt)
   for _ in range(60):
     params, opt, metrics = step(params, opt)
-  for key in ("error/image_to_image", "error/text_to_text", "error/audio_to_audio"):
+  for key in ("error/image_to_image", "error/text_to_text", "error/text_to_image"):
     assert float(metrics[key]) < 0.8 * float(first[key]), key
 
 
