@@ -3,7 +3,6 @@ counted nowhere, the product of experts as defined, and training lowers the
 reconstruction errors."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
