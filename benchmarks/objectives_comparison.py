@@ -3,9 +3,9 @@ r"""Shared-representation objectives on shapes at equal steps, 3 seeds.
   python benchmarks/objectives_comparison.py --workdir /tmp/cmjax-objectives
 
 Every row is `configs/shapes_contrastive.py:loss=<row>` with the same data,
-encoders, batch, steps and seeds: CLIP, SigLIP, alignment alone (collapses),
-alignment with VICReg's or Barlow Twins' anti-collapse term, the cross-modal
-autoencoder and CoCa (CLIP + captioning). Columns: held-out retrieval R@5
+encoders, batch, steps and seeds: alignment alone (collapses), alignment with
+VICReg's anti-collapse term, CLIP, SigLIP, the cross-modal autoencoder and
+CoCa (CLIP + captioning); `--rows` may add 'barlow' (Barlow Twins). Columns: held-out retrieval R@5
 (image<->text, image<->speech, the mean of both directions), zero-shot shape
 accuracy, the linear probe of the image embedding (shape of the first object),
 the spread of the unit image embeddings (near 0: collapse) and, for the
@@ -32,7 +32,9 @@ flags.DEFINE_string(
 )
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of every row.")
 flags.DEFINE_list(
-  "rows", ["clip", "siglip", "align", "vicreg", "barlow", "autoencoder", "coca"], "Objectives."
+  "rows",
+  ["align", "vicreg", "clip", "siglip", "autoencoder", "coca"],
+  "Objectives (`loss=` of shapes_contrastive.py; 'barlow' too).",
 )
 flags.DEFINE_integer("steps", 300, "Steps of every run.")
 flags.DEFINE_integer("batch", 64, "Batch of every run.")
