@@ -21,6 +21,9 @@ SMALL = {
   "cross_attention": dict(num_heads=2, mlp_dim=16),
   "joint_transformer": dict(num_heads=2, mlp_dim=16),
   "bottleneck": dict(num_heads=2, mlp_dim=16, depth=2, fusion_layer=1, num_bottlenecks=2),
+  "relation_network": dict(hidden=6),
+  "film": dict(hidden=6),
+  "graph_network": dict(num_heads=2, mlp_dim=16, depth=2),
 }
 MODALITY_SETS = {2: ("image", "text"), 3: ("image", "text", "audio")}
 

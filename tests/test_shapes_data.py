@@ -119,6 +119,7 @@ def test_fields_shapes_and_dtypes():
     "relation_label",
     "domain",
     "answer_label",
+    "question_type",
     "voice",
     "speech_caption_index",
     "index",
@@ -214,33 +215,153 @@ def test_objects_are_drawn_where_recorded(quiet_examples):
       assert close.sum() > 5, (shapes.SHAPES[shape], shapes.COLORS[color])
 
 
-def test_questions_are_answered_correctly(quiet_examples):
-  for ex in quiet_examples:
+def _answer(question, objs):
+  """The answer to `question` about objs = [(shape, color, size, x, y)], worked
+  out here from the scene's geometry; None if the question is ambiguous."""
+  by_shape = {shapes.SHAPES[o[0]]: o for o in objs}
+  words = question.split()
+  if question == "how many objects are there":
+    return ("one", "two", "three")[len(objs) - 1]
+  # The reference object follows the last "the".
+  the = len(words) - 1 - words[::-1].index("the") if "the" in words else 0
+  if question.startswith("what color is the object "):
+    target = _related(words[5:the], words[the + 1 :], by_shape, objs)
+    return None if target is None else shapes.COLORS[target[1]]
+  if question.startswith("what color is the "):
+    return shapes.COLORS[by_shape[words[-1]][1]]
+  if question.startswith("what size is the "):
+    return shapes.SIZES[by_shape[words[-1]][2]]
+  if question.startswith("what shape is the "):
+    found = [o for o in objs if shapes.COLORS[o[1]] == words[-2]]
+    return shapes.SHAPES[found[0][0]] if len(found) == 1 else None
+  if question.startswith("what is "):
+    target = _related(words[2:the], words[the + 1 :], by_shape, objs)
+    return None if target is None else shapes.SHAPES[target[0]]
+  if question.startswith("is there "):
+    o = by_shape.get(words[-1])
+    if len(words) == 4:
+      return "yes" if o is not None else "no"
+    return "yes" if o is not None and shapes.COLORS[o[1]] == words[-2] else "no"
+  if " the same " in question:  # is the A the same color|size as the B
+    a, b = by_shape[words[2]], by_shape[words[-1]]
+    k = 1 if words[5] == "color" else 2
+    return "yes" if a[k] == b[k] else "no"
+  # is the A <relation> the B: the dominant direction from B to A
+  a, b = by_shape[words[2]], by_shape[words[-1]]
+  dx, dy = a[3] - b[3], a[4] - b[4]
+  horizontal = abs(dx) > abs(dy)
+  rel = " ".join(words[3:-2])
+  truth = {
+    "left of": horizontal and dx < 0,
+    "right of": horizontal and dx > 0,
+    "above": not horizontal and dy < 0,
+    "below": not horizontal and dy > 0,
+  }[rel]
+  return "yes" if truth else "no"
+
+
+def _related(rel_words, ref_words, by_shape, objs):
+  """The one object in relation `rel_words` to the reference ('[color] shape')."""
+  ref = by_shape[ref_words[-1]]
+  if len(ref_words) == 2 and shapes.COLORS[ref[1]] != ref_words[0]:
+    return None
+  rel = " ".join(rel_words)
+  found = []
+  for o in objs:
+    if o is ref:
+      continue
+    dx, dy = o[3] - ref[3], o[4] - ref[4]
+    if {"left of": dx < 0, "right of": dx > 0, "above": dy < 0, "below": dy > 0}[rel]:
+      found.append(o)
+  return found[0] if len(found) == 1 else None
+
+
+def test_questions_are_answered_correctly_and_typed():
+  src = shapes.ShapesSource(split="train", speech=False, num_examples=1000)
+  types = {t: [] for t in shapes.QUESTION_TYPES}
+  for i in range(400):
+    ex = src[i]
     q, a = ex["question"], ex["answer"]
     assert shapes.ANSWERS[int(ex["answer_label"])] == a
-    objs = ex["objects"][: int(ex["num_objects"])]
-    by_shape = {shapes.SHAPES[o[0]]: o for o in objs}
-    words = q.split()
-    if q == "how many objects are there":
-      assert a == shapes_text.NUMBERS[len(objs)]
-    elif q.startswith("what color is the"):
-      assert a == shapes.COLORS[by_shape[words[-1]][1]]
-    elif q.startswith("what size is the"):
-      assert a == shapes.SIZES[by_shape[words[-1]][2]]
-    elif q.startswith("is there a ") and len(words) == 4:
-      assert a == ("yes" if words[-1] in by_shape else "no")
-    elif q.startswith("is there"):
-      o = by_shape.get(words[-1])
-      assert a == ("yes" if o is not None and shapes.COLORS[o[1]] == words[-2] else "no")
-    elif q.startswith("what shape is the"):
-      assert shapes.COLORS[by_shape[a][1]] == words[-2]
+    objs = [tuple(int(v) for v in o) for o in ex["objects"][: int(ex["num_objects"])]]
+    assert _answer(q, objs) == a, (q, a, objs)
+    types[shapes.QUESTION_TYPES[int(ex["question_type"])]].append((q, a))
+  starts = {
+    "attribute": ("what color is the", "what size is the", "what shape is the"),
+    "existence": ("is there",),
+    "count": ("how many",),
+    "relation": ("what is", "what color is the object", "is the"),
+    "compare": ("is the",),
+  }
+  for t, pairs in types.items():
+    assert len(pairs) >= 25, (t, len(pairs))
+    assert all(q.startswith(starts[t]) for q, _ in pairs), t
+  # Yes/no answers are balanced within each type that has them, counts too.
+  for t in ("existence", "compare"):
+    yes = np.mean([a == "yes" for _, a in types[t]])
+    assert 0.3 < yes < 0.7, (t, yes)
+  counts = np.bincount([("one", "two", "three").index(a) for _, a in types["count"]], minlength=3)
+  assert counts.min() > 0.2 * counts.sum(), counts
+
+
+def test_colour_comparisons_are_answered_yes_half_the_time():
+  # Two random colours agree 1 time in 8; the generator keeps a "no" 1 time in 7.
+  rng = np.random.default_rng(0)
+  answers = []
+  while len(answers) < 4000:
+    objects = [(s, int(rng.integers(8)), int(rng.integers(2))) for s in (0, 1)]
+    qa = shapes_text._compare_question(objects, rng)
+    if qa is not None and "same color" in qa[0]:
+      answers.append(qa[1] == "yes")
+  assert 0.46 < np.mean(answers) < 0.54, np.mean(answers)
+
+
+def test_swap_captions_are_true_and_false_with_the_same_words():
+  src = shapes.ShapesSource(split="test", speech=False, num_examples=200)
+  seen = set()
+  for i in range(60):
+    ex = src[i]
+    true_caption, *negatives = ex["swap_captions"]
+    if int(ex["num_objects"]) == 1:
+      assert ex["swap_captions"] == ["", "", "", ""]
+      continue
+    objs, rel = truth(ex)
+    got_objs, got_rel = parse(true_caption)
+    assert got_objs == objs and same_relation(got_rel, rel), true_caption
+    for kind, neg in zip(shapes_text.SWAP_TYPES, negatives):
+      if not neg:
+        assert kind == "attribute"
+        a, b = ex["objects"][0], ex["objects"][1]
+        assert a[1] == b[1] and a[2] == b[2]
+        continue
+      seen.add(kind)
+      n_objs, n_rel = parse(neg)
+      assert not (n_objs == objs and same_relation(n_rel, rel)), (kind, neg)
+      if kind in ("attribute", "order"):  # the same words, differently bound or ordered
+        assert sorted(neg.split()) == sorted(true_caption.split()) and neg != true_caption
+      else:
+        assert len(neg.split()) == len(true_caption.split())
+  assert seen == set(shapes_text.SWAP_TYPES)
+
+
+def test_spoken_questions():
+  kw = dict(split="test", num_examples=5, max_speech_seconds=4.0)
+  asked = shapes.ShapesSource(spoken="question", **kw)[2]
+  told = shapes.ShapesSource(**kw)[2]
+  assert asked["question"] == told["question"] and asked["captions"] == told["captions"]
+  assert asked["speech_caption_index"] == -1 and asked["speech"].size > 1000
+  assert not np.array_equal(asked["speech"][:1000], told["speech"][:1000])
+  with pytest.raises(ValueError, match="spoken"):
+    shapes.ShapesSource(spoken="answer", **kw)
 
 
 def test_vocabulary_covers_all_text_and_canonical_words_are_common(quiet_examples):
   vocab = set(shapes.vocabulary())
   counts = {}
   for ex in quiet_examples:
-    for text in ex["captions"] + [ex["negative_caption"], ex["question"], ex["answer"]]:
+    for text in (
+      ex["captions"] + [ex["negative_caption"], ex["question"], ex["answer"]] + ex["swap_captions"]
+    ):
       for w in text.split():
         assert w in vocab, w
         counts[w] = counts.get(w, 0) + 1

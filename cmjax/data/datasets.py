@@ -26,7 +26,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from cmjax.data import records
+from cmjax.data import records, shapes_text
 from cmjax.data import spec as spec_lib
 from cmjax.registry import Registry
 
@@ -122,6 +122,9 @@ class GeneratedDataset(Dataset):
   option_keys: tuple[str, ...] = ()
   label_classes: dict[str, int] = {}
   available_extras: dict[str, str] = {}
+  # Extras that are class labels (with their class counts) when a config asks
+  # for them: they can then be a model head's target.
+  extra_classes: dict[str, int] = {}
   has_text = True
   default_num_examples: dict[str, int] = {}
 
@@ -161,7 +164,10 @@ class GeneratedDataset(Dataset):
       dataset=self.name,
       modalities=tuple(modalities),
       features=features,
-      labels=dict(self.label_classes),
+      labels={
+        **self.label_classes,
+        **{k: self.extra_classes[k] for k in self.extras if k in self.extra_classes},
+      },
       extras={k: self.available_extras[k] for k in self.extras},
       vocab_size=self.tokenizer.vocab_size if self.has_text else 0,
       sample_rate=int(data.sample_rate) if data.speech else 0,
@@ -179,10 +185,13 @@ class GeneratedDataset(Dataset):
     )
 
   def captions(self, record) -> list[str]:
-    return list(record[records.text_field(self.config)]) if self.has_text else []
+    return records.texts(record, records.text_field(self.config)) if self.has_text else []
 
   def transcript(self, record) -> str:
-    """The caption the record's speech says."""
+    """The caption (or, with `config.data.spoken='question'`, the question) the
+    record's speech says."""
+    if self.config.get("spoken", "caption") == "question":
+      return record["question"]
     return record["captions"][int(record["speech_caption_index"])]
 
   def preprocess(self, train=True):
@@ -192,6 +201,13 @@ class GeneratedDataset(Dataset):
       raise ValueError(
         f"config.data.text_is_speech=True needs text and speech (config.data.speech=True) "
         f"in dataset {self.name!r}"
+      )
+    if spoken and (data.get("spoken", "caption") == "question") != (
+      records.text_field(data) == "question"
+    ):
+      raise ValueError(
+        "config.data.text_is_speech=True needs the text to be what is spoken: "
+        "config.data.text_field='question' with config.data.spoken='question', or neither"
       )
     return records.Preprocess(
       self.tokenizer,
@@ -221,13 +237,20 @@ class ShapesDataset(GeneratedDataset):
     "max_speech_seconds",
     "video_frames",
     "video_size",
+    "spoken",
   )
   label_classes = {"label": 8, "shape_label": 8, "color_label": 8, "size_label": 2}
   available_extras = {
     "answer_label": "index of the answer to `question` in shapes_text.ANSWERS",
     "relation_label": "object 0 vs object 1 (shapes_text.RELATIONS index), -1 if one object",
+    "question_type": "kind of `question` (shapes_text.QUESTION_TYPES index)",
     "num_objects": "objects in the scene",
     "domain": "visual domain (0 plain, 1 textured)",
+  }
+  extra_classes = {
+    "answer_label": len(shapes_text.ANSWERS),
+    "relation_label": len(shapes_text.RELATIONS),
+    "question_type": len(shapes_text.QUESTION_TYPES),
   }
 
   @property

@@ -102,11 +102,15 @@ def has_video(data_config: Mapping[str, Any]) -> bool:
   return bool(data_config.get("video_frames", 0))
 
 
+TEXT_FIELDS = ("captions", "video_captions", "question")
+
+
 def text_field(data_config: Mapping[str, Any]) -> str:
-  """Which captions are the text: 'captions' (of the image) or 'video_captions'."""
+  """Which text the `text` input holds: 'captions' (of the image),
+  'video_captions' (of the video clip) or 'question' (the VQA question)."""
   field = data_config.get("text_field", "captions")
-  if field not in ("captions", "video_captions"):
-    raise ValueError(f"config.data.text_field={field!r}; expected 'captions' or 'video_captions'.")
+  if field not in TEXT_FIELDS:
+    raise ValueError(f"config.data.text_field={field!r}; expected one of {TEXT_FIELDS}.")
   if field == "video_captions" and not has_video(data_config):
     raise ValueError(
       "config.data.text_field='video_captions' needs video clips: set config.data.video_frames > 0."
@@ -141,6 +145,12 @@ def random_shift(image: np.ndarray, max_shift: int, rng: np.random.Generator) ->
   return np.ascontiguousarray(
     padded[max_shift + dy : max_shift + dy + h, max_shift + dx : max_shift + dx + w]
   )
+
+
+def texts(record, field: str) -> list[str]:
+  """The record's texts in `field`: a list of paraphrases, or one string."""
+  value = record[field]
+  return [value] if isinstance(value, str) else list(value)
 
 
 class Preprocess(grain.transforms.RandomMap):
@@ -178,8 +188,10 @@ class Preprocess(grain.transforms.RandomMap):
   def random_map(self, record, rng: np.random.Generator):
     out = {"image": random_shift(record["image"], self.max_shift, rng)}
     if self.text_field:
-      captions = record[self.text_field]
-      if self.spoken_text:  # the words the speech says (speech recognition targets)
+      captions = texts(record, self.text_field)
+      if self.spoken_text and len(captions) == 1:  # the question, spoken
+        caption = captions[0]
+      elif self.spoken_text:  # the words the speech says (speech recognition targets)
         caption = captions[int(record["speech_caption_index"])]
       else:
         caption = captions[int(rng.integers(len(captions)))]

@@ -21,14 +21,20 @@ Example fields (``S`` = image_size, ``K`` = max_objects, ``n`` = speech length):
 ``captions``           list[str]     ``num_captions`` distinct paraphrases
 ``negative_caption``   str           one attribute of object 0/1 or the relation changed
 ``question``/``answer`` str          VQA pair; ``answer_label`` int32 index into ANSWERS
+``question_type``      int32 []      index into QUESTION_TYPES (attribute, existence, ...)
+``swap_captions``      list[str]     [true, attribute-swapped, relation-swapped, order-swapped]
+                                     captions in one canonical form ("" where the scene
+                                     has no such swap; see shapes_text.swapped_captions)
 ``label``              int32 []      shape of object 0 (= ``shape_label``)
 ``shape_label``, ``color_label``, ``size_label``  int32 [] attributes of object 0
 ``num_objects``        int32 []
 ``relation_label``     int32 []      object 0 vs object 1 (RELATIONS index), -1 if one object
 ``domain``             int32 []
 ``objects``            int32 [K,5]   (shape, color, size, x, y) per object, -1 rows pad
-``speech``             float32 [n]   one caption spoken (n = 0 when speech=False)
-``speech_caption_index`` int32 []    which caption was spoken (-1 when speech=False)
+``speech``             float32 [n]   one caption (or with spoken='question' the question)
+                                     spoken (n = 0 when speech=False)
+``speech_caption_index`` int32 []    which caption was spoken (-1 when speech=False or
+                                     the question is spoken)
 ``voice``              int32 []      index into speech.ALL_VOICES (-1 when speech=False)
 ``speech_rate``        int32 []      words/minute actually used (-1 when speech=False)
 ``index``              int32 []      i
@@ -50,6 +56,7 @@ from cmjax.data import speech as speech_lib
 from cmjax.data.shapes_text import (  # noqa: F401  (re-exported public constants)
   ANSWERS,
   COLORS,
+  QUESTION_TYPES,
   RELATIONS,
   SHAPES,
   SIZES,
@@ -60,6 +67,7 @@ from cmjax.data.shapes_text import (  # noqa: F401  (re-exported public constant
 assert shapes_render.SHAPE_KINDS == SHAPES
 
 SPLITS = ("train", "validation", "test")
+SPOKEN = ("caption", "question")
 DEFAULT_NUM_EXAMPLES = {"train": 50_000, "validation": 1_000, "test": 1_000}
 MAX_OBJECTS = 3
 _GAP = 2.0  # minimum free pixels between objects
@@ -131,6 +139,7 @@ def _checked_options(
   speech_rates,
   video_frames,
   video_size,
+  spoken,
 ):
   """Checks `ShapesSource`'s options, raising ValueError naming the bad one.
 
@@ -186,6 +195,8 @@ def _checked_options(
     bad("video_frames", video_frames, "must be 0 (no video) or an int in [2, 64]")
   if not isinstance(video_size, (int, np.integer)) or not 32 <= video_size <= 256:
     bad("video_size", video_size, "must be an int in [32, 256]")
+  if spoken not in SPOKEN:
+    bad("spoken", spoken, f"must be one of {SPOKEN}")
   return num_examples, (lo, hi), (rlo, rhi)
 
 
@@ -215,6 +226,8 @@ class ShapesSource:
     video_frames: frames per clip of the objects moving (0 = no video).
     video_size: side of the video frames in pixels (>= 32; small, since a
       clip holds ``video_frames`` of them).
+    spoken: what the speech says: 'caption' (one of the captions) or
+      'question' (the VQA question, for spoken question answering).
   """
 
   def __init__(
@@ -237,6 +250,7 @@ class ShapesSource:
     speech_rates: tuple[int, int] = (150, 210),
     video_frames: int = 0,
     video_size: int = 32,
+    spoken: str = "caption",
   ):
     options = {k: v for k, v in locals().items() if k != "self"}
     num_examples, (lo, hi), (rlo, rhi) = _checked_options(**options)
@@ -256,6 +270,7 @@ class ShapesSource:
     self.noise_snr_db = (lo, hi)
     self.speech_rates = (rlo, rhi)
     self.video_frames, self.video_size = int(video_frames), int(video_size)
+    self.spoken = spoken
     if holdout_voices:
       voices = speech_lib.TEST_VOICES if split == "test" else speech_lib.TRAIN_VOICES
     else:
@@ -329,7 +344,8 @@ class ShapesSource:
     triples = [tuple(int(v) for v in o[:3]) for o in objects]
     caps = shapes_text.captions(triples, relation, self.num_captions, text_rng)
     neg, _ = shapes_text.negative(triples, relation, text_rng)
-    q, a = shapes_text.question(triples, relation, text_rng)
+    positions = [(int(o[3]), int(o[4])) for o in objects]
+    q, a, q_type = shapes_text.question(triples, relation, text_rng, positions)
 
     padded = np.full((self.max_objects, 5), -1, np.int32)
     padded[: len(objects)] = objects
@@ -341,6 +357,8 @@ class ShapesSource:
       "question": q,
       "answer": a,
       "answer_label": i32(ANSWERS.index(a)),
+      "question_type": i32(q_type),
+      "swap_captions": shapes_text.swapped_captions(triples, relation),
       "label": i32(objects[0, 0]),
       "shape_label": i32(objects[0, 0]),
       "color_label": i32(objects[0, 1]),
@@ -364,7 +382,12 @@ class ShapesSource:
           triples, directions, self.num_captions, video_rng
         ),
       )
-    if self.speech:
+    if self.speech and self.spoken == "question":
+      wav, voice_id, rate = self._speak(q, speech_rng)
+      ex.update(
+        speech=wav, speech_caption_index=i32(-1), voice=i32(voice_id), speech_rate=i32(rate)
+      )
+    elif self.speech:
       k = int(speech_rng.integers(self.num_captions))
       wav, voice_id, rate = self._speak(caps[k], speech_rng)
       ex.update(speech=wav, speech_caption_index=i32(k), voice=i32(voice_id), speech_rate=i32(rate))

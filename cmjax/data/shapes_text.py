@@ -86,14 +86,21 @@ _TWO = (
   "an image of {A} {P} {B}",
 )
 _THIRD = ("and there is also {C}", "and also {C}", "along with {C}")
+_CANONICAL = ("{A} is {P} {B}",)  # swapped_captions
+# What kinds of question there are (the `question_type` of an example).
+QUESTION_TYPES = ("attribute", "existence", "count", "relation", "compare")
 _QUESTIONS = (
   "what color is the {h}",
   "what size is the {h}",
+  "what shape is the {c} object",
   "is there a {h}",
   "is there {a} {c} {h}",
   "how many objects are there",
-  "what shape is the {c} object",
+  "what is {R} the {c} {h}",
+  "what color is the object {R} the {h}",
   "is the {h} {R} the {h2}",
+  "is the {h} the same color as the {h2}",
+  "is the {h} the same size as the {h2}",
 )
 
 
@@ -186,41 +193,161 @@ def negative(objects, relation: int, rng: np.random.Generator):
   return caption(objs, relation, rng), kind
 
 
-def question(objects, relation: int, rng: np.random.Generator) -> tuple[str, str]:
-  """A (question, answer) pair answerable from the image; canonical words only."""
+# The negatives of `swapped_captions`, in its order after the true caption.
+SWAP_TYPES = ("attribute", "relation", "order")
+
+
+def _canonical(objects, relation: int) -> str:
+  """'a small red circle is to the left of a large blue square [and there is also ...]'."""
+
+  def np_(o):
+    return f"a {SIZES[o[2]]} {COLORS[o[1]]} {SHAPES[o[0]]}"
+
+  text = f"{np_(objects[0])} is {RELATION_WORDS[relation][0]} {np_(objects[1])}"
+  return text + "".join(f" and there is also {np_(o)}" for o in objects[2:])
+
+
+def swapped_captions(objects, relation: int) -> list[str]:
+  """[true caption, attribute-swapped, relation-swapped, order-swapped], all in
+  one canonical form, for compositional evaluation (Winoground / ARO style).
+
+  * attribute: objects 0 and 1 exchange their colours (or, if those agree,
+    their sizes): the same words, bound to the wrong objects;
+  * relation: the relation replaced by its inverse (one word differs);
+  * order: objects 0 and 1 exchange places in the sentence: the same words
+    in another order.
+  Every negative is false of the scene (shapes are unique in a scene). ""
+  where there is no such negative: every entry for one object, the attribute
+  swap when both colours and both sizes agree.
+  """
+  objs = [tuple(int(v) for v in o[:3]) for o in objects]
+  if len(objs) < 2:
+    return ["", "", "", ""]
+  a, b = objs[0], objs[1]
+  attr = 1 if a[1] != b[1] else 2 if a[2] != b[2] else None
+  attribute = ""
+  if attr is not None:
+    a2, b2 = list(a), list(b)
+    a2[attr], b2[attr] = b[attr], a[attr]
+    attribute = _canonical([tuple(a2), tuple(b2)] + objs[2:], relation)
+  return [
+    _canonical(objs, relation),
+    attribute,
+    _canonical(objs, INVERSE_RELATION[relation]),
+    _canonical([b, a] + objs[2:], relation),
+  ]
+
+
+def _loosely(a, b, relation: int) -> bool:
+  """Could object centre a (x, y) be called `relation` of centre b by anyone?
+
+  The scene rules put object 0 strictly in its relation to object 1; a third
+  object that is even loosely in the asked relation makes a "what is <rel>
+  the <Y>" question ambiguous, so such questions are not asked.
+  """
+  dx, dy = a[0] - b[0], a[1] - b[1]
+  return (dx < 0, dx > 0, dy < 0, dy > 0)[relation]
+
+
+def _relation_question(objects, relation, positions, rng):
+  """'what is left of the red circle' -> shape, or 'what color is the object
+  above the star' -> color; None when a third object would make it ambiguous."""
+  target, ref, rel = (0, 1, relation) if rng.random() < 0.5 else (1, 0, INVERSE_RELATION[relation])
+  for k in range(len(objects)):
+    if k not in (target, ref) and (
+      positions is None or _loosely(positions[k], positions[ref], rel)
+    ):
+      return None
+  shape, color = objects[ref][0], objects[ref][1]
+  named = f"{COLORS[color]} {SHAPES[shape]}" if rng.random() < 0.5 else SHAPES[shape]
+  phrase = RELATIONS[rel]
+  if rng.random() < 0.5:
+    return f"what is {phrase} the {named}", SHAPES[objects[target][0]]
+  return f"what color is the object {phrase} the {named}", COLORS[objects[target][1]]
+
+
+def _compare_question(objects, rng):
+  """'is the circle the same color as the star': yes/no on a random pair, each
+  answer half the time; None when a colour 'no' is rejected (see below)."""
+  i, j = (int(k) for k in rng.permutation(len(objects))[:2])
+  attr = int(rng.integers(2))  # 0 color, 1 size
+  same = objects[i][1 + attr] == objects[j][1 + attr]
+  # Colours are independent uniform draws over 8: a pair shares one with p 1/8.
+  # Keeping a "no" with p 1/7 makes yes and no equally likely for every pair of
+  # shapes, so the words of the question do not give the answer away.
+  if attr == 0 and not same and rng.random() >= 1 / 7:
+    return None
+  word = ("color", "size")[attr]
+  return f"is the {SHAPES[objects[i][0]]} the same {word} as the {SHAPES[objects[j][0]]}", (
+    "yes" if same else "no"
+  )
+
+
+def question(objects, relation: int, rng: np.random.Generator, positions=None):
+  """A (question, answer, type) triple answerable from the image; canonical words only.
+
+  `type` indexes QUESTION_TYPES: attribute (colour, size or shape of a named
+  object), existence, count, relation ("what is left of the red circle", "is
+  the star above the ring") and compare ("is the circle the same size as the
+  star"). The type is drawn uniformly among those the scene allows (relation
+  and compare need two objects); yes/no answers are balanced. `positions`:
+  object centres [(x, y), ...], needed to rule out ambiguous relation questions
+  in scenes of three objects (without them such scenes get none).
+  """
+  kind = int(rng.integers(len(QUESTION_TYPES)))
+  # About half the scenes have one object (layouts of two or three are redrawn
+  # more often), so half of their count questions become attribute or
+  # existence ones: the answers of "how many objects are there" are then about
+  # equally frequent. Relation and compare need two objects.
+  if len(objects) == 1 and (kind > 2 or (kind == 2 and rng.random() < 0.5)):
+    kind = int(rng.integers(2))
+  # A kind's rejected draws are redrawn within the kind, so the kinds stay
+  # equally frequent (an ambiguous 'what is left of' becomes a yes/no one).
+  while True:
+    qa = _question_of_kind(kind, objects, relation, positions, rng)
+    if qa is not None:
+      return qa[0], qa[1], kind
+
+
+def _question_of_kind(kind, objects, relation, positions, rng):
   n = len(objects)
-  colors = [o[1] for o in objects]
-  unique_colors = [c for c in colors if colors.count(c) == 1]
-  kinds = [0, 1, 2, 3, 4] + ([5] if unique_colors else []) + ([6] if n > 1 else [])
-  kind = kinds[int(rng.integers(len(kinds)))]
   obj = objects[int(rng.integers(n))]
-  if kind == 0:
-    return f"what color is the {SHAPES[obj[0]]}", COLORS[obj[1]]
-  if kind == 1:
-    return f"what size is the {SHAPES[obj[0]]}", SIZES[obj[2]]
-  present = {o[0] for o in objects}
-  if kind in (2, 3):
+  if kind == 0:  # attribute
+    colors = [o[1] for o in objects]
+    unique_colors = [c for c in colors if colors.count(c) == 1]
+    form = int(rng.integers(3 if unique_colors else 2))
+    if form == 0:
+      return f"what color is the {SHAPES[obj[0]]}", COLORS[obj[1]]
+    if form == 1:
+      return f"what size is the {SHAPES[obj[0]]}", SIZES[obj[2]]
+    color = unique_colors[int(rng.integers(len(unique_colors)))]
+    return f"what shape is the {COLORS[color]} object", SHAPES[objects[colors.index(color)][0]]
+  if kind == 1:  # existence
+    present = {o[0] for o in objects}
     yes = rng.random() < 0.5
-    if kind == 2:
-      shape = (
-        obj[0] if yes else int(rng.choice([s for s in range(len(SHAPES)) if s not in present]))
-      )
+    if rng.random() < 0.5:
+      absent = [s for s in range(len(SHAPES)) if s not in present]
+      shape = obj[0] if yes else int(rng.choice(absent))
       return f"is there a {SHAPES[shape]}", "yes" if yes else "no"
     color = obj[1] if yes else int(rng.choice([c for c in range(len(COLORS)) if c != obj[1]]))
     # Shapes are unique in a scene, so (color, shape) is "yes" iff it is obj.
     c = COLORS[color]
     return f"is there {_article(c)} {c} {SHAPES[obj[0]]}", "yes" if yes else "no"
-  if kind == 4:
+  if kind == 2:  # count
     return "how many objects are there", NUMBERS[n]
-  if kind == 5:
-    color = unique_colors[int(rng.integers(len(unique_colors)))]
-    shape = objects[colors.index(color)][0]
-    return f"what shape is the {COLORS[color]} object", SHAPES[shape]
-  asked = relation if rng.random() < 0.5 else int(rng.integers(4))
-  return (
-    f"is the {SHAPES[objects[0][0]]} {RELATION_WORDS[asked][0]} the {SHAPES[objects[1][0]]}",
-    "yes" if asked == relation else "no",
-  )
+  if kind == 3:  # relation
+    if rng.random() < 0.5:
+      return _relation_question(objects, relation, positions, rng)
+    asked = (
+      relation if rng.random() < 0.5 else int(rng.choice([r for r in range(4) if r != relation]))
+    )
+    a, b = (0, 1) if rng.random() < 0.5 else (1, 0)
+    truth = relation if a == 0 else INVERSE_RELATION[relation]
+    return (
+      f"is the {SHAPES[objects[a][0]]} {RELATIONS[asked]} the {SHAPES[objects[b][0]]}",
+      "yes" if asked == truth else "no",
+    )
+  return _compare_question(objects, rng)
 
 
 def vocabulary() -> list[str]:
@@ -231,7 +358,7 @@ def vocabulary() -> list[str]:
     for alternatives in group:
       for phrase in alternatives:
         words.update(phrase.split())
-  for template in _NP_FORMS + _ONE + _TWO + _THIRD + _QUESTIONS:
+  for template in _NP_FORMS + _ONE + _TWO + _THIRD + _CANONICAL + _QUESTIONS:
     words.update(w for w in template.split() if not re.fullmatch(r"\{\w+\}", w))
   words.update(ANSWERS)
   from cmjax.data import shapes_video  # pylint: disable=g-import-not-at-top  (cycle)

@@ -28,6 +28,7 @@ from cmjax.data import shapes
 
 _SCALARS = (
   "answer_label",
+  "question_type",
   "label",
   "shape_label",
   "color_label",
@@ -60,7 +61,8 @@ def _config(options: dict) -> ShapesConfig:
 class Shapes(tfds.core.GeneratorBasedBuilder):
   """Procedural tri-modal shapes scenes (image, captions, speech, labels)."""
 
-  VERSION = tfds.core.Version("1.0.0")
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.1.0": "question types (question_type) and swap_captions."}
   # TFDS derives this from the module via `importlib_resources`, a package
   # this venv lacks; it is only used to look for checksums/metadata files
   # next to the code, which a generated dataset does not have.
@@ -78,6 +80,7 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
       # Raw uint8 tensor, not tfds Image: PNG encoding would need TF.
       "image": tfds.features.Tensor(shape=(size, size, 3), dtype=np.uint8),
       "captions": tfds.features.Sequence(tfds.features.Text()),
+      "swap_captions": tfds.features.Sequence(tfds.features.Text()),
       "speech": tfds.features.Tensor(shape=(None,), dtype=np.float32),
       "objects": tfds.features.Tensor(shape=(k, 5), dtype=np.int32),
     }
@@ -98,7 +101,13 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
     src = shapes.ShapesSource(split=split, **self._options())
     for i in range(len(src)):
       ex = src[i]
-      yield i, {k: ex[k] for k in ("image", "captions", "speech", "objects", *_SCALARS, *_STRINGS)}
+      yield (
+        i,
+        {
+          k: ex[k]
+          for k in ("image", "captions", "swap_captions", "speech", "objects", *_SCALARS, *_STRINGS)
+        },
+      )
 
 
 def builder(data_dir: str, **source_options) -> Shapes:

@@ -20,6 +20,11 @@ MAE; `accuracy` below):
   noise of std s times the utterance's own RMS, text has a fraction s of its
   real tokens replaced by random ones:
   `classification/<task>/noise_<modality>_<s>/accuracy`.
+
+With `group_by=KEY` (an int32 field of the rows, e.g. 'question_type' in
+config.data.extras) each task's headline metric is also reported per value of
+KEY: `classification/<task>/by_<KEY>/<name>/accuracy`, names from
+`group_names` (a list indexed by value; the value itself otherwise).
 """
 
 from __future__ import annotations
@@ -60,6 +65,13 @@ class ClassificationEvaluator:
     # A fixed caption per example: the same inputs at every evaluation.
     self.arrays = pipeline.materialize(source, dataset.eval_row)
     self.n = len(next(iter(self.arrays.values())))
+    self.group_by = entry.get("group_by")
+    if self.group_by is not None and self.group_by not in self.arrays:
+      raise ValueError(
+        f"evaluator {entry.get('type')!r}: group_by={self.group_by!r} is not in the held-out "
+        f"rows, which have {sorted(self.arrays)}; add it to config.data.extras"
+      )
+    self.group_names = tuple(entry.get("group_names") or ())
     rng = np.random.default_rng(int(entry.get("seed", 0)))
     self.missing_order = {m: rng.permutation(self.n) for m in self.modalities}
     self._apply = jax.jit(
@@ -119,9 +131,12 @@ class ClassificationEvaluator:
     """Confusion matrices of the last run: {task: [[count of true i predicted j]]}."""
     return {"confusion_matrix": {t: cm.tolist() for t, cm in self.confusion.items()}}
 
-  def task_metrics(self, t: str, logits: np.ndarray) -> dict[str, float]:
-    """The metrics of head `t`'s outputs `[n, outputs]`; the first is its headline."""
-    target = self.arrays[t]
+  def task_metrics(
+    self, t: str, logits: np.ndarray, target: np.ndarray | None = None
+  ) -> dict[str, float]:
+    """The metrics of head `t`'s outputs `[n, outputs]` against `target` (default:
+    every held-out row's); the first is its headline."""
+    target = self.arrays[t] if target is None else target
     if self.kinds[t] == "class":
       pred = logits.argmax(-1)
       out = {"accuracy": metrics.accuracy(target, pred)}
@@ -142,6 +157,18 @@ class ClassificationEvaluator:
       "sign_f1": metrics.weighted_f1(sign_true, sign_pred, 2),
     }
 
+  def group_metrics(self, t: str, logits: np.ndarray):
+    """Task `t`'s headline metric on the rows of each value of `group_by`:
+    `classification/<t>/by_<group_by>/<value name>/<metric>` (and the rows' count)."""
+    groups = np.asarray(self.arrays[self.group_by])
+    for g in np.unique(groups):
+      rows = groups == g
+      name = self.group_names[g] if 0 <= g < len(self.group_names) else str(int(g))
+      metric, value = next(iter(self.task_metrics(t, logits[rows], self.arrays[t][rows]).items()))
+      prefix = f"classification/{t}/by_{self.group_by}/{name}"
+      yield f"{prefix}/{metric}", value
+      yield f"{prefix}/count", int(rows.sum())
+
   def headline(self, t: str, logits: np.ndarray) -> tuple[str, float]:
     return next(iter(self.task_metrics(t, logits).items()))
 
@@ -153,6 +180,8 @@ class ClassificationEvaluator:
         self.confusion[t] = cm
       for name, value in self.task_metrics(t, preds[t]).items():
         yield f"classification/{t}/{name}", value
+      if self.group_by is not None:
+        yield from self.group_metrics(t, preds[t])
     for m in self.modalities:
       for f in self.missing_fractions:
         missing = self.predict(variables, self.present_with_missing(m, f))

@@ -30,7 +30,7 @@ Features = Mapping[str, EncoderOutput]
 
 def _import_builtin_fusions() -> None:
   # pylint: disable=g-import-not-at-top,unused-import
-  from cmjax.models.fusion import pooled, tokens  # noqa: F401
+  from cmjax.models.fusion import pooled, relational, tokens  # noqa: F401
 
 
 FUSIONS = Registry(
