@@ -340,9 +340,31 @@ SHARED_OBJECTIVES = {
   "coca": dict(
     objectives=dict(contrastive=_CLIP, caption=dict(type="captioning", weight=2.0)),
     model=dict(name="captioner", source="image"),
+    model_sizes=lambda tiny: dict(decoder=decoder_preset(tiny)),
     evals=dict(captioning=dict(type="captioning", every_steps=0, split="test")),
   ),
+  # Image-text matching (ALBEF-style) with the data's hard negative captions,
+  # and with in-batch negatives mined from the contrastive similarities too.
+  "itm": dict(
+    objectives=dict(contrastive=_CLIP, itm=dict(type="matching")),
+    model=dict(name="matcher", pair=("image", "text"), negatives=("dataset",)),
+    model_sizes=lambda tiny: dict(fusion=matching_fusion_preset(tiny)),
+    data=dict(negative_text=True),
+  ),
+  "itm_mined": dict(
+    objectives=dict(contrastive=_CLIP, itm=dict(type="matching")),
+    model=dict(name="matcher", pair=("image", "text"), negatives=("dataset", "mined")),
+    model_sizes=lambda tiny: dict(fusion=matching_fusion_preset(tiny)),
+    data=dict(negative_text=True),
+  ),
 }
+SHARED_OBJECTIVES["autoencoder"]["model_sizes"] = lambda tiny: dict(
+  decoders=dict(
+    image=dict(patch_size=8, **_token_decoder_sizes(tiny)),
+    text=decoder_preset(tiny),
+    audio=dict(chunk=4, **_token_decoder_sizes(tiny)),
+  )
+)
 
 
 def set_contrastive_model(c, arg, embed_dim: int = 128) -> None:
@@ -368,21 +390,26 @@ def set_contrastive_model(c, arg, embed_dim: int = 128) -> None:
     logit_bias_init=-10.0 if siglip else 0.0,
   )
   c.model = dict(model, **choice.get("model", {}))
-  if arg.loss == "coca":
-    c.model.decoder = decoder_preset(arg.tiny)
-  if arg.loss == "autoencoder":
-    tokens = (
-      dict(width=16, depth=1, num_heads=2, mlp_dim=32)
-      if arg.tiny
-      else dict(width=128, depth=1, num_heads=4, mlp_dim=256)
-    )
-    c.model.decoders = dict(
-      image=dict(patch_size=8, **tokens),
-      text=decoder_preset(arg.tiny),
-      audio=dict(chunk=4, **tokens),
-    )
+  if "model_sizes" in choice:  # the choice's own parts (decoders, matching head), sized
+    c.model.update(choice["model_sizes"](arg.tiny))
+  if "data" in choice:
+    c.data.update(choice["data"])
   c.objectives = choice["objectives"]
   return choice.get("evals", {})
+
+
+def _token_decoder_sizes(tiny: bool) -> dict:
+  """The autoencoder's image and audio token decoders."""
+  if tiny:
+    return dict(width=16, depth=1, num_heads=2, mlp_dim=32)
+  return dict(width=128, depth=1, num_heads=4, mlp_dim=256)
+
+
+def matching_fusion_preset(tiny: bool = False) -> dict:
+  """The matching head of the 'itm' objectives: cross-attention between the towers' tokens."""
+  if tiny:
+    return dict(name="cross_attention", width=16, depth=1, num_heads=2, mlp_dim=32)
+  return dict(name="cross_attention", width=128, depth=2, num_heads=4, mlp_dim=256)
 
 
 def decoder_preset(tiny: bool = False) -> dict:

@@ -33,6 +33,11 @@ TEXT_ENCODERS = {
     dict(name="transformer", width=128, depth=2, num_heads=4, mlp_dim=256),
     dict(name="transformer", width=16, depth=1, num_heads=2, mlp_dim=32),
   ),
+  # No word order: the embedding is a function of the bag of words.
+  "bow": (
+    dict(name="transformer", width=128, depth=2, num_heads=4, mlp_dim=256, positions="none"),
+    dict(name="transformer", width=16, depth=1, num_heads=2, mlp_dim=32, positions="none"),
+  ),
   "lstm": (dict(name="rnn", cell="lstm", width=128), dict(name="rnn", cell="lstm", width=16)),
   "gru": (dict(name="rnn", cell="gru", width=128), dict(name="rnn", cell="gru", width=16)),
 }

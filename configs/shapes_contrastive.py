@@ -10,13 +10,17 @@ Variants (after the colon, comma separated):
   loss=L        the objective: clip (default), siglip (sigmoid), align (squared
                 distance alone: collapses), vicreg, barlow (alignment with
                 VICReg's or Barlow Twins' anti-collapse term), autoencoder
-                (cross-modal reconstruction), coca (clip + image captioning)
+                (cross-modal reconstruction), coca (clip + image captioning),
+                itm (clip + an image-text matching head trained on the data's
+                hard negative captions), itm_mined (and on in-batch negatives
+                mined from the contrastive similarities, as ALBEF)
   seed=N        the run's seed (initialisation, data order, training examples)
   steps=N       override the number of training steps
   batch_size=N  global batch size
   image=E       image encoder: vit (default), resnet_gn (ResNet, GroupNorm),
                 resnet_bn (ResNet, BatchNorm)
-  text=E        text encoder: transformer (default), lstm, gru
+  text=E        text encoder: transformer (default), bow (a Transformer without
+                positions: a bag of words), lstm, gru
   audio=E       audio encoder: transformer (default), cnn, ast
 
 Encoder comparison (README, "Encoders"), e.g.:
@@ -128,6 +132,8 @@ def get_config(arg=None):
       num_examples=1000,
       source_options=dict(speech=False),  # images only: generated in seconds
     ),
+    # True captions against attribute / relation / order swaps (chance 0.5).
+    compositionality=dict(type="compositionality", every_steps=0, split="test", num_examples=1000),
     **extra_evals,
   )
 
@@ -140,4 +146,6 @@ def get_config(arg=None):
   config_utils.apply_common_overrides(c, arg)
   if arg.tiny:
     c.evals.probe.num_train = 64
+    if not arg.loss.startswith("itm"):  # tested with the matching head's runs
+      del c.evals["compositionality"]
   return c

@@ -323,11 +323,16 @@ def test_swap_captions_are_true_and_false_with_the_same_words():
     ex = src[i]
     true_caption, *negatives = ex["swap_captions"]
     if int(ex["num_objects"]) == 1:
-      assert ex["swap_captions"] == ["", "", "", ""]
+      assert ex["swap_captions"] == ["", "", "", ""] and ex["pair_caption"] == ""
       continue
     objs, rel = truth(ex)
     got_objs, got_rel = parse(true_caption)
     assert got_objs == objs and same_relation(got_rel, rel), true_caption
+    a, b = ex["objects"][0], ex["objects"][1]
+    assert ex["pair_caption"] == (
+      f"the {shapes.COLORS[a[1]]} {shapes.SHAPES[a[0]]} and the {shapes.COLORS[b[1]]} "
+      f"{shapes.SHAPES[b[0]]}"
+    )
     for kind, neg in zip(shapes_text.SWAP_TYPES, negatives):
       if not neg:
         assert kind == "attribute"
@@ -360,7 +365,10 @@ def test_vocabulary_covers_all_text_and_canonical_words_are_common(quiet_example
   counts = {}
   for ex in quiet_examples:
     for text in (
-      ex["captions"] + [ex["negative_caption"], ex["question"], ex["answer"]] + ex["swap_captions"]
+      ex["captions"]
+      + [ex["negative_caption"], ex["question"], ex["answer"]]
+      + ex["swap_captions"]
+      + [ex["pair_caption"]]
     ):
       for w in text.split():
         assert w in vocab, w

@@ -125,6 +125,8 @@ class GeneratedDataset(Dataset):
   # Extras that are class labels (with their class counts) when a config asks
   # for them: they can then be a model head's target.
   extra_classes: dict[str, int] = {}
+  # Records have 'negative_caption' (served as `negative_text` on request).
+  has_negatives = False
   has_text = True
   default_num_examples: dict[str, int] = {}
 
@@ -139,6 +141,11 @@ class GeneratedDataset(Dataset):
       )
     self.extras = tuple(data_config.get("extras", ()))
     self.tokenizer = records.make_tokenizer(data_config)
+    self.negative_text = bool(data_config.get("negative_text", False))
+    if self.negative_text and not self.has_negatives:
+      raise ValueError(
+        f"config.data.negative_text=True: dataset {self.name!r} has no negative captions"
+      )
 
   @property
   def spec(self) -> spec_lib.ElementSpec:
@@ -158,6 +165,9 @@ class GeneratedDataset(Dataset):
     features = {}
     for m in modalities:
       features.update(spec_lib.modality_features(m, **sizes))
+    if self.negative_text:
+      for key, feature in spec_lib.modality_features("text", text_len=data.max_text_len).items():
+        features[f"negative_{key}"] = feature
     for key in list(self.label_classes) + list(self.extras):
       features[key] = spec_lib.Feature((), "int32")
     return spec_lib.ElementSpec(
@@ -219,6 +229,7 @@ class GeneratedDataset(Dataset):
       label_keys=tuple(self.label_classes) + self.extras,
       max_shift=int(data.get("augment_shift", 0)) if train else 0,
       spoken_text=spoken,
+      negative_text=self.negative_text,
     )
 
 
@@ -247,6 +258,7 @@ class ShapesDataset(GeneratedDataset):
     "num_objects": "objects in the scene",
     "domain": "visual domain (0 plain, 1 textured)",
   }
+  has_negatives = True
   extra_classes = {
     "answer_label": len(shapes_text.ANSWERS),
     "relation_label": len(shapes_text.RELATIONS),

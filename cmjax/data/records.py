@@ -102,12 +102,14 @@ def has_video(data_config: Mapping[str, Any]) -> bool:
   return bool(data_config.get("video_frames", 0))
 
 
-TEXT_FIELDS = ("captions", "video_captions", "question")
+TEXT_FIELDS = ("captions", "video_captions", "question", "pair_caption")
 
 
 def text_field(data_config: Mapping[str, Any]) -> str:
   """Which text the `text` input holds: 'captions' (of the image),
-  'video_captions' (of the video clip) or 'question' (the VQA question)."""
+  'video_captions' (of the video clip), 'question' (the VQA question) or
+  'pair_caption' (the scene's first two objects named, for relation
+  classification)."""
   field = data_config.get("text_field", "captions")
   if field not in TEXT_FIELDS:
     raise ValueError(f"config.data.text_field={field!r}; expected one of {TEXT_FIELDS}.")
@@ -174,6 +176,7 @@ class Preprocess(grain.transforms.RandomMap):
     label_keys: tuple[str, ...] = (),
     max_shift: int = 0,
     spoken_text: bool = False,
+    negative_text: bool = False,
   ):
     self.tokenizer = tokenizer
     self.spoken_text = spoken_text
@@ -184,6 +187,7 @@ class Preprocess(grain.transforms.RandomMap):
     self.text_field = text_field
     self.label_keys = label_keys
     self.max_shift = max_shift
+    self.negative_text = negative_text
 
   def random_map(self, record, rng: np.random.Generator):
     out = {"image": random_shift(record["image"], self.max_shift, rng)}
@@ -196,6 +200,10 @@ class Preprocess(grain.transforms.RandomMap):
       else:
         caption = captions[int(rng.integers(len(captions)))]
       out["text"], out["text_mask"] = self.tokenizer.pad(caption, self.max_text_len)
+    if self.negative_text:  # a caption false of the scene (image-text matching)
+      out["negative_text"], out["negative_text_mask"] = self.tokenizer.pad(
+        record["negative_caption"], self.max_text_len
+      )
     if self.with_speech:
       out["audio"], out["audio_mask"] = pad_audio(record["speech"], self.max_samples)
     if self.with_video:

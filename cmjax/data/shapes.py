@@ -21,6 +21,8 @@ Example fields (``S`` = image_size, ``K`` = max_objects, ``n`` = speech length):
 ``captions``           list[str]     ``num_captions`` distinct paraphrases
 ``negative_caption``   str           one attribute of object 0/1 or the relation changed
 ``question``/``answer`` str          VQA pair; ``answer_label`` int32 index into ANSWERS
+``pair_caption``       str           "the red circle and the blue square": objects 0 and 1
+                                     named, not their relation ("" for one object)
 ``question_type``      int32 []      index into QUESTION_TYPES (attribute, existence, ...)
 ``swap_captions``      list[str]     [true, attribute-swapped, relation-swapped, order-swapped]
                                      captions in one canonical form ("" where the scene
@@ -359,6 +361,7 @@ class ShapesSource:
       "answer_label": i32(ANSWERS.index(a)),
       "question_type": i32(q_type),
       "swap_captions": shapes_text.swapped_captions(triples, relation),
+      "pair_caption": shapes_text.pair_caption(triples),
       "label": i32(objects[0, 0]),
       "shape_label": i32(objects[0, 0]),
       "color_label": i32(objects[0, 1]),

@@ -207,6 +207,15 @@ def _canonical(objects, relation: int) -> str:
   return text + "".join(f" and there is also {np_(o)}" for o in objects[2:])
 
 
+def pair_caption(objects) -> str:
+  """'the red circle and the blue square': objects 0 and 1 named, their relation
+  not ("" for one object); the text of relation classification."""
+  if len(objects) < 2:
+    return ""
+  a, b = objects[0], objects[1]
+  return f"the {COLORS[a[1]]} {SHAPES[a[0]]} and the {COLORS[b[1]]} {SHAPES[b[0]]}"
+
+
 def swapped_captions(objects, relation: int) -> list[str]:
   """[true caption, attribute-swapped, relation-swapped, order-swapped], all in
   one canonical form, for compositional evaluation (Winoground / ARO style).

@@ -41,7 +41,7 @@ _SCALARS = (
   "voice",
   "speech_rate",
 )
-_STRINGS = ("negative_caption", "question", "answer")
+_STRINGS = ("negative_caption", "question", "answer", "pair_caption")
 
 
 @dataclasses.dataclass
@@ -62,7 +62,7 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
   """Procedural tri-modal shapes scenes (image, captions, speech, labels)."""
 
   VERSION = tfds.core.Version("1.1.0")
-  RELEASE_NOTES = {"1.1.0": "question types (question_type) and swap_captions."}
+  RELEASE_NOTES = {"1.1.0": "question types (question_type), swap_captions, pair_caption."}
   # TFDS derives this from the module via `importlib_resources`, a package
   # this venv lacks; it is only used to look for checksums/metadata files
   # next to the code, which a generated dataset does not have.

@@ -36,6 +36,7 @@ def _import_builtin_evaluators() -> None:
     asr,
     captioning,
     classification,
+    compositionality,
     nearest_caption,
     probes,
     reconstruction,

@@ -12,6 +12,7 @@ def _import_builtin_models() -> None:
     captioner,
     classifier,
     contrastive,
+    matcher,
     recognizer,
   )
 

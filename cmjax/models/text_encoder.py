@@ -27,7 +27,9 @@ class TextTransformer(nn.Module):
     dtype: compute dtype.
     causal: token t attends only to tokens <= t (GPT/CLIP-style text tower).
     positions: 'learned' (a `pos_embedding [max_len, width]` param) or
-      'sinusoidal' (fixed table, no param; any length allowed).
+      'sinusoidal' (fixed table, no param; any length allowed) or 'none' (no
+      word order at all: with pool='mean' and no causal mask the text embedding
+      is a function of the bag of words, a baseline for compositionality).
     remat, scan: passed to `Transformer`.
     param_dtype: parameter dtype.
     activation: the MLPs' (`layers.ACTIVATIONS`; 'quick_gelu' for CLIP).
@@ -68,8 +70,10 @@ class TextTransformer(nn.Module):
     batch, length = text.shape
     if self.pool not in ("mean", "first", "last", "end"):
       raise ValueError(f"pool must be 'mean', 'first', 'last' or 'end', got {self.pool!r}")
-    if self.positions not in ("learned", "sinusoidal"):
-      raise ValueError(f"positions must be 'learned' or 'sinusoidal', got {self.positions!r}")
+    if self.positions not in ("learned", "sinusoidal", "none"):
+      raise ValueError(
+        f"positions must be 'learned', 'sinusoidal' or 'none', got {self.positions!r}"
+      )
     if self.positions == "learned" and length > self.max_len:
       raise ValueError(f"text length {length} exceeds max_len {self.max_len}")
     mask = text_mask.astype(jnp.bool_)
@@ -81,8 +85,10 @@ class TextTransformer(nn.Module):
         (self.max_len, self.width),
         self.param_dtype,
       )[:length]
-    else:
+    elif self.positions == "sinusoidal":
       pos = sinusoidal_positions(length, self.width)
+    else:  # no word order: with mean pooling, a bag of words
+      pos = jnp.zeros((length, self.width), self.dtype)
     x = x + pos.astype(self.dtype)[None]
     x = Transformer(
       self.depth,

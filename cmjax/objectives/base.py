@@ -42,6 +42,7 @@ def _import_builtin_objectives() -> None:
     classification,
     contrastive,
     ctc,
+    matching,
     reconstruction,
   )
 
@@ -89,6 +90,15 @@ class Objective:
 
   def __call__(self, outputs: dict, batch: dict, step: jax.Array) -> tuple[jax.Array, dict]:
     raise NotImplementedError
+
+
+def check_keys(where: str, entry: Mapping[str, Any], allowed: Iterable[str]) -> None:
+  """Raises ValueError naming the keys of a config entry that are not `allowed`
+  ('type' and 'weight' always are)."""
+  allowed = ("type", "weight", *allowed)
+  unknown = sorted(set(entry) - set(allowed))
+  if unknown:
+    raise ValueError(f"{where} has unknown keys {unknown}; it takes {', '.join(allowed)}.")
 
 
 def require(where: str, what: str, needed: Iterable[str], have: Iterable[str]) -> None:
