@@ -297,8 +297,9 @@ def test_questions_are_answered_correctly_and_typed():
     assert len(pairs) >= 25, (t, len(pairs))
     assert all(q.startswith(starts[t]) for q, _ in pairs), t
   # Yes/no answers are balanced within each type that has them, counts too.
-  for t in ("existence", "compare"):
-    yes = np.mean([a == "yes" for _, a in types[t]])
+  yes_no = {t: [a for _, a in pairs if a in ("yes", "no")] for t, pairs in types.items()}
+  for t in ("existence", "compare"):  # relation: too few here, see the next test
+    yes = np.mean([a == "yes" for a in yes_no[t]])
     assert 0.3 < yes < 0.7, (t, yes)
   counts = np.bincount([("one", "two", "three").index(a) for _, a in types["count"]], minlength=3)
   assert counts.min() > 0.2 * counts.sum(), counts
@@ -313,6 +314,18 @@ def test_colour_comparisons_are_answered_yes_half_the_time():
     qa = shapes_text._compare_question(objects, rng)
     if qa is not None and "same color" in qa[0]:
       answers.append(qa[1] == "yes")
+  assert 0.46 < np.mean(answers) < 0.54, np.mean(answers)
+
+
+def test_relation_yes_no_questions_are_answered_yes_half_the_time():
+  # Whichever object the question names first (the inverse relation then holds).
+  rng = np.random.default_rng(1)
+  answers = []
+  while len(answers) < 4000:
+    relation = int(rng.integers(4))
+    q, a = shapes_text._question_of_kind(3, [(0, 1, 0), (1, 2, 1)], relation, None, rng)
+    if a in ("yes", "no"):
+      answers.append(a == "yes")
   assert 0.46 < np.mean(answers) < 0.54, np.mean(answers)
 
 

@@ -347,11 +347,9 @@ def _question_of_kind(kind, objects, relation, positions, rng):
   if kind == 3:  # relation
     if rng.random() < 0.5:
       return _relation_question(objects, relation, positions, rng)
-    asked = (
-      relation if rng.random() < 0.5 else int(rng.choice([r for r in range(4) if r != relation]))
-    )
     a, b = (0, 1) if rng.random() < 0.5 else (1, 0)
     truth = relation if a == 0 else INVERSE_RELATION[relation]
+    asked = truth if rng.random() < 0.5 else int(rng.choice([r for r in range(4) if r != truth]))
     return (
       f"is the {SHAPES[objects[a][0]]} {RELATIONS[asked]} the {SHAPES[objects[b][0]]}",
       "yes" if asked == truth else "no",
