@@ -57,3 +57,12 @@ def test_generation_notebook_executes(monkeypatch):
     str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs
   )
   assert "->" in text and "said:" in text and "beam search:" in text
+
+
+def test_vqa_notebook_executes(monkeypatch):
+  outputs = _execute("vqa.ipynb", monkeypatch)
+  assert len(_images(outputs)) >= 3, "expected held-out, own and spoken questions with their maps"
+  text = "".join(
+    str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs
+  )
+  assert "spoken 'what color is the square'" in text

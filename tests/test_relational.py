@@ -103,7 +103,8 @@ def test_relation_pictures_are_recorded_on_request():
   for name, key, shape in (
     ("relation_network", "relation_scores", (2, 4, 4)),
     ("film", "pool_map", (2, 4)),
-    ("graph_network", "cross_edges", (2, 4, 3)),
+    ("graph_network", "image_cross_edges", (2, 4, 3)),
+    ("graph_network", "text_cross_edges", (2, 3, 4)),
   ):
     fusion = get_fusion_cls(name)(modalities=("image", "text"), width=8)
     v = nn.meta.unbox(fusion.init(jax.random.key(0), feats))
@@ -117,5 +118,8 @@ def test_relation_pictures_are_recorded_on_request():
     if name == "film":  # shares of channels: sum to 1 over valid tokens
       np.testing.assert_allclose(picture.sum(1), 1.0, rtol=1e-6)
       assert np.all(picture[1, 3:] == 0)
-    if name == "graph_network":  # attention over the words sums to 1
-      np.testing.assert_allclose(picture.sum(-1), 1.0, rtol=1e-5)
+    if name == "graph_network":  # each valid token's attention sums to 1, padding's is 0
+      rows = np.asarray(feats[key.split("_")[0]].mask, np.float32)
+      np.testing.assert_allclose(picture.sum(-1), rows, rtol=1e-5)
+    if key == "text_cross_edges":  # and never reaches a padded patch
+      assert np.all(picture[1, :, 3:] == 0) and np.all(picture[0] > 0)

@@ -16,9 +16,11 @@ question, typed or spoken), the way visual question answering models do:
 Each records what it related for pictures (flax's 'intermediates'
 collection; nothing is stored unless the caller asks for that collection):
 `relation_scores` `[B, n, n]` (norm of g per pair), `pool_map` `[B, n]`
-(FiLM: share of channels whose max-pool picked each token), `cross_edges`
-`[B, n, N]` (graph network: the last layer's attention from each object token
-to the other modalities' tokens, mean over heads).
+(FiLM: share of channels whose max-pool picked each token), and
+`<m>_cross_edges` `[B, n_m, N]` (graph network: the last layer's attention
+from each valid token of modality m to the other modalities' tokens, mean
+over heads, zero rows for padding; e.g. `text_cross_edges` shows which patches
+each word looked at).
 """
 
 from __future__ import annotations
@@ -271,8 +273,10 @@ class GraphNetworkFusion(TokenFusionBase):
         if others:
           cross, weights = self._cross(f"{m}_cross{layer}", h, x, valid, others)
           parts.append(cross)
-          if m == om and layer == self.depth - 1:
-            self.sow("intermediates", "cross_edges", weights)
+          if layer == self.depth - 1:
+            self.sow(
+              "intermediates", f"{m}_cross_edges", jnp.where(valid[m][..., None], weights, 0.0)
+            )
         u = layer_norm(f"{m}_ln_update{layer}", self.dtype, jnp.float32)(
           jnp.concatenate(parts, axis=-1)
         )
