@@ -37,6 +37,7 @@ TASKS = {
   "relation": dict(text_field="pair_caption", head="relation_label", min_objects=2),
 }
 # The relation network pays for n^2 = 4096 pairs of patch tokens: its g stays narrow.
+RELATIONAL = ("relation_network", "graph_network", "film")
 RELATIONAL_SIZES = dict(hidden=64, g_layers=3, f_layers=2, num_blocks=3, depth=2)
 
 
@@ -98,6 +99,12 @@ def get_config(arg=None):
   if arg.task == "vqa":
     c.evals.classification.group_by = "question_type"
     c.evals.classification.group_names = shapes_text.QUESTION_TYPES
+  if arg.fusion in RELATIONAL and arg.inputs == "both":
+    # Where it looked on 8 held-out examples: <workdir>/maps_examples.png.
+    names = shapes_text.ANSWERS if arg.task == "vqa" else shapes_text.RELATIONS
+    c.evals.maps = dict(
+      type="relation_maps", every_steps=0, split="test", num_examples=8, class_names=names
+    )
 
   if arg.tiny:
     config_utils.shrink_to_tiny(c)

@@ -36,6 +36,8 @@ def test_spoken_vqa_with_a_graph_network_reports_accuracy_per_question_type(tmp_
   total = sum(v for k, v in m.items() if k.startswith(prefix) and k.endswith("/count"))
   assert total == n and all(counts.values()), counts
   assert 0 <= m["classification/answer_label/accuracy"] <= 1
+  # Where the graph network looked, drawn for held-out examples.
+  assert (tmp_path / "maps_examples.png").exists() and 0 <= m["relation_maps/entropy"] <= 1
 
 
 def test_matching_head_trains_and_is_evaluated_compositionally(tmp_path):

@@ -5,6 +5,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from cmjax.models.encoders import EncoderOutput
 from cmjax.models.fusion import get_fusion_cls, relational
@@ -123,3 +124,25 @@ def test_relation_pictures_are_recorded_on_request():
       np.testing.assert_allclose(picture.sum(-1), rows, rtol=1e-5)
     if key == "text_cross_edges":  # and never reaches a padded patch
       assert np.all(picture[1, :, 3:] == 0) and np.all(picture[0] > 0)
+
+
+def test_patch_maps_and_their_overlay():
+  from cmjax.evaluators import relation_maps  # pylint: disable=g-import-not-at-top
+
+  edges = np.zeros((1, 3, 4), np.float32)
+  edges[0, :2, 1] = 1.0  # two words look at patch 1, the third is padding
+  scores = np.ones((1, 4, 4), np.float32)
+  key, m = relation_maps.patch_map(
+    {"fusion": {"text_cross_edges": (edges,), "relation_scores": (scores,)}}
+  )
+  assert key == "text_cross_edges"
+  np.testing.assert_allclose(m, [[0, 1, 0, 0]])
+  key, m = relation_maps.patch_map({"fusion": {"relation_scores": (scores,)}})
+  np.testing.assert_allclose(m, [[0.25] * 4])
+  with pytest.raises(ValueError, match="records none of"):
+    relation_maps.patch_map({"fusion": {"something": (scores,)}})
+  img = np.full((8, 8, 3), 100, np.uint8)
+  assert np.array_equal(relation_maps.overlay(img, np.full((2, 2), 0.25)), img)
+  lit = relation_maps.overlay(img, np.array([[0.0, 1.0], [0.0, 0.0]]))
+  changed = np.any(lit != img, axis=-1)
+  assert changed[:4, 4:].all() and not changed[4:].any() and not changed[:4, :4].any()

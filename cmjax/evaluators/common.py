@@ -40,6 +40,7 @@ def _import_builtin_evaluators() -> None:
     nearest_caption,
     probes,
     reconstruction,
+    relation_maps,
     retrieval,
     zeroshot,
   )
