@@ -4,6 +4,8 @@ compositional image-text matching, spoken VQA.
   python benchmarks/relation_results.py --workdir /tmp/cmjax-relation
   python benchmarks/relation_results.py --parts=compositionality
 
+* prior: the best accuracy from the question alone (the majority answer of
+  each question string in the training split), overall and per type;
 * vqa (configs/shapes_vqa.py): answer accuracy on 2,000 held-out questions,
   overall and per question type, for the question-only and image-only
   baselines, the fusion baselines and the relational models;
@@ -150,9 +152,44 @@ def compositionality_table() -> None:
     print(f"| {row} | " + " | ".join(cells) + " |", flush=True)
 
 
+def prior_table() -> None:
+  """What the question alone gives: each test question answered with the answer
+  most frequent for that exact question among the training split's (20,000,
+  as shapes_vqa.py trains on); per type and overall."""
+  from cmjax.data import shapes  # pylint: disable=g-import-not-at-top
+
+  c = __import__("configs.shapes_vqa", fromlist=["get_config"]).get_config()
+  options = dict(min_objects=c.data.min_objects, max_objects=c.data.max_objects, speech=False)
+  train = shapes.ShapesSource(split="train", num_examples=c.data.num_train, **options)
+  counts: dict[str, dict[str, int]] = {}
+  for i in range(len(train)):
+    ex = train[i]
+    per = counts.setdefault(ex["question"], {})
+    per[ex["answer"]] = per.get(ex["answer"], 0) + 1
+  test = shapes.ShapesSource(
+    split="test", num_examples=c.evals.classification.num_examples, **options
+  )
+  hits = {t: [] for t in QUESTION_TYPES}
+  for i in range(len(test)):
+    ex = test[i]
+    seen = counts.get(ex["question"], {})
+    guess = max(seen, key=seen.get) if seen else None
+    hits[QUESTION_TYPES[int(ex["question_type"])]].append(guess == ex["answer"])
+  every = [h for v in hits.values() for h in v]
+  print("best question-only accuracy (majority answer per question in the train split):")
+  print("| all | " + " | ".join(QUESTION_TYPES) + " |")
+  print("|---" * (len(QUESTION_TYPES) + 1) + "|")
+  print(
+    f"| {np.mean(every):.3f} | "
+    + " | ".join(f"{np.mean(hits[t]):.3f}" for t in QUESTION_TYPES)
+    + " |"
+  )
+
+
 def main(argv):
   del argv
   tables = dict(
+    prior=prior_table,
     vqa=vqa_table,
     relation=relation_table,
     spoken=spoken_table,

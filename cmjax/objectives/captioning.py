@@ -23,11 +23,7 @@ class CaptioningObjective(base.Objective):
 
   def __init__(self, entry, ctx, where=""):
     super().__init__(entry, ctx, where)
-    unknown = set(entry) - {"type", "weight", "label_smoothing"}
-    if unknown:
-      raise ValueError(
-        f"{self.where} has unknown keys {sorted(unknown)}; it takes type, weight, label_smoothing."
-      )
+    base.check_keys(self.where, entry, ("label_smoothing",))
     self.label_smoothing = float(entry.get("label_smoothing", 0.0))
     if not 0.0 <= self.label_smoothing < 1.0:
       raise ValueError(f"{self.where}.label_smoothing={self.label_smoothing}; expected [0, 1).")

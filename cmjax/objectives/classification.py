@@ -26,12 +26,7 @@ from cmjax.objectives import base
 class ClassificationObjective(base.Objective):
   def __init__(self, entry, ctx, where=""):
     super().__init__(entry, ctx, where)
-    unknown = set(entry) - {"type", "weight", "tasks", "class_weights", "regression_loss"}
-    if unknown:
-      raise ValueError(
-        f"{self.where} has unknown keys {sorted(unknown)}; it takes "
-        "type, weight, tasks, class_weights, regression_loss."
-      )
+    base.check_keys(self.where, entry, ("tasks", "class_weights", "regression_loss"))
     spec = ctx.dataset.spec
     heads = dict(ctx.config.model.get("heads") or spec.heads())
     self.tasks = tuple(entry.get("tasks") or ())

@@ -28,12 +28,7 @@ class _Contrastive(base.Objective):
 
   def __init__(self, entry, ctx, where=""):
     super().__init__(entry, ctx, where)
-    unknown = set(entry) - {"type", "weight", "modalities", "sharded"}
-    if unknown:
-      raise ValueError(
-        f"{self.where} has unknown keys {sorted(unknown)}; it takes "
-        "type, weight, modalities, sharded."
-      )
+    base.check_keys(self.where, entry, ("modalities", "sharded"))
     self.modalities = tuple(entry.get("modalities") or spec_lib.MODALITIES)
     self.sharded = bool(entry.get("sharded", False))
     self.mesh = ctx.mesh

@@ -28,11 +28,7 @@ class CTCObjective(base.Objective):
 
   def __init__(self, entry, ctx, where=""):
     super().__init__(entry, ctx, where)
-    unknown = set(entry) - {"type", "weight", "eos_id"}
-    if unknown:
-      raise ValueError(
-        f"{self.where} has unknown keys {sorted(unknown)}; it takes type, weight, eos_id."
-      )
+    base.check_keys(self.where, entry, ("eos_id",))
     self.eos_id = int(entry.get("eos_id", tokenizers.EOS))
 
   def __call__(self, outputs, batch, step):

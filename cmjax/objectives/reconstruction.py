@@ -64,12 +64,7 @@ class ReconstructionObjective(base.Objective):
 
   def __init__(self, entry, ctx, where=""):
     super().__init__(entry, ctx, where)
-    unknown = set(entry) - {"type", "weight", *_OPTIONS}
-    if unknown:
-      raise ValueError(
-        f"{self.where} has unknown keys {sorted(unknown)}; it takes type, weight, "
-        f"{', '.join(_OPTIONS)}."
-      )
+    base.check_keys(self.where, entry, _OPTIONS)
     self.weights = dict(
       self=float(entry.get("self_weight", 1.0)),
       cross=float(entry.get("cross_weight", 1.0)),
