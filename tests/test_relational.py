@@ -32,7 +32,7 @@ def test_relation_network_is_f_of_the_mean_of_g_over_every_valid_pair():
   rng = np.random.default_rng(0)
   feats = _features(rng)
   rn = relational.RelationNetworkFusion(
-    modalities=("image", "text"), width=7, hidden=8, g_layers=2, f_layers=2
+    modalities=("image", "text"), width=7, hidden=8, g_layers=2, f_layers=2, coordinates=True
   )
   v = nn.meta.unbox(rn.init(jax.random.key(0), feats))
   p = jax.tree.map(np.asarray, v["params"])
@@ -41,7 +41,9 @@ def test_relation_network_is_f_of_the_mean_of_g_over_every_valid_pair():
   out = np.asarray(rn.apply({"params": p}, feats))
 
   relu = lambda a: np.maximum(a, 0.0)  # noqa: E731
-  tokens = np.asarray(feats["image"].tokens)
+  # Each token tagged with its place on the 2x2 grid.
+  xy = np.array([[-1, -1], [1, -1], [-1, 1], [1, 1]], np.float32)
+  tokens = np.concatenate([np.asarray(feats["image"].tokens), np.broadcast_to(xy, (2, 4, 2))], -1)
   mask = np.asarray(feats["image"].mask)
   q = np.asarray(feats["text"].pooled)
   # g's first layer on the concatenation [o_i, o_j, q], written out.

@@ -47,16 +47,34 @@ from cmjax.models.layers import dense, layer_norm
 from cmjax.models.pooling import masked_mean
 
 
+def token_coordinates(n: int) -> np.ndarray:
+  """float32 `[n, 2]`: where each of n tokens is, in [-1, 1].
+
+  A perfect square n > 1 is a row-major grid (patch tokens): (x, y) of each
+  cell; otherwise a sequence: (position, 0).
+  """
+  side = math.isqrt(n)
+  if n > 1 and side * side == n:
+    rows, cols = np.divmod(np.arange(n), side)
+    return (np.stack([cols, rows], 1) / (side - 1) * 2 - 1).astype(np.float32)
+  pos = np.arange(n) / max(n - 1, 1) * 2 - 1
+  return np.stack([pos, np.zeros(n)], 1).astype(np.float32)
+
+
 class ConditionedFusionBase(FusionBase):
   """Object tokens of one modality, conditioned on the pooled vectors of the rest.
 
   Attributes:
     objects: the modality whose tokens are related ('' = the first one).
     hidden: width of the relational layers (0 = `width`).
+    coordinates: append each object token's (x, y) place (`token_coordinates`)
+      to it, as both the relation network and FiLM papers tag their
+      feature-map cells.
   """
 
   objects: str = ""
   hidden: int = 0
+  coordinates: bool = True
 
   @property
   def objects_modality(self) -> str:
@@ -66,14 +84,18 @@ class ConditionedFusionBase(FusionBase):
     return m
 
   def inputs(self, features: Features, present) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(object tokens `[B, n, d]` zeroed where invalid, valid bool `[B, n]`,
+    """(object tokens `[B, n, d (+ 2 coordinates)]` zeroed where invalid, valid bool `[B, n]`,
     condition `[B, c]`: the other modalities' pooled vectors, zero where missing;
     c = 0 with one modality)."""
     check_features(self.modalities, features, self.min_modalities)
     om = self.objects_modality
     out = features[om]
     valid = out.mask.astype(jnp.bool_) & presence(features, present, om)[:, None]
-    tokens = jnp.where(valid[..., None], out.tokens.astype(self.dtype), 0.0)
+    tokens = out.tokens.astype(self.dtype)
+    if self.coordinates:
+      coords = jnp.asarray(token_coordinates(tokens.shape[1]), self.dtype)
+      tokens = jnp.concatenate([tokens, jnp.broadcast_to(coords, tokens.shape[:2] + (2,))], -1)
+    tokens = jnp.where(valid[..., None], tokens, 0.0)
     cond = [
       zero_missing(features[m].pooled.astype(self.dtype), presence(features, present, m))
       for m in self.modalities
@@ -233,9 +255,12 @@ class GraphNetworkFusion(TokenFusionBase):
   Attributes:
     objects: the modality read as a grid ('' = the first one); the others are
       sequences.
+    coordinates: add a linear map of each objects token's (x, y) place to its
+      node (`token_coordinates`).
   """
 
   objects: str = ""
+  coordinates: bool = True
   min_modalities: ClassVar[int] = 1
 
   @nn.compact
@@ -252,9 +277,11 @@ class GraphNetworkFusion(TokenFusionBase):
       nn.with_logical_partitioning(nn.initializers.normal(0.02), (None, "embed")),
       (len(self.modalities), self.width),
     )
-    x = {
-      m: jnp.where(valid[m][..., None], x[m] + embed[i], 0.0) for i, m in enumerate(self.modalities)
-    }
+    x = {m: x[m] + embed[i] for i, m in enumerate(self.modalities)}
+    if self.coordinates:
+      coords = jnp.asarray(token_coordinates(x[om].shape[1]), self.dtype)
+      x[om] = x[om] + dense(self.width, "coordinates", self.dtype)(coords)[None]
+    x = {m: jnp.where(valid[m][..., None], x[m], 0.0) for m in self.modalities}
     tables = {m: grid_neighbours(x[m].shape[1], chain=m != om) for m in self.modalities}
     heads = self.num_heads
     if self.width % heads:
