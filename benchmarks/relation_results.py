@@ -91,19 +91,23 @@ def _vqa_arg(row: str, extra: str = "") -> str:
   return f"shapes_vqa.py:fusion={row}{extra}"
 
 
+def _vqa_cells(results: list[dict]) -> list[str]:
+  """Answer accuracy overall, then per question type, as table cells."""
+  key = "classification/answer_label"
+  cells = [_cell([r[f"{key}/accuracy"] for r in results])]
+  for t in QUESTION_TYPES:
+    cells.append(_cell([r[f"{key}/by_question_type/{t}/accuracy"] for r in results]))
+  return cells
+
+
 def vqa_table() -> None:
   steps = FLAGS.vqa_steps
   print(f"shapes_vqa.py, {steps} steps of {FLAGS.batch}, accuracy on 2,000 held-out questions:")
   print("| model | all | " + " | ".join(QUESTION_TYPES) + " |")
   print("|---" * (len(QUESTION_TYPES) + 2) + "|")
-  key = "classification/answer_label"
   for row in FLAGS.vqa_rows:
     results = _runs(_vqa_arg(row), f"vqa/{row}", steps)
-    cells = [_cell([r[f"{key}/accuracy"] for r in results])]
-    cells += [
-      _cell([r[f"{key}/by_question_type/{t}/accuracy"] for r in results]) for t in QUESTION_TYPES
-    ]
-    print(f"| {row} | " + " | ".join(cells) + " |", flush=True)
+    print(f"| {row} | " + " | ".join(_vqa_cells(results)) + " |", flush=True)
 
 
 def relation_table() -> None:
@@ -125,16 +129,11 @@ def spoken_table() -> None:
   print(f"shapes_vqa.py:fusion={row}, {steps} steps of {FLAGS.batch}, typed vs spoken questions:")
   print("| question | all | " + " | ".join(QUESTION_TYPES) + " |")
   print("|---" * (len(QUESTION_TYPES) + 2) + "|")
-  key = "classification/answer_label"
   for question in ("typed", "spoken"):
     extra = "" if question == "typed" else ",question=spoken"
     folder = f"vqa/{row}" if question == "typed" else f"spoken/{row}"
     results = _runs(_vqa_arg(row, extra), folder, steps)
-    cells = [_cell([r[f"{key}/accuracy"] for r in results])]
-    cells += [
-      _cell([r[f"{key}/by_question_type/{t}/accuracy"] for r in results]) for t in QUESTION_TYPES
-    ]
-    print(f"| {question} | " + " | ".join(cells) + " |", flush=True)
+    print(f"| {question} | " + " | ".join(_vqa_cells(results)) + " |", flush=True)
 
 
 def compositionality_table() -> None:
