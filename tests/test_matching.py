@@ -105,3 +105,23 @@ def test_compositionality_ties_of_a_bag_of_words_model_are_failures():
   assert got["compositionality/attribute/accuracy"] == 0.0
   assert got["compositionality/order/accuracy"] == 0.0
   assert got["compositionality/order/count"] == ev.images.shape[0] > 5
+
+
+def test_speech_image_matching_mines_its_negatives():
+  config = helpers.load_config("shapes_contrastive.py", "tiny,loss=itm_mined")
+  config.model.pair = ("image", "audio")
+  config.model.negatives = ("mined",)
+  from cmjax import experiment  # pylint: disable=g-import-not-at-top
+  from cmjax.data import datasets  # pylint: disable=g-import-not-at-top
+
+  dataset = datasets.build(config.data)
+  model = experiment.build_model(config, dataset.spec)
+  batch = {k: jnp.zeros(s.shape, s.dtype) for k, s in dataset.spec.batch(3).items()}
+  batch["audio"] = jax.random.normal(jax.random.key(3), batch["audio"].shape) * 0.1
+  batch["audio_mask"] = jnp.ones_like(batch["audio_mask"])
+  v = model.init(jax.random.key(0), batch)
+  out = model.apply(v, batch)
+  assert out["match_logits"].shape == (3, 3) and np.asarray(out["match_valid"]).all()
+  config.model.negatives = ("dataset", "mined")
+  with pytest.raises(ValueError, match="negative captions"):
+    experiment.build_model(config, dataset.spec).init(jax.random.key(0), batch)
