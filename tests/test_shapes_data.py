@@ -1,11 +1,14 @@
 """The procedural shapes dataset: determinism, fields, text semantics, options."""
 
+import hashlib
+
 import numpy as np
 import pytest
 
 from cmjax.data import shapes, shapes_text, speech
 
 N = 120  # examples scanned by the semantic tests (no speech: fast)
+VOCABULARY_SIZE, VOCABULARY_SHA1 = 78, "a2ad3f477066"  # see test_the_vocabulary_is_unchanged
 
 
 @pytest.fixture(scope="module")
@@ -242,9 +245,9 @@ def _answer(question, objs):
     if len(words) == 4:
       return "yes" if o is not None else "no"
     return "yes" if o is not None and shapes.COLORS[o[1]] == words[-2] else "no"
-  if " the same " in question:  # is the A the same color|size as the B
-    a, b = by_shape[words[2]], by_shape[words[-1]]
-    k = 1 if words[5] == "color" else 2
+  if words[2] in ("color", "size"):  # is the color|size of the A the color|size of the B
+    a, b = by_shape[words[5]], by_shape[words[-1]]
+    k = 1 if words[2] == "color" else 2
     return "yes" if a[k] == b[k] else "no"
   # is the A <relation> the B: the dominant direction from B to A
   a, b = by_shape[words[2]], by_shape[words[-1]]
@@ -312,7 +315,7 @@ def test_colour_comparisons_are_answered_yes_half_the_time():
   while len(answers) < 4000:
     objects = [(s, int(rng.integers(8)), int(rng.integers(2))) for s in (0, 1)]
     qa = shapes_text._compare_question(objects, rng)
-    if qa is not None and "same color" in qa[0]:
+    if qa is not None and qa[0].startswith("is the color"):
       answers.append(qa[1] == "yes")
   assert 0.46 < np.mean(answers) < 0.54, np.mean(answers)
 
@@ -371,6 +374,16 @@ def test_spoken_questions():
   assert not np.array_equal(asked["speech"][:1000], told["speech"][:1000])
   with pytest.raises(ValueError, match="spoken"):
     shapes.ShapesSource(spoken="answer", **kw)
+
+
+def test_the_vocabulary_is_unchanged():
+  # Adding a word renumbers the word ids, which acts like a new initialisation
+  # seed: every recorded result would change. Word new text with existing words.
+  words = shapes.vocabulary()
+  assert (
+    len(words) == VOCABULARY_SIZE
+    and hashlib.sha1(" ".join(words).encode()).hexdigest()[:12] == VOCABULARY_SHA1
+  ), (len(words), hashlib.sha1(" ".join(words).encode()).hexdigest()[:12])
 
 
 def test_vocabulary_covers_all_text_and_canonical_words_are_common(quiet_examples):

@@ -37,7 +37,7 @@ from typing import Any, Callable
 import numpy as np
 import tqdm
 
-_VERSION = 4  # bump when the generator's output changes (3-4: question types, swap captions)
+_VERSION = 5  # bump when the generator's output changes (3-5: question types, swap captions)
 _RAGGED = ("speech",)  # 1-D fields whose length varies between examples
 
 

@@ -99,8 +99,8 @@ _QUESTIONS = (
   "what is {R} the {c} {h}",
   "what color is the object {R} the {h}",
   "is the {h} {R} the {h2}",
-  "is the {h} the same color as the {h2}",
-  "is the {h} the same size as the {h2}",
+  "is the color of the {h} the color of the {h2}",
+  "is the size of the {h} the size of the {h2}",
 )
 
 
@@ -276,7 +276,7 @@ def _relation_question(objects, relation, positions, rng):
 
 
 def _compare_question(objects, rng):
-  """'is the circle the same color as the star': yes/no on a random pair, each
+  """'is the color of the circle the color of the star': yes/no on a random pair, each
   answer half the time; None when a colour 'no' is rejected (see below)."""
   i, j = (int(k) for k in rng.permutation(len(objects))[:2])
   attr = int(rng.integers(2))  # 0 color, 1 size
@@ -287,9 +287,10 @@ def _compare_question(objects, rng):
   if attr == 0 and not same and rng.random() >= 1 / 7:
     return None
   word = ("color", "size")[attr]
-  return f"is the {SHAPES[objects[i][0]]} the same {word} as the {SHAPES[objects[j][0]]}", (
-    "yes" if same else "no"
-  )
+  # Worded with the grammar's existing words: a new word would renumber the
+  # vocabulary, which acts like a new initialisation seed for every run.
+  a, b = SHAPES[objects[i][0]], SHAPES[objects[j][0]]
+  return f"is the {word} of the {a} the {word} of the {b}", "yes" if same else "no"
 
 
 def question(objects, relation: int, rng: np.random.Generator, positions=None):
@@ -297,9 +298,9 @@ def question(objects, relation: int, rng: np.random.Generator, positions=None):
 
   `type` indexes QUESTION_TYPES: attribute (colour, size or shape of a named
   object), existence, count, relation ("what is left of the red circle", "is
-  the star above the ring") and compare ("is the circle the same size as the
-  star"). The type is drawn uniformly among those the scene allows (relation
-  and compare need two objects); yes/no answers are balanced. `positions`:
+  the star above the ring") and compare ("is the size of the circle the size of
+  the star"). The type is drawn uniformly among those the scene allows
+  (relation and compare need two objects); yes/no answers are balanced. `positions`:
   object centres [(x, y), ...], needed to rule out ambiguous relation questions
   in scenes of three objects (without them such scenes get none).
   """
