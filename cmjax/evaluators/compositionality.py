@@ -66,6 +66,11 @@ class CompositionalityEvaluator:
     )
     images = pipeline.materialize(source, prep)["image"]
     keep = np.array([bool(c[0]) for c in captions])  # scenes of one object have no swaps
+    if not keep.any():
+      raise ValueError(
+        f"the compositionality evaluator found no held-out scene of two or more objects among "
+        f"{len(captions)}; use data with max_objects >= 2 or more num_examples"
+      )
     self.images = images[keep]
     captions = [c for c, k in zip(captions, keep) if k]
     max_len = dataset.spec.text_length()
