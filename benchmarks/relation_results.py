@@ -55,13 +55,15 @@ flags.DEFINE_list(
   ],
   "VQA rows: question_only, image_only, or a fusion name.",
 )
-flags.DEFINE_list(
-  "relation_rows", ["text_only", "concat", "cross_attention", "relation_network"], "Relation rows."
+flags.DEFINE_list("relation_rows", ["text_only", "concat", "relation_network"], "Relation rows.")
+flags.DEFINE_string(
+  "spoken_fusion", "cross_attention", "The model of the spoken-question row (the best VQA one)."
 )
-flags.DEFINE_string("spoken_fusion", "film", "The model of the spoken-question row.")
 flags.DEFINE_list("comp_rows", ["bow", "clip", "siglip", "itm", "itm_mined"], "Matching rows.")
 flags.DEFINE_integer("vqa_steps", 1500, "Steps of every VQA / relation run.")
-flags.DEFINE_integer("comp_steps", 600, "Steps of every compositionality run.")
+flags.DEFINE_integer(
+  "comp_steps", 300, "Steps of every compositionality run (as the objectives comparison)."
+)
 flags.DEFINE_integer("batch", 64, "Batch of every run.")
 FLAGS = flags.FLAGS
 
