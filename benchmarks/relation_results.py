@@ -79,7 +79,11 @@ def _runs(config: str, folder: str, steps: int) -> list[dict]:
     arg = f"{config},seed={seed},steps={steps},batch_size={FLAGS.batch}"
     out.append(
       runs.train_or_reuse(
-        arg, os.path.join(FLAGS.workdir, folder, f"seed{seed}"), steps, FLAGS.record
+        # The step count is in the folder: a run of other length there would resume.
+        arg,
+        os.path.join(FLAGS.workdir, folder, f"steps{steps}_seed{seed}"),
+        steps,
+        FLAGS.record,
       )
     )
   return out

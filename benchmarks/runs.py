@@ -24,6 +24,21 @@ def _add_to_record(path: str, config_arg: str, metrics: dict) -> None:
   os.replace(tmp, path)
 
 
+def _check_length(workdir: str, steps: int) -> None:
+  """Raises if `workdir` holds a run of another length: train.py would resume it
+  and go on to `steps` with the other run's schedule, a run of neither length."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    total = json.load(f).get("total_steps")
+  if total is not None and total != steps:
+    raise ValueError(
+      f"{workdir} holds a run of {total} steps, not {steps}: give each length its own "
+      "folder (or remove that run)"
+    )
+
+
 def train_or_reuse(config_arg: str, workdir: str, steps: int, record: str | None = None) -> dict:
   """Final metrics of `train.py --config configs/<config_arg>` in `workdir`.
 
@@ -37,6 +52,7 @@ def train_or_reuse(config_arg: str, workdir: str, steps: int, record: str | None
   if recorded is not None and recorded.get("step") == steps:
     print(f"reusing the recorded run {config_arg}", flush=True)
     return recorded
+  _check_length(workdir, steps)
   path = os.path.join(workdir, "metrics.json")
   metrics = None
   if os.path.exists(path):
