@@ -164,6 +164,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """
   t_start = time.time()
   os.makedirs(workdir, exist_ok=True)
+  # The MFU denominator, measured before this run starts anything that could
+  # compete with it (data workers, checkpoint threads).
+  peak = config.get("peak_flops") or perf.measure_peak_flops()
   exp, abstract, shardings, checkpointer, data_iter, state, start = _prepare(config, workdir)
   metrics_path = os.path.join(workdir, "metrics.json")
   if start >= exp.total_steps and os.path.exists(metrics_path):
@@ -178,11 +181,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   num_params = sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(abstract.params))
   _say(
     f"Model {config.model.name}: {num_params:,} parameters; {exp.total_steps} steps "
-    f"of {config.batch_size} examples; mesh {dict(exp.mesh.shape)}"
+    f"of {config.batch_size} examples; mesh {dict(exp.mesh.shape)}; MFU against "
+    f"{peak / 1e9:,.0f} GFLOP/s per device ({'set' if config.get('peak_flops') else 'measured'})"
   )
   with jax.set_mesh(exp.mesh):
     compiled = exp.jit_step(shardings).lower(abstract, exp.batch_spec(local=False)).compile()
-  peak = config.get("peak_flops") or perf.measure_peak_flops()
   clock = perf.Throughput(
     config.batch_size, perf.compiled_flops(compiled), peak * len(exp.mesh.devices.flat)
   )
