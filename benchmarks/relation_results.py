@@ -18,7 +18,7 @@ compositional image-text matching, spoken VQA.
   CLIP with a bag-of-words text tower, CLIP, SigLIP, ITM and ITM with mined
   hard negatives.
 
-Runs go to `<workdir>/<part>/<row>/seed<k>`; final metrics are kept in
+Runs go to `<workdir>/<part>/<row>/steps<N>_seed<k>`; final metrics are kept in
 `benchmarks/results/relation_runs.json` and reused.
 """
 
