@@ -29,9 +29,9 @@ Encoder comparison (README, "Encoders"), e.g.:
       --workdir /tmp/cmjax-resnet-bn
 
 Expected result on a 2-core CPU (no GPU), measured with the first command above
-(README, "Default run"): about 14 minutes in all (2.5 of them generating the
+(README, "Default run"): about 9 minutes in all (one of them generating the
 data once), zero-shot shape / colour accuracy 0.90 / 1.00 on held-out
-single-object images, image->text Recall@5 0.78 over 1,000 held-out images
+single-object images, image->text Recall@5 0.77 over 1,000 held-out images
 (5 captions each), image<->speech Recall@5 about 0.67. `tiny` runs in ~20 s.
 """
 
