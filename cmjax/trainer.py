@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
-from cmjax import bad_steps, init_from, metric_writer, multi_step, perf, sharding
+from cmjax import bad_steps, init_from, metric_writer, multi_step, perf, run_config, sharding
 from cmjax import checkpoint as ckpt_lib
 from cmjax import evaluators as evaluators_lib
 from cmjax import experiment as experiment_lib
@@ -137,33 +137,6 @@ def _prepare(config, workdir: str):
   return exp, abstract, shardings, checkpointer, data_iter, state, start
 
 
-def _write_run_config(config, exp, workdir: str) -> None:
-  """`workdir/config.json`: the resolved config and what the data hold."""
-  payload = {
-    "config": json.loads(config.to_json_best_effort()),
-    "data": exp.spec.summary(),
-    "total_steps": exp.total_steps,
-  }
-  metric_writer.write_json(os.path.join(workdir, "config.json"), payload)
-
-
-def _say_if_length_changed(workdir: str, total_steps: int) -> None:
-  """A resumed run given another length goes on under the new length's schedule: say so.
-
-  Reads the `config.json` the run wrote when it started (before it is rewritten).
-  """
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    return
-  before = metric_writer.read_json(path).get("total_steps")
-  if before is not None and before != total_steps:
-    _say(
-      f"Note: this run was started for {before} steps and now goes to {total_steps}. From "
-      f"here on its learning-rate schedule (warm-up, decay) is the {total_steps}-step one, "
-      "so the result is neither length's run from scratch; use a new --workdir for that."
-    )
-
-
 def _log_line(step: int, total: int, m: dict) -> str:
   eta = (total - step) * m["step_time_s"]
   return (
@@ -193,9 +166,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       f"in {metrics_path}, left as they are."
     )
     return metric_writer.read_json(metrics_path)
-  if start:
-    _say_if_length_changed(workdir, exp.total_steps)
-  _write_run_config(config, exp, workdir)
+  if start and (note := run_config.length_change_note(workdir, exp.total_steps)):
+    _say(note)
+  run_config.write(config, exp, workdir)
   writer = metric_writer.MetricWriter(workdir, resume_step=start)
   num_params = sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(abstract.params))
   _say(

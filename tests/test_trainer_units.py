@@ -107,13 +107,11 @@ def test_an_old_style_loss_entry_says_what_replaced_it(tiny):
     experiment.validate_config(tiny, num_devices=1)
 
 
-def test_resuming_with_another_length_is_announced(tmp_path, capsys):
-  from cmjax import metric_writer, trainer  # pylint: disable=g-import-not-at-top
+def test_resuming_with_another_length_is_announced(tmp_path):
+  from cmjax import metric_writer, run_config  # pylint: disable=g-import-not-at-top
 
-  trainer._say_if_length_changed(str(tmp_path), 300)  # no run there yet: nothing to say
+  assert run_config.length_change_note(str(tmp_path), 300) is None  # no run there yet
   metric_writer.write_json(str(tmp_path / "config.json"), {"total_steps": 300})
-  trainer._say_if_length_changed(str(tmp_path), 300)
-  assert capsys.readouterr().out == ""
-  trainer._say_if_length_changed(str(tmp_path), 1000)
-  out = capsys.readouterr().out
-  assert "started for 300 steps and now goes to 1000" in out
+  assert run_config.length_change_note(str(tmp_path), 300) is None
+  note = run_config.length_change_note(str(tmp_path), 1000)
+  assert "started for 300 steps and now goes to 1000" in note
