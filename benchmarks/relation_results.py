@@ -79,7 +79,7 @@ def _runs(config: str, folder: str, steps: int) -> list[dict]:
     arg = f"{config},seed={seed},steps={steps},batch_size={FLAGS.batch}"
     out.append(
       runs.train_or_reuse(
-        # The step count is in the folder: a run of other length there would resume.
+        # One folder per length: runs.py refuses a folder holding a run of another length.
         arg,
         os.path.join(FLAGS.workdir, folder, f"steps{steps}_seed{seed}"),
         steps,
